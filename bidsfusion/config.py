@@ -1,0 +1,124 @@
+"""The run configuration: one frozen dataclass, read from TOML and the CLI, saved as TOML.
+
+Precedence: built-in defaults < ``--config FILE.toml`` < command-line options.
+The effective configuration is written next to the outputs so a run can be
+repeated exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from bidsfusion.errors import InputMissingError, UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything one ``bidsfusion`` run needs; paths are absolute."""
+
+    bids_dir: Path
+    output_dir: Path
+    analysis_level: str
+    participant_label: tuple[str, ...] = ()
+    session_label: tuple[str, ...] = ()
+    skip_bids_validation: bool = False
+    work_dir: Path | None = None
+    nprocs: int = max(1, os.cpu_count() or 1)
+    omp_nthreads: int = 1
+    mem_gb: float | None = None
+    seed: int = 0
+    verbose: int = 0
+    # participant level
+    task: str = "rest"
+    falff_band: tuple[float, float] = (0.01, 0.1)
+    skull_strip: str = "template"
+    backend: str = "simpleitk"
+    nipype_plugin: str = "MultiProc"
+    nipype_plugin_args: Path | None = None
+    # group level
+    objective: tuple[str, ...] = ()
+    encoder: str = "dcgan"
+    latent_dim: int = 64
+    epochs: int = 200
+    batch_size: int = 64
+    input_size: int = 64
+    folds: int = 5
+    holdout: float = 0.15
+    label_column: str = "diagnosis"
+    positive: str = "AD"
+    negative: str = "HC"
+    device: str = "auto"
+
+    @property
+    def work(self) -> Path:
+        """The work directory: ``--work-dir``, else the hidden ``OUTPUT_DIR/.bidsfusion-work``."""
+        return self.work_dir or self.output_dir / ".bidsfusion-work"
+
+    def to_toml(self) -> str:
+        """The configuration as TOML text (paths as strings, ``None`` omitted)."""
+        return tomli_w.dumps(
+            {k: _to_toml_value(v) for k, v in dataclasses.asdict(self).items() if v is not None}
+        )
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def _to_toml_value(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Settings from a TOML file, keys normalised to field names (``-`` -> ``_``)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputMissingError(f"config file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputMissingError(f"config file {path} cannot be read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from exc
+    settings = {key.replace("-", "_"): value for key, value in raw.items()}
+    unknown = sorted(set(settings) - set(FIELDS))
+    if unknown:
+        raise UsageError(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
+            f"see 'bidsfusion --help' for the options"
+        )
+    return settings
+
+
+def make_config(cli: Mapping[str, Any], config_file: Path | None = None) -> RunConfig:
+    """Merge defaults, an optional TOML file and explicit CLI values into a RunConfig."""
+    settings = read_toml(config_file) if config_file else {}
+    settings.update({k: v for k, v in cli.items() if v is not None and v != ()})
+    try:
+        return RunConfig(**{k: _coerce(k, v) for k, v in settings.items()})
+    except TypeError as exc:
+        raise UsageError(f"incomplete configuration: {exc}") from exc
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = str(FIELDS[name].type)
+    if "Path" in kind:
+        return Path(value).expanduser().absolute() if value is not None else None
+    if kind.startswith("tuple"):
+        return tuple(value) if isinstance(value, list | tuple) else (value,)
+    return value

@@ -1,0 +1,1 @@
+"""Encoders, decoders and projection heads (the building layer)."""

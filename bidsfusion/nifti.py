@@ -1,0 +1,64 @@
+"""Reading and writing NIfTI files with one-line errors and atomic writes."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.filebasedimages import ImageFileError
+
+from bidsfusion.atomic import atomic_path
+from bidsfusion.errors import InputDataError, InputMissingError
+
+READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError)
+"""What nibabel raises on a truncated, corrupt or non-NIfTI file."""
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message folded onto one line (its type name if empty)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def load_image(path: Path) -> nib.Nifti1Image:
+    """The NIfTI image at ``path`` (header read; data stays lazy)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputMissingError(f"{path}: file not found")
+    try:
+        return nib.load(path)
+    except READ_ERRORS as error:
+        raise InputDataError(f"{path}: unreadable NIfTI ({one_line(error)})") from None
+
+
+def read_data(path: Path, ndim: int | None = None) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """``(data float32, image)`` of a NIfTI; checks dimensionality and finiteness.
+
+    Raises :class:`InputMissingError` (66) for a missing file and
+    :class:`InputDataError` (65) for a corrupt file, a wrong number of
+    dimensions or NaN/infinite voxels, each naming the file.
+    """
+    image = load_image(path)
+    if ndim is not None and len(image.shape) != ndim:
+        raise InputDataError(f"{path}: expected a {ndim}D image, got shape {image.shape}")
+    try:
+        data = np.asarray(image.get_fdata(dtype=np.float32))
+    except READ_ERRORS as error:
+        raise InputDataError(f"{path}: unreadable NIfTI ({one_line(error)})") from None
+    if not np.isfinite(data).all():
+        raise InputDataError(f"{path}: contains NaN or infinite values; fix or exclude the scan")
+    return data, image
+
+
+def save_image(
+    data: np.ndarray, affine: np.ndarray, path: Path, header: nib.Nifti1Header | None = None
+) -> Path:
+    """Write ``data`` with ``affine`` (sform and qform, scanner code) to ``path`` atomically."""
+    image = nib.Nifti1Image(data, affine, header)
+    image.set_sform(affine, code=1)
+    image.set_qform(affine, code=1)
+    image.header.set_xyzt_units("mm", "sec")
+    with atomic_path(Path(path)) as tmp:
+        nib.save(image, tmp)
+    return Path(path)

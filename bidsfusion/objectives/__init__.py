@@ -1,0 +1,1 @@
+"""Objective terms (critic, InfoNCE, DIM edges, baselines) and their composition."""

@@ -1,0 +1,54 @@
+"""``AE``: one DCGAN decoder per modality, mean squared reconstruction error."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bidsfusion.models.base import EncoderOutput
+from bidsfusion.models.dcgan import DCGANDecoder
+from bidsfusion.objectives.base import Dims, Objective
+
+
+class Autoencoder(Objective):
+    """Sum over modalities of ``MSE(decoder_m(z_m), batch[m])``.
+
+    The term owns its decoders (``decoders[m]``); ``reconstruct`` exposes them.
+    """
+
+    needs = frozenset({"latent", "reconstruction", "input"})
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        dims: Mapping[str, Dims],
+        *,
+        decoder_channels: int = 32,
+        final_activation: Literal["sigmoid", "none"] = "none",
+        **_options: object,
+    ) -> None:
+        super().__init__()
+        self.modalities = tuple(modalities)
+        self.decoders = nn.ModuleDict(
+            {
+                m: DCGANDecoder(
+                    dims[m].in_shape, dims[m].latent_dim, decoder_channels, final_activation
+                )
+                for m in self.modalities
+            }
+        )
+
+    def reconstruct(self, outputs: Mapping[str, EncoderOutput]) -> dict[str, Tensor]:
+        """Reconstructions ``[B, 1, D, H, W]`` by modality."""
+        return {m: self.decoders[m](outputs[m].latent) for m in self.modalities}
+
+    def forward(
+        self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """``{"AE", "loss"}``, both the summed MSE."""
+        recon = self.reconstruct(outputs)
+        loss = sum(F.mse_loss(recon[m], batch[m]) for m in self.modalities)
+        return {"AE": loss, "loss": loss}

@@ -1,0 +1,25 @@
+"""Built-in objective terms, registered through the ``register_objectives`` hook."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bidsfusion import hookimpl
+from bidsfusion.objectives.ae import Autoencoder
+from bidsfusion.objectives.base import ObjectiveFactory
+from bidsfusion.objectives.cca import DeepCCA
+from bidsfusion.objectives.dim import CrossLocalDIM, CrossSpatialDIM, LocalDIM, SimilarityDIM
+from bidsfusion.objectives.supervised import Supervised
+
+
+@hookimpl
+def register_objectives(register: Callable[[str, ObjectiveFactory | str], None]) -> None:
+    """Register L, CL, CS, S, AE, CCA, Supervised and the alias ``DCCAE = AE-CCA``."""
+    register("L", LocalDIM)
+    register("CL", CrossLocalDIM)
+    register("CS", CrossSpatialDIM)
+    register("S", SimilarityDIM)
+    register("AE", Autoencoder)
+    register("CCA", DeepCCA)
+    register("Supervised", Supervised)
+    register("DCCAE", "AE-CCA")

@@ -1,0 +1,70 @@
+"""``CCA``: deep CCA on the latents of every modality pair ``i < j`` (DCCAE baseline)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+
+import torch
+from torch import Tensor
+
+from bidsfusion.errors import UsageError
+from bidsfusion.models.base import EncoderOutput
+from bidsfusion.objectives.base import Dims, Objective
+
+
+def _whiten(h: Tensor, cross: Tensor, ridge: float) -> Tensor:
+    """``L^-1 cross`` with ``L L^T = cov(h) + ridge * I`` (Cholesky), ``h`` centred."""
+    cov = h.T @ h / (h.shape[0] - 1)
+    cov = cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+    return torch.linalg.solve_triangular(torch.linalg.cholesky(cov), cross, upper=False)
+
+
+def cca_loss(h1: Tensor, h2: Tensor, r1: float = 1e-3, r2: float = 1e-3) -> Tensor:
+    """Minus the total canonical correlation of ``h1[N, d1]`` and ``h2[N, d2]``, float64.
+
+    ``-||S11^-1/2 S12 S22^-1/2||_*`` (trace norm), ridges ``r1``, ``r2`` > 0 on the
+    covariances. ``S^-1/2`` and the Cholesky factor ``L^-1`` differ by a rotation,
+    so ``L1^-1 S12 L2^-T`` has the same singular values. The reference's
+    eigendecomposition (eigenvalues <= 1e-9 dropped) gives the same value, since
+    every eigenvalue of ``S + r I`` is >= r, but its gradient is NaN whenever
+    eigenvalues repeat (any batch smaller than the latent size); Cholesky's is not.
+    """
+    if min(r1, r2) <= 1e-9:
+        raise ValueError(f"CCA ridges must be > 1e-9, got r1={r1}, r2={r2}")
+    h1, h2 = h1.double(), h2.double()
+    h1, h2 = h1 - h1.mean(0), h2 - h2.mean(0)
+    s12 = h1.T @ h2 / (h1.shape[0] - 1)
+    t = _whiten(h2, _whiten(h1, s12, r1).T, r2)
+    return -torch.linalg.svdvals(t).sum()
+
+
+class DeepCCA(Objective):
+    """Sum of :func:`cca_loss` over modality pairs ``i < j`` of the latents."""
+
+    needs = frozenset({"latent"})
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        dims: Mapping[str, Dims],
+        *,
+        cca_ridge: float = 1e-3,
+        **_options: object,
+    ) -> None:
+        super().__init__()
+        self.modalities = tuple(modalities)
+        if len(self.modalities) < 2:
+            raise UsageError("objective term CCA needs at least two modalities")
+        self.ridge = cca_ridge
+
+    def forward(
+        self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """``{"CCA", "loss"}``, in the latents' dtype."""
+        loss = sum(
+            cca_loss(outputs[i].latent, outputs[j].latent, self.ridge, self.ridge)
+            for i, j in combinations(self.modalities, 2)
+        )
+        loss = loss.to(outputs[self.modalities[0]].latent.dtype)
+        return {"CCA": loss, "loss": loss}

@@ -1,0 +1,106 @@
+"""Objective specs: parse ``"L-CL-CS-S"`` or ``"DCCAE"`` and build the summed objective.
+
+A registry maps a term name to its factory or an alias to another spec (a
+string), e.g. ``register("DCCAE", "AE-CCA")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+
+from torch import Tensor, nn
+
+from bidsfusion.errors import UsageError
+from bidsfusion.models.base import EncoderOutput
+from bidsfusion.objectives.base import Dims, Heads, Objective, ObjectiveFactory
+
+DIM_TERMS = ("L", "CL", "CS", "S")
+"""The DIM edges in canonical spec order."""
+
+Registry = Mapping[str, ObjectiveFactory | str]
+"""Term name -> factory, or alias -> spec."""
+
+
+def parse_spec(spec: str, registry: Registry) -> list[str]:
+    """Term names of ``spec``: split on ``-``, aliases expanded, duplicates dropped.
+
+    Raises UsageError (one line, listing the registered names) on an unknown or
+    empty term or an alias cycle.
+    """
+    return list(dict.fromkeys(_expand(spec, registry, ())))
+
+
+def _expand(spec: str, registry: Registry, seen: tuple[str, ...]) -> list[str]:
+    names: list[str] = []
+    for part in spec.split("-"):
+        if part not in registry:
+            known = ", ".join(sorted(registry))
+            raise UsageError(f"unknown objective term {part!r} in {spec!r}; registered: {known}")
+        target = registry[part]
+        if not isinstance(target, str):
+            names.append(part)
+        elif part in seen:
+            raise UsageError(f"objective alias {part!r} refers to itself via {' -> '.join(seen)}")
+        else:
+            names += _expand(target, registry, (*seen, part))
+    return names
+
+
+def expand_all_dim() -> list[str]:
+    """The 15 non-empty combinations of L, CL, CS, S as specs, e.g. ``"L-CL-CS-S"``."""
+    return [
+        "-".join(terms)
+        for size in range(1, len(DIM_TERMS) + 1)
+        for terms in combinations(DIM_TERMS, size)
+    ]
+
+
+class ComposedObjective(Objective):
+    """The sum of named terms that share one :class:`Heads`.
+
+    ``forward`` returns every term's values (a term's ``"loss"`` under the term's
+    name unless the term reports that name itself; a key already taken becomes
+    ``"<term>.<key>"``) and ``"loss"``, the sum of the terms' losses.
+    """
+
+    def __init__(self, terms: Mapping[str, Objective], heads: Heads) -> None:
+        super().__init__()
+        self.heads = heads
+        self.terms = nn.ModuleDict(terms)
+        self.needs = frozenset().union(*(term.needs for term in terms.values()))
+
+    def forward(
+        self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """Every term's named values and the total ``"loss"``."""
+        values: dict[str, Tensor] = {}
+        total: Tensor | int = 0
+        for name, term in self.terms.items():
+            result = dict(term(outputs, batch))
+            loss = result.pop("loss")
+            total = total + loss
+            result.setdefault(name, loss)
+            for key, value in result.items():
+                values[f"{name}.{key}" if key in values else key] = value
+        values["loss"] = total
+        return values
+
+
+def build_objective(
+    spec: str,
+    modalities: Sequence[str],
+    dims: Mapping[str, Dims],
+    registry: Registry,
+    **options: object,
+) -> ComposedObjective:
+    """Build every term of ``spec`` as ``registry[name](modalities, dims, heads=heads, **options)``.
+
+    ``heads`` is one :class:`Heads` built here from ``dims`` and shared by all terms.
+    """
+    heads = Heads(dims)
+    terms = {
+        name: registry[name](modalities, dims, heads=heads, **options)
+        for name in parse_spec(spec, registry)
+    }
+    return ComposedObjective(terms, heads)

@@ -1,0 +1,49 @@
+"""``Supervised``: a linear AD-vs-HC classifier per modality on the latent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bidsfusion.models.base import EncoderOutput
+from bidsfusion.objectives.base import Dims, Objective
+
+IGNORE = -1
+"""Label of samples that are neither AD (1) nor HC (0); they add nothing to the loss."""
+
+
+class Supervised(Objective):
+    """Sum over modalities of the cross-entropy of ``Linear(z_m) -> 2`` logits.
+
+    The mean runs over labelled samples only; a batch without any gives 0 with the
+    graph intact.
+    """
+
+    needs = frozenset({"latent", "label"})
+
+    def __init__(
+        self, modalities: Sequence[str], dims: Mapping[str, Dims], **_options: object
+    ) -> None:
+        super().__init__()
+        self.modalities = tuple(modalities)
+        self.classifiers = nn.ModuleDict(
+            {m: nn.Linear(dims[m].latent_dim, 2) for m in self.modalities}
+        )
+
+    def logits(self, outputs: Mapping[str, EncoderOutput]) -> dict[str, Tensor]:
+        """Class logits ``[B, 2]`` (0 = HC, 1 = AD) by modality."""
+        return {m: self.classifiers[m](outputs[m].latent) for m in self.modalities}
+
+    def forward(
+        self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """``{"Supervised", "loss"}``, both the summed cross-entropy."""
+        labels = batch["label"]
+        count = (labels != IGNORE).sum().clamp(min=1)
+        loss = sum(
+            F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum") / count
+            for logits in self.logits(outputs).values()
+        )
+        return {"Supervised": loss, "loss": loss}

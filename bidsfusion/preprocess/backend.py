@@ -1,0 +1,66 @@
+"""Preprocessing backends: who does motion correction and registration.
+
+A :class:`Backend` bundles nipype interface factories. The built-in
+``simpleitk`` backend needs no external binaries; plugins can add others
+(e.g. FSL's MCFLIRT/FLIRT) through ``register_preprocessing_backends``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bidsfusion import hookimpl
+from bidsfusion.hookspecs import Register
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Interface factories for the registration-type steps of the participant workflow.
+
+    Each factory returns a nipype interface with the inputs/outputs documented on
+    the built-in interfaces in :mod:`bidsfusion.preprocess.interfaces`:
+
+    - ``realign()``: ``in_file`` (4D bold) -> ``out_file`` (realigned 4D),
+      ``mean_file``, ``confounds_file`` (TSV: 6 rigid parameters + FD).
+    - ``register_anat()``: ``in_file`` (T1w), ``skull_strip`` -> ``transform_file``
+      (native -> MNI similarity, ITK .tfm).
+    - ``coregister()``: ``in_file`` (mean bold), ``reference_file`` (T1w) ->
+      ``transform_file`` (bold -> T1w rigid, ITK .tfm).
+    - ``register_func()``: ``in_file`` (mean bold) -> ``transform_file`` (bold ->
+      MNI similarity), used when a subject has no T1w.
+    """
+
+    name: str
+    description: str
+    realign: Callable[[], Any]
+    register_anat: Callable[[], Any]
+    coregister: Callable[[], Any]
+    register_func: Callable[[], Any]
+
+
+def _interface(name: str) -> Callable[[], Any]:
+    def factory() -> Any:
+        from bidsfusion.preprocess import interfaces
+
+        return getattr(interfaces, name)()
+
+    factory.__name__ = name
+    return factory
+
+
+SIMPLEITK = Backend(
+    name="simpleitk",
+    description="SimpleITK rigid/similarity registration, numpy/scipy; no external binaries",
+    realign=_interface("Realign"),
+    register_anat=_interface("RegisterToTemplate"),
+    coregister=_interface("Coregister"),
+    register_func=_interface("RegisterToTemplate"),
+)
+
+
+@hookimpl
+def register_preprocessing_backends(register: Register) -> None:
+    """Register the built-in SimpleITK backend."""
+    register(SIMPLEITK.name, SIMPLEITK)

@@ -1,0 +1,166 @@
+"""The BIDS-App command line: exit codes, messages, entry points (all through the real CLI)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bidsfusion import __version__
+from bidsfusion.cli import expand_multi_values
+
+
+def test_version(run_cli):
+    result = run_cli("--version")
+    assert result.code == 0
+    assert __version__ in result.out
+
+
+def test_python_dash_m_matches_console_script(tmp_path):
+    env = {**os.environ, "BIDSFUSION_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    module = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bidsfusion",
+            str(tmp_path / "none"),
+            str(tmp_path / "out"),
+            "participant",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert module.returncode == 66
+    assert "does not exist" in module.stderr
+    assert "Traceback" not in module.stderr
+
+
+def test_missing_bids_dir_is_66(run_cli, tmp_path):
+    result = run_cli(tmp_path / "nope", tmp_path / "out", "participant")
+    assert result.code == 66
+    assert str(tmp_path / "nope") in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_missing_dataset_description_is_66_naming_it(run_cli, tiny_bids, tmp_path):
+    (tiny_bids / "dataset_description.json").unlink()
+    result = run_cli(tiny_bids, tmp_path / "out", "participant")
+    assert result.code == 66
+    assert str(tiny_bids / "dataset_description.json") in result.err
+
+
+def test_unknown_analysis_level_is_17(run_cli, tiny_bids, tmp_path):
+    result = run_cli(tiny_bids, tmp_path / "out", "session")
+    assert result.code == 17
+    assert "'session'" in result.err
+
+
+@pytest.mark.parametrize("relative", [".", "sub-01", "code/out", "derivatives"])
+def test_output_inside_bids_dir_is_64(run_cli, tiny_bids, relative):
+    result = run_cli(tiny_bids, tiny_bids / relative, "participant")
+    assert result.code == 64
+    assert "OUTPUT_DIR" in result.err
+
+
+def test_output_under_derivatives_is_allowed(run_cli, tiny_bids):
+    out = tiny_bids / "derivatives" / "bidsfusion"
+    result = run_cli(tiny_bids, out, "participant", "--participant-label", "09")
+    assert result.code == 18, result.err
+
+
+def test_work_dir_inside_bids_dir_is_64(run_cli, tiny_bids, tmp_path):
+    result = run_cli(tiny_bids, tmp_path / "out", "participant", "-w", tiny_bids / "work")
+    assert result.code == 64
+    assert "--work-dir" in result.err
+
+
+def test_unknown_participant_is_18_and_lists_known(run_cli, tiny_bids, tmp_path):
+    result = run_cli(
+        tiny_bids, tmp_path / "out", "participant", "--participant-label", "01", "sub-07"
+    )
+    assert result.code == 18
+    assert "07" in result.err and "01, 02" in result.err
+
+
+@pytest.mark.parametrize("label", ["../x", "a/b", "sub-0 1"])
+def test_path_like_label_is_64(run_cli, tiny_bids, tmp_path, label):
+    result = run_cli(tiny_bids, tmp_path / "out", "participant", "--participant-label", label)
+    assert result.code == 64
+    assert repr(label) in result.err
+
+
+def test_uncreatable_output_is_73(run_cli, tiny_bids, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_cli(tiny_bids, blocker / "out", "participant", "--skip-bids-validation")
+    assert result.code == 73
+    assert str(blocker / "out") in result.err
+
+
+def test_invalid_bids_names_are_16_unless_skipped(run_cli, tiny_bids, tmp_path):
+    (tiny_bids / "sub-01" / "anat" / "notbids.nii.gz").write_bytes(b"x")
+    result = run_cli(tiny_bids, tmp_path / "out", "participant")
+    assert result.code == 16
+    assert "notbids.nii.gz" in result.err
+    skipped = run_cli(
+        tiny_bids,
+        tmp_path / "out",
+        "participant",
+        "--skip-bids-validation",
+        "--participant-label",
+        "99",
+    )
+    assert skipped.code == 18
+
+
+def test_click_usage_errors_are_64(run_cli, tiny_bids, tmp_path):
+    assert run_cli(tiny_bids, tmp_path / "out", "participant", "--bogus").code == 64
+    assert run_cli(tiny_bids).code == 64
+
+
+def test_traceback_only_with_verbose(run_cli, tmp_path):
+    quiet = run_cli(tmp_path / "none", tmp_path / "o", "participant")
+    loud = run_cli(tmp_path / "none", tmp_path / "o", "participant", "-v")
+    assert "Traceback" not in quiet.err
+    assert "Traceback" in loud.err
+    assert quiet.code == loud.code == 66
+
+
+def test_config_file_values_and_errors(run_cli, tiny_bids, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('participant-label = ["07"]\n')
+    assert run_cli(tiny_bids, tmp_path / "out", "participant", "--config", config).code == 18
+    config.write_text("no_such_setting = 1\n")
+    bad = run_cli(tiny_bids, tmp_path / "out", "participant", "--config", config)
+    assert bad.code == 64 and "no_such_setting" in bad.err
+
+
+def test_multi_value_options_expand():
+    argv = ["b", "o", "participant", "--participant-label", "01", "sub-02", "-v"]
+    assert expand_multi_values(argv) == [
+        "b",
+        "o",
+        "participant",
+        "--participant-label",
+        "01",
+        "--participant-label",
+        "sub-02",
+        "-v",
+    ]
+
+
+def test_help_lists_levels_and_subcommands(run_cli):
+    result = run_cli("--help")
+    assert result.code == 0
+    assert "{participant,group}" in result.out
+    for command in ("plugins", "synth"):
+        assert command in result.out
+
+
+def test_memory_option_parses_units(run_cli, tiny_bids, tmp_path):
+    bad = run_cli(tiny_bids, Path(tmp_path / "out"), "participant", "--mem", "lots")
+    assert bad.code == 64 and "lots" in bad.err

@@ -1,0 +1,240 @@
+"""DIM terms, baselines, spec parsing and composition."""
+
+from __future__ import annotations
+
+from itertools import permutations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.linalg import fractional_matrix_power
+from torch import nn
+
+from bidsfusion.errors import UsageError
+from bidsfusion.models.dcgan import DCGANEncoder
+from bidsfusion.objectives import builtin
+from bidsfusion.objectives.base import Dims, Heads
+from bidsfusion.objectives.cca import cca_loss
+from bidsfusion.objectives.compose import build_objective, expand_all_dim, parse_spec
+from bidsfusion.objectives.dim import SimilarityDIM
+from bidsfusion.objectives.infonce import infonce
+
+SIZE = 16
+MODALITIES = ("T1w", "fALFF")
+
+
+@pytest.fixture
+def registry() -> dict[str, object]:
+    found: dict[str, object] = {}
+    builtin.register_objectives(found.__setitem__)
+    return found
+
+
+def _encoders(modalities=MODALITIES) -> dict[str, DCGANEncoder]:
+    torch.manual_seed(0)
+    return {m: DCGANEncoder((SIZE,) * 3, latent_dim=64) for m in modalities}
+
+
+def _run(encoders, objective, batch_size=6, labels=None):
+    """Forward + backward; returns the objective's values."""
+    torch.manual_seed(1)
+    batch = {m: torch.randn(batch_size, 1, SIZE, SIZE, SIZE) for m in encoders}
+    batch["label"] = (
+        torch.tensor(labels) if labels is not None else torch.tensor([1, 0, -1, 0, 1, -1])
+    )
+    values = objective({m: e(batch[m]) for m, e in encoders.items()}, batch)
+    values["loss"].backward()
+    return values, batch
+
+
+def _build(spec, encoders, registry):
+    dims = {m: Dims.of(e) for m, e in encoders.items()}
+    return build_objective(spec, list(encoders), dims, registry)
+
+
+def _has_grad(module: nn.Module) -> bool:
+    return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+@pytest.mark.parametrize(
+    ("spec", "to_latent", "local_heads"),
+    [("L", True, True), ("CL", True, True), ("CS", False, True), ("S", True, False)],
+)
+def test_dim_gradients_reach_exactly_their_parts(spec, to_latent, local_heads, registry) -> None:
+    encoders = _encoders()
+    objective = _build(spec, encoders, registry)
+    _run(encoders, objective)
+    assert all(p.grad is not None for p in objective.parameters())  # nothing unused
+    for m, encoder in encoders.items():
+        assert _has_grad(encoder.stages[0])
+        assert _has_grad(encoder.to_latent) == to_latent
+        assert (m in objective.heads.local) == local_heads
+        if local_heads:
+            assert _has_grad(objective.heads.local[m])
+    if not to_latent:  # CS: nothing past the local map is used
+        assert all(p.grad is None for e in encoders.values() for p in e.stages[1].parameters())
+
+
+def test_s_gives_no_gradient_to_existing_local_heads() -> None:
+    encoders = _encoders()
+    dims = {m: Dims.of(e) for m, e in encoders.items()}
+    heads = Heads(dims)
+    heads.require(local=MODALITIES)
+    _run(encoders, SimilarityDIM(MODALITIES, dims, heads=heads))
+    assert all(p.grad is None for p in heads.local.parameters())
+    assert all(_has_grad(e.to_latent) for e in encoders.values())
+
+
+def test_supervised_trains_classifiers_and_encoders_only(registry) -> None:
+    encoders = _encoders()
+    objective = _build("Supervised", encoders, registry)
+    values, batch = _run(encoders, objective)
+    assert list(objective.heads.parameters()) == []
+    assert all(_has_grad(objective.terms["Supervised"].classifiers[m]) for m in MODALITIES)
+    assert all(_has_grad(e.to_latent) for e in encoders.values())
+    labelled = batch["label"] != -1
+    expected = sum(
+        F.cross_entropy(
+            objective.terms["Supervised"].classifiers[m](e(batch[m]).latent)[labelled],
+            batch["label"][labelled],
+        )
+        for m, e in encoders.items()
+    )
+    assert values["Supervised"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_supervised_without_labels_is_zero_with_a_graph(registry) -> None:
+    encoders = _encoders()
+    objective = _build("Supervised", encoders, registry)
+    values, _ = _run(encoders, objective, labels=[-1] * 6)
+    assert values["loss"].item() == 0.0 and values["loss"].requires_grad
+    assert all(p.grad is not None for p in objective.parameters())
+
+
+def test_ae_reconstructs_each_modality(registry) -> None:
+    encoders = _encoders()
+    objective = _build("AE", encoders, registry)
+    values, batch = _run(encoders, objective)
+    term = objective.terms["AE"]
+    assert all(_has_grad(term.decoders[m]) for m in MODALITIES)
+    assert all(_has_grad(e.to_latent) for e in encoders.values())
+    with torch.no_grad():
+        recon = term.reconstruct({m: e(batch[m]) for m, e in encoders.items()})
+        expected = sum(F.mse_loss(recon[m], batch[m]) for m in MODALITIES)
+    assert values["AE"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def _numpy_cca(h1: np.ndarray, h2: np.ndarray, r: float = 1e-3) -> float:
+    h1, h2 = h1 - h1.mean(0), h2 - h2.mean(0)
+    n = len(h1) - 1
+    s11 = h1.T @ h1 / n + r * np.eye(h1.shape[1])
+    s22 = h2.T @ h2 / n + r * np.eye(h2.shape[1])
+    t = fractional_matrix_power(s11, -0.5) @ (h1.T @ h2 / n) @ fractional_matrix_power(s22, -0.5)
+    return -np.linalg.svd(np.real(t), compute_uv=False).sum()
+
+
+def test_cca_matches_numpy_and_saturates_on_correlated_latents() -> None:
+    rng = np.random.default_rng(0)
+    h1, h2 = rng.normal(size=(50, 6)), rng.normal(size=(50, 4))
+    h2[:, 0] += h1[:, 0]
+    value = cca_loss(torch.tensor(h1, dtype=torch.float32), torch.tensor(h2))
+    assert value.dtype == torch.float64
+    assert value.item() == pytest.approx(_numpy_cca(h1, h2), rel=1e-6)
+    mixed = 10 * h1 @ rng.normal(size=(6, 6))
+    assert cca_loss(torch.tensor(10 * h1), torch.tensor(mixed)).item() == pytest.approx(
+        -6, abs=1e-3
+    )
+
+
+def test_cca_gradient_is_finite_for_batches_smaller_than_the_latent() -> None:
+    h1 = torch.randn(6, 64, dtype=torch.float64, requires_grad=True)
+    h2 = torch.randn(6, 64, dtype=torch.float64, requires_grad=True)
+    cca_loss(h1, h2).backward()
+    assert torch.isfinite(h1.grad).all() and torch.isfinite(h2.grad).all()
+    assert h1.grad.abs().sum() > 0
+
+
+def test_dccae_trains_decoders_and_encoders(registry) -> None:
+    encoders = _encoders()
+    objective = _build("DCCAE", encoders, registry)
+    values, _ = _run(encoders, objective)
+    assert set(values) == {"AE", "CCA", "loss"}
+    assert values["loss"].item() == pytest.approx((values["AE"] + values["CCA"]).item())
+    assert objective.needs == {"latent", "reconstruction", "input"}
+    assert all(_has_grad(e.to_latent) for e in encoders.values())
+
+
+def test_composed_values_and_total(registry) -> None:
+    encoders = _encoders()
+    objective = _build("L-CL-CS-S", encoders, registry)
+    values, _ = _run(encoders, objective)
+    names = [f"{t}{s}" for t in ("L", "CL", "CS", "S") for s in ("", "_penalty")]
+    assert list(values) == [*names, "loss"]
+    assert values["loss"].item() == pytest.approx(sum(values[n].item() for n in names), rel=1e-6)
+    assert objective.needs == {"local", "latent"}
+    assert len(objective.heads.local) == 2  # built once, shared by L, CL, CS
+
+
+def test_three_modalities_sum_all_ordered_pairs(registry) -> None:
+    modalities = ("T1w", "fALFF", "ALFF")
+    encoders = _encoders(modalities)
+    objective = _build("L-CL-CS-S", encoders, registry)
+    torch.manual_seed(1)
+    batch = {m: torch.randn(5, 1, SIZE, SIZE, SIZE) for m in modalities}
+    outputs = {m: e(batch[m]) for m, e in encoders.items()}
+    torch.manual_seed(7)
+    values = objective(outputs, batch)
+    heads = objective.heads
+    local = {m: heads.embed_local(m, outputs[m]) for m in modalities}
+    latent = {m: heads.embed_latent(m, outputs[m]) for m in modalities}
+    pairs = list(permutations(modalities, 2))
+    assert len(pairs) == 6
+
+    def total(edges) -> float:
+        return sum(infonce(x, y)[0].item() for x, y in edges)
+
+    assert values["L"].item() == pytest.approx(total((local[m], latent[m]) for m in modalities))
+    assert values["CL"].item() == pytest.approx(total((local[i], latent[j]) for i, j in pairs))
+    assert values["S"].item() == pytest.approx(total((latent[i], latent[j]) for i, j in pairs))
+    torch.manual_seed(7)
+    anchors = []
+    for i, j in pairs:
+        where = torch.randint(512, (5, 1, 1)).expand(5, 64, 1)
+        anchors.append((local[j], local[i].gather(2, where)))
+    assert values["CS"].item() == pytest.approx(total(anchors))
+
+
+def test_cross_terms_need_two_modalities(registry) -> None:
+    encoders = _encoders(("T1w",))
+    for spec in ("CL", "CS", "S", "CCA"):
+        with pytest.raises(UsageError, match="two modalities"):
+            _build(spec, encoders, registry)
+    _build("L", encoders, registry)
+
+
+def test_identity_latent_head_needs_matching_sizes() -> None:
+    heads = Heads({"T1w": Dims((16, 16, 16), latent_dim=32, local_channels=32)})
+    with pytest.raises(ValueError, match="latent_dim == embed_dim"):
+        heads.require(latent=["T1w"])
+
+
+def test_parse_spec(registry) -> None:
+    assert parse_spec("L-CL", registry) == ["L", "CL"]
+    assert parse_spec("DCCAE", registry) == ["AE", "CCA"]
+    assert parse_spec("L-CCA-DCCAE-L", registry) == ["L", "CCA", "AE"]
+    with pytest.raises(UsageError) as error:
+        parse_spec("L-XYZ", registry)
+    message = str(error.value)
+    assert "'XYZ'" in message and "\n" not in message
+    assert message.endswith(", ".join(sorted(registry)))
+    with pytest.raises(UsageError, match="itself"):
+        parse_spec("A", {"A": "B", "B": "A"})
+
+
+def test_expand_all_dim(registry) -> None:
+    specs = expand_all_dim()
+    assert len(set(specs)) == 15
+    assert specs[:4] == ["L", "CL", "CS", "S"] and specs[-1] == "L-CL-CS-S"
+    assert "CL-S" in specs and "S-CL" not in specs
+    assert all(parse_spec(spec, registry) == spec.split("-") for spec in specs)

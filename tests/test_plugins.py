@@ -1,0 +1,72 @@
+"""The plugin system: hooks, built-ins, throwaway plugins, duplicates, `bidsfusion plugins`."""
+
+from __future__ import annotations
+
+import pytest
+
+from bidsfusion import hookimpl, hookspecs
+from bidsfusion.errors import PluginError
+from bidsfusion.plugins import KINDS, get_plugin_manager, registered
+
+
+class ThrowawayObjective:
+    """Registers one objective term under a unique name."""
+
+    @hookimpl
+    def register_objectives(self, register):
+        register("Throwaway", lambda modalities, dims, **options: "built")
+
+
+@pytest.fixture
+def throwaway():
+    pm = get_plugin_manager()
+    pm.register(ThrowawayObjective(), name="throwaway-plugin")
+    yield
+    pm.unregister(name="throwaway-plugin")
+
+
+def test_every_kind_has_a_documented_hook():
+    for hook in KINDS.values():
+        spec = getattr(hookspecs, hook)
+        assert spec.__doc__ and spec.__doc__.strip()
+
+
+def test_builtins_register_through_the_hooks():
+    assert {"T1w", "falff"} <= set(registered("modalities"))
+    assert "simpleitk" in registered("preprocessing_backends")
+    assert {"L", "CL", "CS", "S", "AE", "Supervised"} <= set(registered("objectives"))
+    assert "dcgan" in registered("encoders")
+
+
+def test_throwaway_plugin_is_registered_and_listed(throwaway, run_cli):
+    assert registered("objectives")["Throwaway"](["T1w"], {}) == "built"
+    result = run_cli("plugins")
+    assert result.code == 0
+    block = result.out.split("throwaway-plugin", 1)[1]
+    assert "objectives: Throwaway" in block.splitlines()[1]
+
+
+def test_plugins_lists_builtins_with_their_distribution(run_cli):
+    result = run_cli("plugins")
+    assert "bidsfusion.preprocess.modalities  [bidsfusion" in result.out
+    assert "modalities: T1w, falff" in result.out
+
+
+class DuplicateL:
+    @hookimpl
+    def register_objectives(self, register):
+        register("L", object())
+
+
+def test_duplicate_name_names_both_plugins(run_cli):
+    pm = get_plugin_manager()
+    pm.register(DuplicateL(), name="dup-plugin")
+    try:
+        with pytest.raises(PluginError) as error:
+            registered("objectives")
+        assert "bidsfusion.objectives.builtin" in str(error.value)
+        assert "dup-plugin" in str(error.value)
+        result = run_cli("plugins")
+        assert result.code == 1 and "dup-plugin" in result.err
+    finally:
+        pm.unregister(name="dup-plugin")
