@@ -1,0 +1,1 @@
+"""Group-level data: pairs, subject splits, the volume cache, batched transforms."""

@@ -1,0 +1,87 @@
+"""One fold's tensors: pairs of cached volumes, normalised with training-only landmarks.
+
+Per fold and modality, histogram landmarks are learned on the volumes of the
+fold's training subjects only (torchio's HistogramStandardization semantics),
+then every volume the fold needs is standardised and z-normalised once, batched
+on the training device. Augmentation happens later, per batch, in the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bidsfusion.data.pairs import Pair
+from bidsfusion.data.transforms import HistogramLandmarks, standardize_histograms, z_normalize
+from bidsfusion.data.volumes import VolumeCache
+
+CHUNK = 16
+"""Volumes normalised per step (bounds peak memory)."""
+
+
+@dataclass(frozen=True)
+class PairedVolumes:
+    """Normalised volumes ``[N, 1, S, S, S]`` per modality, labels ``[N]`` and subjects."""
+
+    volumes: dict[str, Tensor]
+    labels: Tensor
+    subjects: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.subjects)
+
+
+def label_of(group: str, positive: str, negative: str) -> int:
+    """1 for the positive class, 0 for the negative, -1 for anything else."""
+    return 1 if group == positive else 0 if group == negative else -1
+
+
+def learn_landmarks(
+    cache: VolumeCache, rows: np.ndarray, device: torch.device
+) -> HistogramLandmarks:
+    """Landmarks from the cached volumes ``rows`` (the fold's training volumes)."""
+    rows = np.unique(rows)
+    batches = (_load(cache, rows[i : i + CHUNK], device) for i in range(0, len(rows), CHUNK))
+    return HistogramLandmarks.train(batches)
+
+
+def _load(cache: VolumeCache, rows: np.ndarray, device: torch.device) -> Tensor:
+    return torch.from_numpy(cache[rows][:, None]).to(device)
+
+
+def normalised(
+    cache: VolumeCache, rows: np.ndarray, landmarks: HistogramLandmarks, device: torch.device
+) -> Tensor:
+    """Standardised, z-normalised volumes ``[len(rows), 1, S, S, S]`` on ``device``."""
+    parts = [
+        z_normalize(
+            standardize_histograms(
+                _load(cache, rows[i : i + CHUNK], device), landmarks.values.to(device)
+            )
+        )
+        for i in range(0, len(rows), CHUNK)
+    ]
+    if not parts:
+        size = cache.input_size
+        return torch.empty((0, 1, size, size, size), device=device)
+    return torch.cat(parts)
+
+
+def paired_volumes(
+    pairs: Sequence[Pair],
+    caches: Mapping[str, VolumeCache],
+    landmarks: Mapping[str, HistogramLandmarks],
+    labels: Mapping[str, int],
+    device: torch.device,
+) -> PairedVolumes:
+    """The normalised volumes of ``pairs`` per modality, with each pair's subject label."""
+    volumes = {
+        m: normalised(cache, cache.rows([p.paths[m] for p in pairs]), landmarks[m], device)
+        for m, cache in caches.items()
+    }
+    label_tensor = torch.tensor([labels[p.subject] for p in pairs], dtype=torch.long)
+    return PairedVolumes(volumes, label_tensor, tuple(p.subject for p in pairs))

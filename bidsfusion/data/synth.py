@@ -1,0 +1,389 @@
+"""A synthetic raw BIDS dataset with planted Alzheimer-like effects (``bidsfusion synth``).
+
+Layout of ``out_dir`` (``<L>`` subject label, ``<S>`` session label)::
+
+    dataset_description.json  README  participants.tsv  participants.json
+    sub-<L>/sub-<L>_sessions.tsv                          session_id, days_since_entry
+    sub-<L>/ses-<S>/anat/sub-<L>_ses-<S>_T1w.nii.gz       (+ .json)
+    sub-<L>/ses-<S>/func/sub-<L>_ses-<S>_task-rest_bold.nii.gz  (+ .json)
+    sourcedata/synth/truth.json                           seed, regions, per-subject truth
+    sourcedata/synth/masks/space-MNI152NLin2009aSym_res-2mm_desc-<M>_mask.nii.gz
+    sourcedata/synth/sub-<L>/ses-<S>/<image stem>_xfm.json
+    sourcedata/synth/sub-<L>/ses-<S>/sub-<L>_ses-<S>_task-rest_motion.tsv
+
+``<M>`` is ``brain`` (the template brain mask used), ``ventricles``,
+``hippocampus`` or ``pcc`` (the effect regions, see ``anatomy``); masks are
+uint8 on nilearn's 2 mm MNI grid. An ``_xfm.json`` holds ``to_mni``, the
+scan's native->MNI 4x4 world matrix, and for bold the motion centre; the
+motion TSV has the columns trans_x trans_y trans_z (mm) rot_x rot_y rot_z
+(radians), one row per volume, row 0 zero; ``scanner`` documents both
+conventions exactly. Labels are zero-padded to at least two digits.
+
+Groups: about 15 % AD, 70 % HC, 15 % other, shuffled by the seed, with at
+least 2 AD and 2 HC from 4 subjects up. An AD subject's effect strength is
+``effect_strength`` times a factor in 0.7..1.3, "other" half of that, HC 0.
+Sessions: 1..``max_sessions`` per subject; with more than one session each
+holds T1w, bold or both (each modality at least once), so the closest-in-days
+pairing matters. Every scan draws from its own stream
+``default_rng([seed, subject, session, modality])``: a subject's data do not
+depend on the other subjects. A subject's diagnosis depends on ``n_subjects``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from bidsfusion import __version__
+from bidsfusion.data.anatomy import (
+    HIPPOCAMPUS,
+    MNI_AFFINE,
+    PCC,
+    VENTRICLE_BOX,
+    Effects,
+    SubjectMaps,
+    load_phantom,
+    subject_maps,
+    truth_masks,
+)
+from bidsfusion.data.scanner import grid_centre, random_placement, render_bold, render_t1
+from bidsfusion.errors import OutputError, UsageError
+
+GROUPS = ("AD", "HC", "other")
+GROUP_EFFECT = {"AD": 1.0, "HC": 0.0, "other": 0.5}
+MODALITIES = ("T1w", "bold")
+MIN_VOLUMES = 20
+MASK_NAME = "space-MNI152NLin2009aSym_res-2mm_desc-{}_mask.nii.gz"
+MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """One session: label ("01"), days since the subject's entry, modalities acquired."""
+
+    label: str
+    days: int
+    modalities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SubjectPlan:
+    """Everything drawn for one subject before any image is made."""
+
+    index: int
+    label: str
+    diagnosis: str
+    age: float
+    sex: str
+    effect: float
+    head_scale: float
+    sessions: tuple[SessionPlan, ...]
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What ``make_dataset`` wrote: the rows of participants.tsv and the scan counts."""
+
+    out_dir: Path
+    n_subjects: int
+    seed: int
+    participants: tuple[dict[str, str], ...]
+    n_t1w: int
+    n_bold: int
+
+
+def assign_diagnoses(n_subjects: int, seed: int) -> list[str]:
+    """Diagnoses in subject order: fixed 15/70/15 counts (>= 2 AD and 2 HC from n = 4), shuffled."""
+    rng = np.random.default_rng([seed, 0])
+    if n_subjects < 4:
+        return [str(g) for g in rng.choice(GROUPS, size=n_subjects, p=(0.15, 0.7, 0.15))]
+    n_ad = max(2, round(0.15 * n_subjects))
+    n_other = min(round(0.15 * n_subjects), n_subjects - n_ad - 2)
+    labels = ["AD"] * n_ad + ["other"] * n_other + ["HC"] * (n_subjects - n_ad - n_other)
+    return [str(g) for g in rng.permutation(labels)]
+
+
+def _plan_sessions(rng: np.random.Generator, max_sessions: int) -> tuple[SessionPlan, ...]:
+    """1..max_sessions sessions; with several, each holds T1w, bold or both, each at least once."""
+    n = int(rng.integers(1, max_sessions + 1))
+    choices = (("T1w",), ("bold",), MODALITIES)
+    contents = [MODALITIES]
+    while n > 1:
+        contents = [choices[k] for k in rng.choice(3, size=n, p=(0.3, 0.3, 0.4))]
+        if all(any(m in c for c in contents) for m in MODALITIES):
+            break
+    days = np.concatenate([[0], np.cumsum(rng.integers(90, 541, n - 1))])
+    return tuple(SessionPlan(f"{i + 1:02d}", int(days[i]), contents[i]) for i in range(n))
+
+
+def plan_dataset(
+    n_subjects: int, seed: int, max_sessions: int = 3, effect_strength: float = 1.0
+) -> list[SubjectPlan]:
+    """Draw every subject's group, demographics, effect, head size and sessions (no images)."""
+    if n_subjects < 1:
+        raise UsageError(f"--subjects must be at least 1, got {n_subjects}")
+    if not 1 <= max_sessions <= 3:
+        raise UsageError(f"--sessions must be 1, 2 or 3, got {max_sessions}")
+    if not (np.isfinite(effect_strength) and effect_strength >= 0):
+        raise UsageError(f"--effect-strength must be a number >= 0, got {effect_strength}")
+    width = max(2, len(str(n_subjects)))
+    plans = []
+    for index, diagnosis in enumerate(assign_diagnoses(n_subjects, seed), start=1):
+        rng = np.random.default_rng([seed, index])
+        age = float(np.clip(rng.normal(75.0 if diagnosis == "AD" else 71.0, 6.0), 55, 95))
+        plans.append(
+            SubjectPlan(
+                index=index,
+                label=f"{index:0{width}d}",
+                diagnosis=diagnosis,
+                age=round(age, 1),
+                sex=str(rng.choice(["F", "M"])),
+                effect=effect_strength * GROUP_EFFECT[diagnosis] * float(rng.uniform(0.7, 1.3)),
+                head_scale=float(rng.uniform(0.9, 1.1)),
+                sessions=_plan_sessions(rng, max_sessions),
+            )
+        )
+    return plans
+
+
+def _write_json(path: Path, content: object) -> None:
+    """Write ``content`` as indented JSON, creating the parent folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_tsv(path: Path, rows: list[dict[str, object]]) -> None:
+    """Write dict rows (same keys, in order) as a tab-separated table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["\t".join(rows[0])] + ["\t".join(str(v) for v in row.values()) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _participant_row(plan: SubjectPlan) -> dict[str, str]:
+    """The participants.tsv row of one subject."""
+    return {
+        "participant_id": f"sub-{plan.label}",
+        "diagnosis": plan.diagnosis,
+        "age": f"{plan.age:.1f}",
+        "sex": plan.sex,
+    }
+
+
+def _write_scan(
+    root: Path,
+    plan: SubjectPlan,
+    session: SessionPlan,
+    modality: str,
+    maps: SubjectMaps,
+    seed: int,
+    n_volumes: int,
+) -> None:
+    """Simulate one scan; write the image, its sidecar and its ground truth."""
+    phantom = load_phantom()
+    rng = np.random.default_rng([seed, plan.index, int(session.label), MODALITIES.index(modality)])
+    to_mni = random_placement(rng, plan.head_scale, phantom.centre_mm)
+    folder = Path(f"sub-{plan.label}", f"ses-{session.label}")
+    stem = f"sub-{plan.label}_ses-{session.label}"
+    truth = root / "sourcedata" / "synth" / folder
+    xfm: dict[str, object] = {"to_mni": to_mni.tolist(), "head_scale": plan.head_scale}
+    if modality == "T1w":
+        image = render_t1(maps, phantom.head_points, to_mni, rng)
+        relative = folder / "anat" / f"{stem}_T1w.nii.gz"
+        sidecar: dict[str, object] = {}
+    else:
+        image, motion = render_bold(maps, phantom.hull_points, to_mni, rng, n_volumes)
+        relative = folder / "func" / f"{stem}_task-rest_bold.nii.gz"
+        sidecar = {"TaskName": "rest", "RepetitionTime": float(image.header["pixdim"][4])}
+        xfm["motion"] = f"{stem}_task-rest_motion.tsv"
+        xfm["motion_centre_mm"] = grid_centre(image.affine, image.shape).tolist()
+        rows = [dict(zip(MOTION_COLUMNS, [f"{v:.8f}" for v in row], strict=True)) for row in motion]
+        _write_tsv(truth / str(xfm["motion"]), rows)
+    (root / relative).parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, root / relative)
+    _write_json(
+        root / str(relative).replace(".nii.gz", ".json"),
+        {**sidecar, "Manufacturer": "bidsfusion synth (simulated)"},
+    )
+    xfm_name = relative.name.replace(".nii.gz", "_xfm.json")
+    _write_json(truth / xfm_name, {"source": relative.as_posix(), **xfm})
+
+
+def _write_subject(root: Path, plan: SubjectPlan, seed: int, n_volumes: int) -> dict:
+    """Write one subject's sessions.tsv and scans; return its truth.json entry."""
+    effects = Effects.from_strength(plan.effect)
+    maps = subject_maps(load_phantom(), effects)
+    rows = [{"session_id": f"ses-{s.label}", "days_since_entry": s.days} for s in plan.sessions]
+    _write_tsv(root / f"sub-{plan.label}" / f"sub-{plan.label}_sessions.tsv", rows)
+    for session in plan.sessions:
+        for modality in session.modalities:
+            _write_scan(root, plan, session, modality, maps, seed, n_volumes)
+    return {
+        "diagnosis": plan.diagnosis,
+        "effect": plan.effect,
+        "head_scale": plan.head_scale,
+        **asdict(effects),
+        "sessions": {
+            f"ses-{s.label}": {"days": s.days, "modalities": list(s.modalities)}
+            for s in plan.sessions
+        },
+    }
+
+
+README = """\
+# bidsfusion synthetic dataset
+
+Simulated T1w and resting-state BOLD scans made by `bidsfusion synth` (seed {seed}).
+Brain tissue comes from the ICBM152 2009a templates bundled with nilearn; each
+scan is a randomly placed, bias-corrupted, noisy view of a subject's phantom.
+AD subjects (and, at half strength, "other" subjects) have enlarged ventricles,
+hippocampal/temporal grey-matter loss and lower 0.01-0.1 Hz BOLD amplitude in
+the posterior cingulate/precuneus. The ground truth (transforms to MNI, head
+motion, effect masks, effect sizes) is under sourcedata/synth/.
+"""
+
+PARTICIPANTS_JSON = {
+    "participant_id": {"Description": "Subject label"},
+    "diagnosis": {
+        "Description": "Simulated diagnostic group",
+        "Levels": {
+            "AD": "Alzheimer's disease (planted effects at full strength)",
+            "HC": "healthy control (no planted effect)",
+            "other": "other diagnosis (planted effects at half strength)",
+        },
+    },
+    "age": {"Description": "Age at the first session", "Units": "year"},
+    "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}},
+}
+
+
+def _write_dataset_files(root: Path, plans: list[SubjectPlan], settings: dict) -> None:
+    """dataset_description.json, README, participants.tsv/.json and the truth masks."""
+    description = ", ".join(f"{k}={v}" for k, v in settings.items())
+    _write_json(
+        root / "dataset_description.json",
+        {
+            "Name": f"bidsfusion synthetic AD/HC dataset (seed {settings['seed']})",
+            "BIDSVersion": "1.8.0",
+            "DatasetType": "raw",
+            "License": "CC0",
+            "GeneratedBy": [
+                {"Name": "bidsfusion synth", "Version": __version__, "Description": description}
+            ],
+        },
+    )
+    (root / "README").write_text(README.format(seed=settings["seed"]), encoding="utf-8")
+    _write_tsv(root / "participants.tsv", [_participant_row(p) for p in plans])
+    _write_json(root / "participants.json", PARTICIPANTS_JSON)
+    masks = root / "sourcedata" / "synth" / "masks"
+    masks.mkdir(parents=True)
+    for name, mask in truth_masks(load_phantom()).items():
+        nib.save(nib.Nifti1Image(mask, MNI_AFFINE), masks / MASK_NAME.format(name))
+
+
+def _truth(settings: dict, subjects: dict[str, dict]) -> dict:
+    """The content of sourcedata/synth/truth.json."""
+    return {
+        **settings,
+        "space": "MNI152NLin2009aSym (nilearn ICBM152 2009a), mm",
+        "masks": {
+            name: f"masks/{MASK_NAME.format(name)}"
+            for name in ("brain", "ventricles", "hippocampus", "pcc")
+        },
+        "regions": {
+            "pcc": {"centres_mm": PCC.centres, "radius_mm": PCC.radius_mm},
+            "hippocampus": {"centres_mm": HIPPOCAMPUS.centres, "radius_mm": HIPPOCAMPUS.radius_mm},
+            "ventricle_box_mm": VENTRICLE_BOX,
+        },
+        "subjects": subjects,
+    }
+
+
+def _write_subjects(
+    root: Path, plans: list[SubjectPlan], seed: int, n_volumes: int, n_jobs: int | None
+) -> dict[str, dict]:
+    """Write every subject, in ``n_jobs`` forked processes that inherit the phantom.
+
+    Without the "fork" start method (Windows) the subjects are written in this process.
+    """
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n_jobs = min(n_jobs or usable or 1, len(plans))
+    if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return {f"sub-{p.label}": _write_subject(root, p, seed, n_volumes) for p in plans}
+    load_phantom()
+    with ProcessPoolExecutor(n_jobs, multiprocessing.get_context("fork")) as pool:
+        futures = {
+            f"sub-{p.label}": pool.submit(_write_subject, root, p, seed, n_volumes) for p in plans
+        }
+        return {label: future.result() for label, future in futures.items()}
+
+
+def _check_output(out_dir: Path) -> None:
+    """Raise ``OutputError`` unless ``out_dir`` is absent or an empty folder."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise OutputError(f"{out_dir}: exists and is not an empty folder")
+
+
+def make_dataset(
+    out_dir: Path,
+    n_subjects: int = 20,
+    seed: int = 0,
+    max_sessions: int = 3,
+    effect_strength: float = 1.0,
+    n_volumes: int = 120,
+    n_jobs: int | None = None,
+) -> SynthSummary:
+    """Write a synthetic BIDS dataset to ``out_dir`` (absent or empty); see the module doc.
+
+    Subjects are simulated by ``n_jobs`` processes (default: the usable CPUs);
+    the data do not depend on ``n_jobs``. Built in a temporary sibling folder
+    renamed into place at the end, so a failure leaves nothing behind. Raises
+    ``UsageError`` for impossible numbers and ``OutputError`` when ``out_dir``
+    is non-empty or cannot be written.
+    """
+    if n_volumes < MIN_VOLUMES:
+        raise UsageError(f"n_volumes must be at least {MIN_VOLUMES}, got {n_volumes}")
+    plans = plan_dataset(n_subjects, seed, max_sessions, effect_strength)
+    out_dir = Path(out_dir)
+    _check_output(out_dir)
+    settings = {
+        "seed": seed,
+        "n_subjects": n_subjects,
+        "max_sessions": max_sessions,
+        "effect_strength": effect_strength,
+        "n_volumes": n_volumes,
+    }
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        target = out_dir.absolute()
+        tmp = target.with_name(f".{target.name}.synth-{uuid.uuid4().hex[:12]}")
+        tmp.mkdir()
+    except OSError as error:
+        raise OutputError(f"{out_dir}: cannot be created ({error})") from error
+    try:
+        _write_dataset_files(tmp, plans, settings)
+        subjects = _write_subjects(tmp, plans, seed, n_volumes, n_jobs)
+        _write_json(tmp / "sourcedata" / "synth" / "truth.json", _truth(settings, subjects))
+        _check_output(out_dir)
+        os.replace(tmp, target)
+    except OSError as error:
+        raise OutputError(f"{out_dir}: cannot be written ({error})") from error
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    scans = [m for p in plans for s in p.sessions for m in s.modalities]
+    return SynthSummary(
+        out_dir=out_dir,
+        n_subjects=n_subjects,
+        seed=seed,
+        participants=tuple(_participant_row(p) for p in plans),
+        n_t1w=scans.count("T1w"),
+        n_bold=scans.count("bold"),
+    )

@@ -1,0 +1,181 @@
+"""Batched normalisation equals torchio; augmentation keeps pairs aligned; balanced sampling."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import torchio as tio
+
+from bidsfusion.data.transforms import (
+    ClassBalancedSampler,
+    HistogramLandmarks,
+    mean_mask,
+    prepare_batch,
+    random_crop,
+    random_flip,
+    standardize_histograms,
+    translate,
+    z_normalize,
+)
+
+SIDE = 16
+
+
+def brains(count: int, seed: int) -> torch.Tensor:
+    """[count, 1, 16, 16, 16]: a noisy ball of varying size and scale on a noisy background.
+
+    The background is zero, within 1e-6 of zero, or up to 5 in turn, so low
+    percentiles tie or nearly tie and exercise the flat pieces of the mapping.
+    """
+    g = torch.Generator().manual_seed(seed)
+    axis = torch.linspace(-1, 1, SIDE)
+    z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
+    radius = (x**2 + y**2 + z**2).sqrt()
+    volumes = []
+    for i in range(count):
+        ball = (radius < 0.6 + 0.1 * i) * (
+            100 + 30 * i + 40 * torch.rand(radius.shape, generator=g)
+        )
+        background = (0.0, 1e-6, 5.0)[i % 3] * torch.rand(radius.shape, generator=g)
+        volumes.append(ball + background)
+    return torch.stack(volumes)[:, None]
+
+
+def torchio_apply(transform: tio.Transform, x: torch.Tensor) -> torch.Tensor:
+    return torch.stack([transform(tio.Subject(t=tio.ScalarImage(tensor=v))).t.data for v in x])
+
+
+def assert_close_to_range(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-5):
+    scale = float(expected.max() - expected.min())
+    assert float((actual - expected).abs().max()) <= rtol * scale
+
+
+@pytest.fixture(scope="module")
+def nifti_paths(tmp_path_factory) -> tuple[list[str], torch.Tensor]:
+    folder = tmp_path_factory.mktemp("train")
+    x = brains(4, seed=0)
+    paths = []
+    for i, volume in enumerate(x):
+        path = folder / f"v{i}.nii.gz"
+        nib.save(nib.Nifti1Image(volume[0].numpy(), np.eye(4)), path)
+        paths.append(str(path))
+    return paths, x
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_histogram_standardization_equals_torchio(nifti_paths, masked):
+    paths, train = nifti_paths
+    torchio_mask = (lambda t: t > t.float().mean()) if masked else None
+    expected_landmarks = tio.HistogramStandardization.train(
+        paths, masking_function=torchio_mask, progress=False
+    )
+    learned = HistogramLandmarks.train(
+        [train[:2], train[2:]], masking_function=mean_mask if masked else None
+    )
+    np.testing.assert_allclose(learned.values.numpy(), expected_landmarks, rtol=1e-9, atol=1e-9)
+
+    x = brains(5, seed=1) * 1.7 - 3  # unseen volumes, values beyond the landmarks' range
+    transform = tio.HistogramStandardization({"t": expected_landmarks}, masking_method=torchio_mask)
+    expected = torchio_apply(transform, x)
+    actual = learned(x, mean_mask(x) if masked else None)
+    assert actual.dtype == torch.float32 and actual.shape == x.shape
+    assert_close_to_range(actual, expected)
+
+
+def test_z_normalize_equals_torchio():
+    x = brains(3, seed=2)
+    assert_close_to_range(z_normalize(x), torchio_apply(tio.ZNormalization(), x))
+    constant = torch.full((1, 1, 4, 4, 4), 7.0)
+    assert torch.equal(z_normalize(constant), torch.zeros_like(constant))
+
+
+def test_flip_is_the_same_for_every_modality_and_a_real_flip():
+    x = brains(8, seed=3)
+    out = random_flip({"a": x, "b": x.clone()}, torch.Generator().manual_seed(0))
+    assert torch.equal(out["a"], out["b"])
+    used = set()
+    for volume, flipped in zip(x, out["a"], strict=True):
+        matches = [
+            axes
+            for n in range(4)
+            for axes in itertools.combinations((1, 2, 3), n)
+            if torch.equal(volume.flip(axes) if axes else volume, flipped)
+        ]
+        assert matches
+        used.add(matches[0])
+    assert len(used) > 1
+    again = random_flip({"a": x}, torch.Generator().manual_seed(0))
+    assert torch.equal(again["a"], out["a"])
+
+
+def numpy_translate(volume: np.ndarray, offset: tuple[int, int, int], pad: int) -> np.ndarray:
+    padded = np.pad(volume, [(0, 0)] + [(pad, pad)] * 3)
+    i, j, k = offset
+    return padded[:, i : i + SIDE, j : j + SIDE, k : k + SIDE]
+
+
+def test_translate_matches_numpy_pad_then_crop():
+    x = brains(3, seed=4)
+    offsets = torch.tensor([[0, 8, 3], [8, 0, 4], [4, 4, 4]])
+    out = translate(x, offsets, pad=4)
+    for volume, offset, result in zip(x, offsets.tolist(), out, strict=True):
+        np.testing.assert_array_equal(result.numpy(), numpy_translate(volume.numpy(), offset, 4))
+
+
+def test_random_crop_is_one_translation_per_sample_shared_by_modalities():
+    x = brains(6, seed=5) + 1  # no zero voxel: the offset is identifiable
+    out = random_crop({"a": x, "b": x.clone()}, torch.Generator().manual_seed(1), pad=2)
+    assert torch.equal(out["a"], out["b"])
+    offsets = []
+    for volume, cropped in zip(x.numpy(), out["a"].numpy(), strict=True):
+        found = [
+            o
+            for o in itertools.product(range(5), repeat=3)
+            if np.array_equal(numpy_translate(volume, o, 2), cropped)
+        ]
+        assert len(found) == 1
+        offsets.append(found[0])
+    assert len(set(offsets)) > 1
+
+
+def test_prepare_batch_normalises_then_augments_alike():
+    x = brains(4, seed=6)
+    landmarks = HistogramLandmarks.train([x]).values
+    batch = {"T1w": x, "falff": x.clone()}
+    plain = prepare_batch(batch, {"T1w": landmarks, "falff": landmarks})
+    assert torch.equal(plain["T1w"], z_normalize(standardize_histograms(x, landmarks)))
+    augmented = prepare_batch(
+        batch, {"T1w": landmarks, "falff": landmarks}, torch.Generator().manual_seed(2)
+    )
+    assert torch.equal(augmented["T1w"], augmented["falff"])
+    assert not torch.equal(augmented["T1w"], plain["T1w"])
+
+
+def test_sampler_balances_classes_and_is_deterministic():
+    labels = [0] * 900 + [-1] * 100
+    sampler = ClassBalancedSampler(labels, seed=3)
+    assert len(sampler) == 1000
+    epochs = [list(sampler) for _ in range(10)]
+    drawn = Counter(labels[i] for epoch in epochs for i in epoch)
+    assert abs(drawn[-1] / 10_000 - 0.5) < 0.03
+    assert epochs[0] != epochs[1]
+    same = ClassBalancedSampler(labels, seed=3)
+    assert [list(same) for _ in range(2)] == epochs[:2]
+    same.set_epoch(0)
+    assert list(same) == epochs[0]
+    assert list(ClassBalancedSampler(labels, seed=4)) != epochs[0]
+
+
+def test_sampler_ranks_share_one_draw():
+    labels = [0, 0, 0, 1, 2, 2, 2]
+    whole = list(ClassBalancedSampler(labels, seed=1, num_samples=8))
+    ranks = [
+        list(ClassBalancedSampler(labels, seed=1, num_samples=8, rank=r, world_size=2))
+        for r in range(2)
+    ]
+    assert ranks[0] == whole[0::2] and ranks[1] == whole[1::2]
