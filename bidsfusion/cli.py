@@ -341,8 +341,6 @@ def _configure_logging(verbose: int) -> None:
         force=True,
     )
     logging.getLogger("bidsschematools").setLevel(logging.WARNING)
-    for noisy in ("nipype.workflow", "nipype.interface", "nipype.utils"):
-        logging.getLogger(noisy).setLevel(logging.INFO if verbose > 1 else logging.WARNING)
 
 
 def expand_multi_values(argv: Sequence[str]) -> list[str]:

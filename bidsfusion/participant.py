@@ -1,0 +1,134 @@
+"""The participant level: raw T1w + BOLD -> T1 and fALFF derivatives in MNI space.
+
+For each selected subject: plan what to do (skipping derivatives that are
+complete and valid, refusing bad scans with a one-line reason), build the
+nipype workflow of :mod:`bidsfusion.preprocess.workflow`, run it, and report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from bidsfusion import errors
+from bidsfusion.bids import normalize_labels, open_dataset, write_dataset_description
+from bidsfusion.config import RunConfig
+from bidsfusion.errors import BidsFusionError, NothingSelectedError, UsageError
+from bidsfusion.plugins import registered
+
+log = logging.getLogger("bidsfusion.participant")
+
+
+@dataclass
+class Summary:
+    """What a participant-level run did, per subject (or scan, for failures)."""
+
+    processed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[BidsFusionError] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The end-of-run summary, one line per fact."""
+        out = [
+            f"processed {len(self.processed)}: {' '.join(self.processed) or '-'}",
+            f"skipped (complete) {len(self.skipped)}: {' '.join(self.skipped) or '-'}",
+            f"failed {len(self.failed)}",
+        ]
+        return out + [f"  {error}" for error in self.failed]
+
+
+def run(config: RunConfig) -> Summary:
+    """Process every selected subject; raise only if nothing could be processed."""
+    from bidsfusion.preprocess.plan import plan_subject
+
+    layout, subjects = open_dataset(config)
+    sessions = normalize_labels(config.session_label, "ses")
+    backend = _backend(config.backend)
+    modalities = list(registered("modalities").values())
+    _check_task(layout, config.task)
+    write_dataset_description(config.output_dir, os.environ.get("BIDSFUSION_CONTAINER"))
+    _limit_threads(config.omp_nthreads)
+    summary = Summary()
+    for subject in subjects:
+        plan, problems = plan_subject(layout, config, subject, sessions, modalities)
+        summary.failed.extend(problems)
+        if not plan.anat and not plan.func:
+            if not problems:
+                summary.skipped.append(f"sub-{subject}")
+                log.info("sub-%s: all derivatives complete, skipped", subject)
+            continue
+        _run_subject(plan, config, backend, modalities, summary)
+    for line in summary.lines():
+        log.info(line)
+    _raise_if_failed(summary)
+    return summary
+
+
+def _backend(name: str):
+    backends = registered("preprocessing_backends")
+    if name not in backends:
+        raise UsageError(f"unknown --backend {name!r}; registered: {', '.join(sorted(backends))}")
+    return backends[name]
+
+
+def _check_task(layout, task: str) -> None:
+    tasks = layout.get_tasks(suffix="bold")
+    if task not in tasks:
+        raise NothingSelectedError(
+            f"no BOLD runs of task {task!r} in the dataset; it has: "
+            f"{', '.join(sorted(tasks)) or 'no BOLD runs'}; choose one with --task"
+        )
+
+
+def _limit_threads(n: int) -> None:
+    for variable in ("OMP_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
+        os.environ[variable] = str(n)
+
+
+def _run_subject(plan, config: RunConfig, backend, modalities, summary: Summary) -> None:
+    from bidsfusion.preprocess.engine import run_workflow
+    from bidsfusion.preprocess.workflow import init_subject_wf
+
+    log.info(
+        "sub-%s: %d T1w and %d BOLD run(s) to process",
+        plan.subject,
+        sum(1 for job in plan.anat if job.outputs),
+        len(plan.func),
+    )
+    start = time.monotonic()
+    wf = init_subject_wf(
+        plan,
+        backend,
+        modalities,
+        config.work / "participant",
+        skull_strip=config.skull_strip,
+        band=tuple(config.falff_band),
+    )
+    failures = run_workflow(wf, config)
+    summary.failed.extend(failures)
+    if len(failures) < len(plan.anat) + len(plan.func):
+        summary.processed.append(f"sub-{plan.subject}")
+    log.info(
+        "sub-%s: finished in %.0f s, %d failure(s)",
+        plan.subject,
+        time.monotonic() - start,
+        len(failures),
+    )
+
+
+def _raise_if_failed(summary: Summary) -> None:
+    if not summary.failed:
+        return
+    first = summary.failed[0]
+    more = (
+        f" (and {len(summary.failed) - 1} more failure(s), see the log)"
+        if len(summary.failed) > 1
+        else ""
+    )
+    if summary.processed or summary.skipped:
+        raise errors.BidsFusionError(
+            f"{len(summary.failed)} scan(s) failed, the others finished; first: {first}"
+        )
+    raise type(first)(f"nothing could be processed: {first}{more}")

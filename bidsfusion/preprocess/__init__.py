@@ -1,0 +1,1 @@
+"""Participant-level preprocessing: motion correction, registration to MNI, masks and fALFF."""

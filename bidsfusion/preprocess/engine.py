@@ -1,0 +1,101 @@
+"""Running a subject's nipype workflow and turning node crashes into one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from bidsfusion import errors
+from bidsfusion.errors import BidsFusionError, UsageError
+
+log = logging.getLogger("bidsfusion.participant")
+
+ERROR_LINE = re.compile(r"^bidsfusion\.errors\.(\w+): (.*)$")
+
+
+def plugin_settings(config: Any) -> tuple[str, dict[str, Any]]:
+    """nipype's (plugin name, plugin_args) from the nipype plugin options, nprocs and mem."""
+    args: dict[str, Any] = {}
+    if config.nipype_plugin_args:
+        args = _read_plugin_args(Path(config.nipype_plugin_args))
+    if config.nipype_plugin == "MultiProc":
+        args.setdefault("n_procs", config.nprocs)
+        if config.mem_gb:
+            args.setdefault("memory_gb", config.mem_gb)
+        args.setdefault("raise_insufficient", False)
+    return config.nipype_plugin, args
+
+
+def _read_plugin_args(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise errors.InputMissingError(
+            f"--nipype-plugin-args {path} cannot be read: {exc.strerror or exc}"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise UsageError(
+            f"--nipype-plugin-args {path} is not valid YAML: {' '.join(str(exc).split())}"
+        ) from exc
+    if not isinstance(content, dict):
+        raise UsageError(f"--nipype-plugin-args {path} must hold a mapping of plugin arguments")
+    return content.get("plugin_args", content)
+
+
+def run_workflow(wf: Any, config: Any) -> list[BidsFusionError]:
+    """Run ``wf``; return one error per crashed node (empty when it ran cleanly)."""
+    crash_dir = Path(wf.base_dir) / "crash" / wf.name
+    wf.config["execution"].update(
+        {
+            "crashdump_dir": str(crash_dir),
+            "crashfile_format": "txt",
+            "stop_on_first_crash": False,
+            "remove_unnecessary_outputs": False,
+            "create_report": False,
+        }
+    )
+    for old in crash_dir.glob("crash-*.txt"):
+        old.unlink()
+    _quiet_nipype(config.verbose)
+    plugin, args = plugin_settings(config)
+    try:
+        wf.run(plugin=plugin, plugin_args=args)
+    except RuntimeError as exc:
+        failures = [crash_error(path) for path in sorted(crash_dir.glob("crash-*.txt"))]
+        if not failures:
+            raise BidsFusionError(f"workflow {wf.name} failed: {exc}") from exc
+        return failures
+    return []
+
+
+def _quiet_nipype(verbose: int) -> None:
+    """nipype's own log, through its handler only: silent (bidsfusion reports crashes
+    itself), node errors with ``-v``, everything with ``-vv``."""
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    level = {0: "CRITICAL", 1: "ERROR"}.get(verbose, "INFO")
+    for name in ("workflow", "interface", "utils"):
+        nipype_config.set("logging", f"{name}_level", level)
+    nipype_logging.update_logging(nipype_config)
+    for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
+        logging.getLogger(name).propagate = False
+
+
+def crash_error(path: Path) -> BidsFusionError:
+    """The user-facing error recorded in a nipype crash file (the node's last error line)."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for line in reversed(text.splitlines()):
+        match = ERROR_LINE.match(line.strip())
+        if match:
+            kind = getattr(errors, match.group(1), BidsFusionError)
+            return kind(match.group(2))
+    node = re.search(r"Node: (\S+)", text)
+    last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+    return BidsFusionError(
+        f"step {node.group(1) if node else '?'} failed: {last} (details: {path})"
+    )

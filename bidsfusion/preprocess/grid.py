@@ -1,0 +1,54 @@
+"""The fixed MNI output grid (3 mm, 64^3) and the bundled MNI152 template.
+
+The template is nilearn's bundled ICBM152 2009a nonlinear symmetric T1 (skull-stripped,
+rescaled to [0, 1]) and its brain mask, in RAS+ mm. Its brain mask spans voxel centres
+x -72..72, y -107..73, z -72..82 mm (1 mm version).
+
+The grid has 3 mm isotropic voxels, axes aligned with RAS, voxel centres at
+x -94.5..94.5, y -111.5..77.5, z -89.5..99.5 mm, which leaves margins around the
+template brain of 22.5 mm (x, each side), 4.5 mm (y, each side) and 17.5 mm
+(z, each side). The grid is symmetric about x = 0, as is the template, so flipping
+the array along its first axis mirrors left and right anatomically.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import nibabel as nib
+import numpy as np
+from nilearn import datasets
+
+MNI_GRID_SHAPE: tuple[int, int, int] = (64, 64, 64)
+"""Voxels along i (x, left to right), j (y, posterior to anterior), k (z, inferior to superior)."""
+
+MNI_GRID_AFFINE = np.array(
+    [
+        [3.0, 0.0, 0.0, -94.5],
+        [0.0, 3.0, 0.0, -111.5],
+        [0.0, 0.0, 3.0, -89.5],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+"""Voxel-to-RAS (mm) affine of the grid: voxel (0, 0, 0) is centred at (-94.5, -111.5, -89.5)."""
+MNI_GRID_AFFINE.setflags(write=False)
+
+
+@functools.lru_cache(maxsize=4)
+def mni_template(resolution_mm: int = 1) -> nib.Nifti1Image:
+    """Return the skull-stripped MNI152 2009a T1 template (values in [0, 1]), cached.
+
+    Args:
+        resolution_mm: isotropic voxel size in mm (1 is the stored image, others resample).
+    """
+    return datasets.load_mni152_template(resolution=resolution_mm)
+
+
+@functools.lru_cache(maxsize=4)
+def mni_brain_mask(resolution_mm: int = 1) -> nib.Nifti1Image:
+    """Return the MNI152 2009a brain mask (uint8, 1 inside), cached.
+
+    Args:
+        resolution_mm: isotropic voxel size in mm (1 is the stored image, others resample).
+    """
+    return datasets.load_mni152_brain_mask(resolution=resolution_mm)
