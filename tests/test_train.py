@@ -1,0 +1,323 @@
+"""The training engine: history, OneCycle, checkpoints, determinism, resume, encode."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from bidsfusion.errors import InputDataError, InputMissingError, UsageError
+from bidsfusion.models.dcgan import DCGANEncoder
+from bidsfusion.models.multimodal import MultimodalModel
+from bidsfusion.objectives.base import Dims
+from bidsfusion.objectives.builtin import register_objectives
+from bidsfusion.objectives.compose import ComposedObjective, build_objective
+from bidsfusion.train.checkpoint import load_checkpoint, save_checkpoint
+from bidsfusion.train.loop import (
+    FoldData,
+    FoldResult,
+    TrainSettings,
+    encode,
+    resolve_device,
+    steps_per_epoch,
+    train_fold,
+)
+
+SIZE = 16
+LATENT = 32
+MODALITIES = ("T1w", "falff")
+SPEC = "L-CL-CS"
+SETTINGS = TrainSettings(epochs=3, batch_size=8, device="cpu", progress=False)
+FILES = ["checkpoint.pt", "history.tsv", "last.pt"]
+
+
+def registry() -> dict[str, object]:
+    reg: dict[str, object] = {}
+    register_objectives(reg.__setitem__)
+    return reg
+
+
+def build(spec: str = SPEC, init_seed: int = 0) -> tuple[MultimodalModel, ComposedObjective]:
+    torch.manual_seed(init_seed)
+    model = MultimodalModel(MODALITIES, DCGANEncoder, (SIZE,) * 3, latent_dim=LATENT)
+    return model, build_objective(spec, MODALITIES, model.dims(LATENT), registry())
+
+
+def random_data(n: int, seed: int) -> FoldData:
+    g = torch.Generator().manual_seed(seed)
+    volumes = {m: torch.randn(n, 1, SIZE, SIZE, SIZE, generator=g) for m in MODALITIES}
+    return FoldData(volumes, torch.arange(n) % 3 - 1)
+
+
+def paired_data(n: int, seed: int) -> FoldData:
+    """A learnable pairing: each sample has its own level; modality 2 = 2 * flip(modality 1) + 1."""
+    g = torch.Generator().manual_seed(seed)
+    t1 = torch.randn(n, 1, 1, 1, 1, generator=g) + 0.3 * torch.randn(
+        n, 1, SIZE, SIZE, SIZE, generator=g
+    )
+    return FoldData({"T1w": t1, "falff": 2 * t1.flip(-1) + 1}, torch.arange(n) % 3 - 1)
+
+
+TRAIN, VALIDATION = random_data(24, 0), random_data(8, 1)
+
+
+def states_equal(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def without_seconds(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+@dataclass
+class Run:
+    out_dir: Path
+    result: FoldResult
+    model: MultimodalModel
+    objective: ComposedObjective
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """An uninterrupted 3-epoch L-CL-CS run (3 steps of 8 pairs per epoch)."""
+    out_dir = tmp_path_factory.mktemp("reference") / "fold-0"
+    model, objective = build()
+    result = train_fold(model, objective, TRAIN, VALIDATION, SETTINGS, out_dir)
+    return Run(out_dir, result, model, objective)
+
+
+def read_history(path: Path) -> tuple[list[str], list[dict[str, float]]]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        rows = [{k: float(v) for k, v in row.items()} for row in reader]
+        return list(reader.fieldnames or []), rows
+
+
+def test_history_has_a_row_per_epoch_and_every_term(reference: Run) -> None:
+    columns, rows = read_history(reference.out_dir / "history.tsv")
+    terms = ["loss", "CL", "CL_penalty", "CS", "CS_penalty", "L", "L_penalty"]
+    assert columns == [
+        "epoch", *[f"train_{t}" for t in terms], *[f"val_{t}" for t in terms], "lr", "seconds"
+    ]  # fmt: skip
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+    assert rows == reference.result.history  # floats written exactly
+    for row in rows:
+        for split in ("train", "val"):
+            parts = sum(row[f"{split}_{t}"] for t in terms[1:])
+            assert row[f"{split}_loss"] == pytest.approx(parts, rel=1e-5)
+        assert row["seconds"] > 0
+    assert reference.result.epochs_run == 3
+
+
+def test_lr_follows_one_cycle(reference: Run) -> None:
+    parameter = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([parameter], lr=SETTINGS.lr)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=SETTINGS.max_lr, total_steps=9, div_factor=SETTINGS.max_lr / SETTINGS.lr
+    )
+    expected = []
+    for step in range(9):
+        if step % 3 == 0:
+            expected.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    lrs = [row["lr"] for row in reference.result.history]
+    assert lrs == pytest.approx(expected, rel=1e-12)
+    assert lrs[0] == pytest.approx(SETTINGS.lr) and lrs[0] < lrs[1] > lrs[2]
+
+
+def test_checkpoint_holds_the_best_epoch_as_state_dicts(reference: Run) -> None:
+    assert sorted(p.name for p in reference.out_dir.iterdir()) == FILES  # no temp files left
+    saved = torch.load(reference.out_dir / "checkpoint.pt", weights_only=True)
+    assert saved.keys() == {"model", "objective", "epoch", "validation_loss"}
+    losses = [row["val_loss"] for row in reference.result.history]
+    assert saved["epoch"] == reference.result.best_epoch == int(np.argmin(losses)) + 1
+    assert saved["validation_loss"] == reference.result.best_validation_loss == min(losses)
+    assert states_equal(saved["model"], reference.model.state_dict())
+    assert states_equal(saved["objective"], reference.objective.state_dict())
+    last = load_checkpoint(reference.out_dir / "last.pt")
+    assert last["epoch"] == 3 and last["history"] == reference.result.history
+    assert states_equal(last["best_model"], saved["model"])
+    if saved["epoch"] != 3:
+        assert not states_equal(last["model"], saved["model"])
+
+
+def test_training_is_deterministic_for_a_seed(reference: Run, tmp_path: Path) -> None:
+    finals = {}
+    for seed in (0, 1):
+        model, objective = build()
+        settings = TrainSettings(**{**asdict(SETTINGS), "seed": seed})
+        result = train_fold(model, objective, TRAIN, VALIDATION, settings, tmp_path / f"{seed}")
+        finals[seed] = (load_checkpoint(tmp_path / f"{seed}" / "last.pt")["model"], result)
+    reference_final = load_checkpoint(reference.out_dir / "last.pt")["model"]
+    assert states_equal(finals[0][0], reference_final)
+    assert without_seconds(finals[0][1].history) == without_seconds(reference.result.history)
+    assert not states_equal(finals[1][0], reference_final)
+
+
+def test_a_killed_run_resumes_to_identical_results(
+    reference: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out_dir = tmp_path / "fold-0"
+
+    def kill_after_epoch_2(epoch: int) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    model, objective = build()
+    with pytest.raises(KeyboardInterrupt):
+        train_fold(model, objective, TRAIN, VALIDATION, SETTINGS, out_dir, kill_after_epoch_2)
+    assert sorted(p.name for p in out_dir.iterdir()) == FILES
+    assert len(read_history(out_dir / "history.tsv")[1]) == 2
+
+    model, objective = build(init_seed=99)  # a fresh process: new modules, states from last.pt
+    epochs: list[int] = []
+    with caplog.at_level(logging.INFO, logger="bidsfusion.train.loop"):
+        result = train_fold(model, objective, TRAIN, VALIDATION, SETTINGS, out_dir, epochs.append)
+    assert epochs == [3]
+    assert "resuming from last.pt after epoch 2/3" in caplog.text
+    assert without_seconds(result.history) == without_seconds(reference.result.history)
+    assert (result.best_epoch, result.epochs_run) == (reference.result.best_epoch, 3)
+    assert states_equal(model.state_dict(), reference.model.state_dict())
+    assert states_equal(objective.state_dict(), reference.objective.state_dict())
+    last, reference_last = (load_checkpoint(d / "last.pt") for d in (out_dir, reference.out_dir))
+    for key in ("model", "objective"):
+        assert states_equal(last[key], reference_last[key])
+
+
+def test_a_finished_run_is_not_retrained(reference: Run, caplog: pytest.LogCaptureFixture) -> None:
+    before = {name: (reference.out_dir / name).read_bytes() for name in FILES}
+    model, objective = build(init_seed=7)
+    epochs: list[int] = []
+    with caplog.at_level(logging.INFO, logger="bidsfusion.train.loop"):
+        result = train_fold(
+            model, objective, TRAIN, VALIDATION, SETTINGS, reference.out_dir, epochs.append
+        )
+    assert epochs == [] and result.seconds < 5 and "not retraining" in caplog.text
+    assert {**asdict(result), "seconds": 0} == {**asdict(reference.result), "seconds": 0}
+    assert states_equal(model.state_dict(), reference.model.state_dict())
+    assert before == {name: (reference.out_dir / name).read_bytes() for name in FILES}
+
+
+def test_other_settings_train_from_scratch(
+    reference: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out_dir = tmp_path / "fold-0"
+    shutil.copytree(reference.out_dir, out_dir)
+    model, objective = build()
+    epochs: list[int] = []
+    settings = TrainSettings(**{**asdict(SETTINGS), "flip_p": 0.0, "crop_pad": 0})
+    with caplog.at_level(logging.WARNING, logger="bidsfusion.train.loop"):
+        result = train_fold(model, objective, TRAIN, VALIDATION, settings, out_dir, epochs.append)
+    assert epochs == [1, 2, 3] and "other settings" in caplog.text
+    assert result.history[0]["train_loss"] != reference.result.history[0]["train_loss"]
+
+
+def test_the_loss_decreases_on_a_learnable_pairing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    model, objective = build("S")
+    settings = TrainSettings(epochs=8, batch_size=8, max_lr=0.002, device="cpu", progress=True)
+    with caplog.at_level(logging.INFO, logger="bidsfusion.train.loop"):
+        result = train_fold(
+            model, objective, paired_data(24, 0), paired_data(8, 10), settings, tmp_path / "f"
+        )
+    train = [row["train_loss"] for row in result.history]
+    val = [row["val_loss"] for row in result.history]
+    assert train[-1] < train[0] and val[-1] < val[0]
+    assert "#" * 30 + "] 3/3" in capsys.readouterr().err
+    assert "f: epoch 8/8 loss" in caplog.text
+
+
+def test_encode_returns_latents_without_augmentation(reference: Run) -> None:
+    model = reference.model
+    model.train()
+    latents = encode(model, VALIDATION.volumes, batch_size=3, device="cpu")
+    assert model.training
+    assert set(latents) == set(MODALITIES)
+    model.eval()
+    with torch.no_grad():
+        expected = model(VALIDATION.volumes)
+    for m in MODALITIES:
+        assert latents[m].shape == (8, LATENT) and latents[m].dtype == np.float32
+        np.testing.assert_allclose(latents[m], expected[m].latent.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_multimodal_model_encodes_the_modalities_present() -> None:
+    model, _ = build("S")
+    assert model.modalities == MODALITIES
+    x = torch.randn(2, 1, SIZE, SIZE, SIZE)
+    outputs = model({"falff": x, "label": torch.tensor([0, 1])})
+    assert list(outputs) == ["falff"] and outputs["falff"].latent.shape == (2, LATENT)
+    assert model.dims(LATENT) == {m: Dims((SIZE,) * 3, LATENT, 32, LATENT) for m in MODALITIES}
+
+
+def test_checkpoint_round_trip_and_atomic_write(tmp_path: Path) -> None:
+    path = tmp_path / "state.pt"
+    save_checkpoint(path, {"model": nn.Linear(2, 2).state_dict(), "epoch": 3, "rows": [{}]})
+    assert load_checkpoint(path)["epoch"] == 3
+    before = path.read_bytes()
+    with pytest.raises(Exception, match="pickle"):
+        save_checkpoint(path, {"bad": lambda: None})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+        lambda p: p.write_bytes(b"not a checkpoint"),
+        lambda p: torch.save({"module": nn.Linear(2, 2)}, p),
+    ],
+    ids=["truncated", "garbage", "pickled-class"],
+)
+def test_a_bad_checkpoint_is_an_input_data_error(tmp_path: Path, damage) -> None:
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"epoch": 1, "weight": torch.ones(1000)})
+    damage(path)
+    with pytest.raises(InputDataError, match=re.escape(str(path))):
+        load_checkpoint(path)
+
+
+def test_a_missing_checkpoint_is_an_input_missing_error(tmp_path: Path) -> None:
+    with pytest.raises(InputMissingError, match=r"missing\.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(UsageError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    with pytest.raises(UsageError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("n", "batch_size", "steps"), [(24, 8, 3), (23, 8, 2), (5, 8, 1), (2, 8, 1), (1, 8, 0)]
+)
+def test_steps_per_epoch(n: int, batch_size: int, steps: int) -> None:
+    assert steps_per_epoch(n, batch_size) == steps
+
+
+def test_bad_settings_and_too_little_data_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="batch size must be >= 2"):
+        TrainSettings(batch_size=1)
+    with pytest.raises(UsageError, match="device must be one of"):
+        TrainSettings(device="gpu")
+    model, objective = build("S")
+    with pytest.raises(InputDataError, match="at least 2 training"):
+        train_fold(model, objective, random_data(1, 0), VALIDATION, SETTINGS, tmp_path)
+    with pytest.raises(ValueError, match="same length"):
+        FoldData({"T1w": torch.zeros(3, 1, SIZE, SIZE, SIZE)}, torch.zeros(2, dtype=torch.long))
