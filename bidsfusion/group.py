@@ -26,6 +26,7 @@ from bidsfusion.bids import (
 )
 from bidsfusion.config import RunConfig
 from bidsfusion.data.pairs import Pair, Scan
+from bidsfusion.data.volumes import VolumeCache
 from bidsfusion.errors import InputDataError, InputMissingError, UsageError
 from bidsfusion.plugins import registered
 
@@ -44,7 +45,7 @@ def run(config: RunConfig) -> None:
     modalities = [registered("modalities")[name] for name in ("T1w", "falff")]
     group_dir = config.output_dir / "group"
     subjects = normalize_labels(config.participant_label, "sub")
-    scans = _find_scans(config, modalities, subjects)
+    caches, scans = _cached_scans(config, _find_scans(config, modalities, subjects))
     groups = subject_groups(config, {s.subject for s in scans})
     pairs = _pairs(scans, [m.name for m in modalities], groups, group_dir)
     evaluated = sorted({p.subject for p in pairs})
@@ -58,7 +59,7 @@ def run(config: RunConfig) -> None:
     )
     splits.to_json(group_dir / "splits.json")
     write_text(group_dir / "config.toml", _config_record(config, specs))
-    _train_all(config, specs, pairs, groups, splits, group_dir)
+    _train_all(config, specs, caches, pairs, groups, splits, group_dir)
 
 
 def objective_specs(requested: Sequence[str]) -> list[str]:
@@ -146,6 +147,7 @@ def _config_record(config: RunConfig, specs: Sequence[str]) -> str:
 def _train_all(
     config: RunConfig,
     specs: Sequence[str],
+    caches: Mapping[str, VolumeCache],
     pairs: Sequence[Pair],
     groups: Mapping[str, str],
     splits,
@@ -157,7 +159,6 @@ def _train_all(
     from bidsfusion.train.loop import resolve_device
 
     device = resolve_device(config.device)
-    caches, pairs = _caches(config, pairs)
     labels = {s: label_of(g, config.positive, config.negative) for s, g in groups.items()}
     evaluation = [p for p in pairs if p.evaluation]
     for k, fold in enumerate(splits.folds):
@@ -181,23 +182,21 @@ def _train_all(
             _train_one(config, spec, data, roles, groups, out_dir, device)
 
 
-def _caches(config: RunConfig, pairs: Sequence[Pair]):
-    from bidsfusion.data.volumes import VolumeCache
-
+def _cached_scans(
+    config: RunConfig, scans: Sequence[Scan]
+) -> tuple[dict[str, VolumeCache], list[Scan]]:
+    """One volume cache per modality; unusable scans are reported and left out."""
     caches = {}
-    for modality in pairs[0].paths:
-        paths = sorted({p.paths[modality] for p in pairs})
+    for modality in dict.fromkeys(s.modality for s in scans):
+        paths = sorted(s.path for s in scans if s.modality == modality)
         cache_path = config.work / "cache" / f"{modality}-{config.input_size}.npy"
         caches[modality] = VolumeCache.build(
             paths, cache_path, config.input_size, skip_bad=True, workers=config.nprocs
         )
         for path, reason in caches[modality].excluded.items():
             log.warning("excluded %s: %s", path, reason)
-    bad = {path for cache in caches.values() for path in cache.excluded}
-    kept = [p for p in pairs if not bad & set(p.paths.values())]
-    if not kept:
-        raise InputDataError("every pair has an unusable derivative; see the warnings above")
-    return caches, kept
+    bad = {Path(path) for cache in caches.values() for path in cache.excluded}
+    return caches, [s for s in scans if s.path not in bad]
 
 
 def _roles(fold, holdout: Sequence[str]) -> dict[str, str]:
@@ -224,7 +223,9 @@ def _train_one(
     size = (config.input_size,) * 3
     encoder = registered("encoders")[config.encoder]
     model = MultimodalModel(modalities, encoder, size, config.latent_dim)
-    objective = build_objective(spec, modalities, model.dims(), registered("objectives"))
+    objective = build_objective(
+        spec, modalities, model.dims(config.latent_dim), registered("objectives")
+    )
     settings = TrainSettings(
         epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, device=str(device)
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 from collections.abc import Callable
@@ -24,6 +26,18 @@ class CliResult:
     code: int
     out: str
     err: str
+
+
+def run_main(*args: object) -> CliResult:
+    """Run ``bidsfusion ARGS...`` in-process, capturing the streams (usable outside tests)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exit_info:
+            code = int(exit_info.code or 0)
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

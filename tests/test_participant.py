@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import io
 import json
 import shutil
 from pathlib import Path
@@ -12,11 +10,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import CliResult
+from conftest import run_main
 from nibabel.testing import data_path
 from nilearn.image import resample_img
 
-from bidsfusion.cli import main
 from bidsfusion.preprocess.grid import MNI_GRID_AFFINE, MNI_GRID_SHAPE, mni_template
 from bidsfusion.preprocess.mask import grid_brain_mask
 
@@ -84,21 +81,10 @@ def studyforrest_run(tmp_path_factory):
     _add_subject(bids, "nan", nib.Nifti1Image(nan, real.affine), ok)
     _add_subject(bids, "corrupt", gzip.compress(b"\x00" * 4000)[:60], ok)
     out, work = tmp / "out", tmp / "work"
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as exit_info:
-        main(
-            [
-                str(bids),
-                str(out),
-                "participant",
-                "--task",
-                "oneback",
-                "-w",
-                str(work),
-                "--skip-bids-validation",
-            ]
-        )
-    return bids, out, work, CliResult(int(exit_info.value.code), "", stderr.getvalue())
+    result = run_main(
+        bids, out, "participant", "--task", "oneback", "-w", work, "--skip-bids-validation"
+    )
+    return bids, out, work, result
 
 
 def test_real_subject_and_bad_inputs(studyforrest_run):

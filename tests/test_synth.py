@@ -15,7 +15,6 @@ from bids import BIDSLayout
 from bids_validator import BIDSValidator
 
 from bidsfusion.data.anatomy import MNI_SHAPE
-from bidsfusion.data.scanner import rigid_matrix
 from bidsfusion.data.synth import (
     MOTION_COLUMNS,
     SynthSummary,
@@ -24,6 +23,7 @@ from bidsfusion.data.synth import (
     plan_dataset,
 )
 from bidsfusion.errors import OutputError, UsageError
+from bidsfusion.preprocess.motion import rigid_matrix
 
 N_SUBJECTS = 6
 N_VOLUMES = 120

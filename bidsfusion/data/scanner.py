@@ -12,9 +12,10 @@ is the bounding box of the head (T1w) or brain hull (bold) plus a margin.
 
 Motion. ``motion_parameters`` gives per volume ``t`` the row
 ``(trans_x, trans_y, trans_z, rot_x, rot_y, rot_z)`` in mm and radians. Its
-matrix ``T_t = rigid_matrix(row, centre)``, with ``centre`` the world position
-of the voxel-grid centre, maps the world coordinates of volume ``t`` onto those
-of volume 0: the anatomy at ``x`` in volume ``t`` is at ``T_t @ x`` in volume 0,
+matrix ``T_t = rigid_matrix(row, centre)`` (:mod:`bidsfusion.preprocess.motion`,
+whose convention this is), with ``centre`` the world position of the
+voxel-grid centre, maps the world coordinates of volume ``t`` onto those of
+volume 0: the anatomy at ``x`` in volume ``t`` is at ``T_t @ x`` in volume 0,
 so volume ``t`` was simulated as volume 0 sampled at ``T_t @ x``. Row 0 is zero.
 A motion correction that resamples volume ``t`` onto volume 0 pulls each
 output point ``y`` from ``inv(T_t) @ y``; in ITK terms (fixed = volume 0,
@@ -31,6 +32,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from bidsfusion.data.anatomy import PHANTOM_AFFINE, SubjectMaps
+from bidsfusion.preprocess.motion import rigid_matrix, rotation_matrix, volume_centre
 
 LF_BAND_HZ = (0.01, 0.1)
 """Band of the planted BOLD fluctuations, Hz."""
@@ -38,29 +40,10 @@ HF_AMPLITUDE = 0.003
 """Relative amplitude of the fast (respiration-like) oscillation."""
 
 
-def rotation_matrix(rot_x: float, rot_y: float, rot_z: float) -> np.ndarray:
-    """3x3 rotation ``Rz @ Ry @ Rx`` (angles in radians, right-handed, x applied first)."""
-    cx, cy, cz = np.cos([rot_x, rot_y, rot_z])
-    sx, sy, sz = np.sin([rot_x, rot_y, rot_z])
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-def rigid_matrix(params: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """4x4 world matrix ``x -> R (x - centre) + centre + t`` for one motion row (see module doc)."""
-    matrix = np.eye(4)
-    rotation = rotation_matrix(*params[3:6])
-    matrix[:3, :3] = rotation
-    matrix[:3, 3] = centre + params[:3] - rotation @ centre
-    return matrix
-
-
 def random_placement(rng: np.random.Generator, head_scale: float, centre: np.ndarray) -> np.ndarray:
     """A random native->MNI similarity (4x4) for a head of size ``head_scale`` (see module doc)."""
     placement = np.eye(4)
-    placement[:3, :3] = head_scale * rotation_matrix(*np.deg2rad(rng.uniform(-10, 10, 3)))
+    placement[:3, :3] = head_scale * rotation_matrix(np.deg2rad(rng.uniform(-10, 10, 3)))
     placement[:3, 3] = rng.uniform(-10, 10, 3) - placement[:3, :3] @ centre
     return np.linalg.inv(placement)
 
@@ -76,11 +59,6 @@ def covering_grid(
     affine = np.diag([voxel_mm, voxel_mm, voxel_mm, 1.0])
     affine[:3, 3] = low
     return shape, affine
-
-
-def grid_centre(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """World (mm) position of the centre of a voxel grid: ``affine @ (shape - 1) / 2``."""
-    return affine[:3, :3] @ ((np.array(shape[:3]) - 1) / 2) + affine[:3, 3]
 
 
 def resample(volume: np.ndarray, matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -187,7 +165,7 @@ def render_bold(
     voxels = data.reshape(-1, n_volumes, order="F")
     voxels[inside] *= 1.0 + amplitude[inside, None] * lf + HF_AMPLITUDE * hf
     motion = motion_parameters(rng, n_volumes)
-    centre = grid_centre(affine, shape)
+    centre = volume_centre(affine, shape)
     for t in range(1, n_volumes):
         matrix = np.linalg.inv(affine) @ rigid_matrix(motion[t], centre) @ affine
         data[..., t] = resample(data[..., t], matrix, shape)

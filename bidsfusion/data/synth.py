@@ -55,8 +55,9 @@ from bidsfusion.data.anatomy import (
     subject_maps,
     truth_masks,
 )
-from bidsfusion.data.scanner import grid_centre, random_placement, render_bold, render_t1
+from bidsfusion.data.scanner import random_placement, render_bold, render_t1
 from bidsfusion.errors import OutputError, UsageError
+from bidsfusion.preprocess.motion import volume_centre
 
 GROUPS = ("AD", "HC", "other")
 GROUP_EFFECT = {"AD": 1.0, "HC": 0.0, "other": 0.5}
@@ -204,7 +205,7 @@ def _write_scan(
         relative = folder / "func" / f"{stem}_task-rest_bold.nii.gz"
         sidecar = {"TaskName": "rest", "RepetitionTime": float(image.header["pixdim"][4])}
         xfm["motion"] = f"{stem}_task-rest_motion.tsv"
-        xfm["motion_centre_mm"] = grid_centre(image.affine, image.shape).tolist()
+        xfm["motion_centre_mm"] = volume_centre(image.affine, image.shape).tolist()
         rows = [dict(zip(MOTION_COLUMNS, [f"{v:.8f}" for v in row], strict=True)) for row in motion]
         _write_tsv(truth / str(xfm["motion"]), rows)
     (root / relative).parent.mkdir(parents=True, exist_ok=True)

@@ -16,28 +16,21 @@ NaN or infinite values, or is constant (z-normalisation would divide by 0).
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
-from nibabel.filebasedimages import ImageFileError
 
 from bidsfusion.atomic import atomic_path, write_text
 from bidsfusion.errors import BidsFusionError, InputDataError, InputMissingError, UsageError
+from bidsfusion.nifti import read_data
 
 _FORMAT = 1
 _CHUNK = 64
 """Volumes decoded per round of the thread pool (bounds memory to ~64 volumes)."""
-_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError)
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _stat(path: Path) -> dict[str, object]:
@@ -49,13 +42,8 @@ def _stat(path: Path) -> dict[str, object]:
 
 
 def _read(path: Path) -> np.ndarray:
-    """The voxels of one NIfTI as float32 (a trailing 4th axis of length 1 dropped)."""
-    try:
-        data = np.asarray(nib.load(path).get_fdata(dtype=np.float32))
-    except FileNotFoundError:
-        raise InputMissingError(f"{path}: file not found") from None
-    except _READ_ERRORS as error:
-        raise InputDataError(f"{path}: unreadable NIfTI ({_one_line(error)})") from None
+    """The finite voxels of one NIfTI as float32 (a trailing 4th axis of length 1 dropped)."""
+    data, _ = read_data(path)
     return data[..., 0] if data.ndim == 4 and data.shape[3] == 1 else data
 
 
@@ -65,8 +53,6 @@ def _check(path: Path, data: np.ndarray, input_size: int) -> None:
         raise InputDataError(
             f"{path}: shape {data.shape} is not a cube whose side is a multiple of {input_size}"
         )
-    if not np.isfinite(data).all():
-        raise InputDataError(f"{path}: contains NaN or infinite values")
     if data.min() == data.max():
         raise InputDataError(f"{path}: constant volume (every voxel is {data.flat[0]})")
 
@@ -233,8 +219,10 @@ class VolumeCache:
             array.flush()
             del array
             if not good:
+                first = next(iter(excluded.values()))
                 raise InputDataError(
-                    f"{cache_path}: none of the {len(paths)} input volumes is usable"
+                    f"none of the {len(paths)} volumes for {cache_path.name} is usable; "
+                    f"first: {first}"
                 )
             if len(good) < len(paths):
                 _keep_first_rows(tmp, len(good))

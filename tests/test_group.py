@@ -1,0 +1,221 @@
+"""The group level end to end through the real CLI, on planted 16^3 derivatives.
+
+Running the participant level for enough subjects takes minutes, so these tests
+write grid derivatives directly (named as the participant level names them) with
+a planted AD effect, and a raw dataset whose sessions.tsv makes pairing by days
+matter.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import run_main
+from scipy import ndimage
+
+from bidsfusion.bids import GRID_RES, TEMPLATE_SPACE, write_dataset_description
+
+SIDE = 16
+GROUPS = ["AD"] * 6 + ["HC"] * 10 + ["other"] * 3
+SPECS = ("L-CL", "S-AE")
+FOLDS = 3
+GROUP_ARGS = (
+    "--input-size",
+    "16",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--latent-dim",
+    "8",
+    "--folds",
+    str(FOLDS),
+    "--holdout",
+    "3",
+    "--device",
+    "cpu",
+)
+
+
+def _volume(rng: np.random.Generator, diagnosis: str) -> np.ndarray:
+    data = ndimage.gaussian_filter(rng.normal(size=(SIDE,) * 3), 1.5) + 1.0
+    if diagnosis == "AD":
+        data[4:8, 4:8, 4:8] -= 0.5
+    return data.astype(np.float32)
+
+
+def _save(path: Path, data: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, np.diag([12.0, 12.0, 12.0, 1.0])), path)
+    return path
+
+
+def _write_subject(bids: Path, out: Path, label: str, diagnosis: str, rng) -> None:
+    """Two sessions (days 0 and 400); T1w in both, BOLD only in the second for odd labels."""
+    raw = bids / f"sub-{label}"
+    raw.mkdir(parents=True)
+    (raw / f"sub-{label}_sessions.tsv").write_text(
+        "session_id\tdays_since_entry\nses-1\t0\nses-2\t400\n"
+    )
+    grid = f"space-{TEMPLATE_SPACE}_res-{GRID_RES}"
+    bold_sessions = ["2"] if int(label) % 2 else ["1", "2"]
+    for session in ("1", "2"):
+        anat = out / f"sub-{label}" / f"ses-{session}" / "anat"
+        _save(
+            anat / f"sub-{label}_ses-{session}_{grid}_desc-brain_T1w.nii.gz",
+            _volume(rng, diagnosis),
+        )
+    for session in bold_sessions:
+        func = out / f"sub-{label}" / f"ses-{session}" / "func"
+        name = f"sub-{label}_ses-{session}_task-rest_{grid}_stat-falff_boldmap.nii.gz"
+        _save(func / name, _volume(rng, diagnosis))
+
+
+def write_group_inputs(root: Path, groups: list[str] = GROUPS) -> tuple[Path, Path]:
+    """A raw BIDS dataset (participants, sessions) and OUTPUT_DIR with grid derivatives."""
+    bids, out = root / "bids", root / "out"
+    bids.mkdir(parents=True)
+    (bids / "dataset_description.json").write_text('{"Name": "g", "BIDSVersion": "1.8.0"}')
+    write_dataset_description(out)
+    rng = np.random.default_rng(0)
+    rows = ["participant_id\tdiagnosis"]
+    for i, diagnosis in enumerate(groups, start=1):
+        label = f"{i:02d}"
+        rows.append(f"sub-{label}\t{diagnosis}")
+        _write_subject(bids, out, label, diagnosis, rng)
+    (bids / "participants.tsv").write_text("\n".join(rows) + "\n")
+    return bids, out
+
+
+@pytest.fixture(scope="module")
+def group_run(tmp_path_factory):
+    """One group run with two objective specs; returns (bids, out, CliResult)."""
+    root = tmp_path_factory.mktemp("group")
+    bids, out = write_group_inputs(root)
+    args = [bids, out, "group", "-w", root / "work", "--skip-bids-validation"]
+    args += [a for spec in SPECS for a in ("--objective", spec)]
+    return bids, out, run_main(*args, *GROUP_ARGS)
+
+
+def _pairs(out: Path) -> list[dict[str, str]]:
+    with (out / "group" / "pairs.tsv").open(newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def test_group_run_succeeds(group_run) -> None:
+    _, _, result = group_run
+    assert result.code == 0, result.err
+
+
+def test_pairs_take_the_closest_scan_and_one_evaluation_pair(group_run) -> None:
+    _, out, _ = group_run
+    rows = _pairs(out)
+    subjects = {f"{i:02d}" for i in range(1, len(GROUPS) + 1)}
+    assert {r["subject"] for r in rows} == subjects
+    evaluation = [r for r in rows if "evaluation" in r["role"]]
+    assert sorted(r["subject"] for r in evaluation) == sorted(subjects)
+    assert all(float(r["days_apart"]) == 0 for r in evaluation)
+    for row in rows:
+        assert f"ses-{row['session_T1w']}" in row["path_T1w"]
+        assert f"ses-{row['session_falff']}" in row["path_falff"]
+    # odd subjects have BOLD in ses-2 only: both T1w scans pair with it (0 and 400 days)
+    odd = [r for r in rows if int(r["subject"]) % 2]
+    assert sorted((r["session_T1w"], r["session_falff"], r["days_apart"]) for r in odd[:2]) == [
+        ("1", "2", "400.0"),
+        ("2", "2", "0.0"),
+    ]
+    even = [r for r in rows if not int(r["subject"]) % 2]
+    assert all(r["session_T1w"] == r["session_falff"] for r in even)
+    assert len(rows) == 2 * len(GROUPS)
+
+
+def test_splits_are_disjoint_stratified_and_cover_labelled_subjects(group_run) -> None:
+    _, out, _ = group_run
+    splits = json.loads((out / "group" / "splits.json").read_text())
+    holdout = set(splits["holdout"])
+    assert len(holdout) == 3
+    validation = [set(f["validation"]) for f in splits["folds"]]
+    assert len(validation) == FOLDS
+    for k, fold in enumerate(splits["folds"]):
+        train = set(fold["train"])
+        assert not train & validation[k] and not (train | validation[k]) & holdout
+    union = set().union(*validation)
+    assert sum(len(v) for v in validation) == len(union)  # each subject validated once
+    assert union | holdout == {f"{i:02d}" for i in range(1, len(GROUPS) + 1)}
+
+
+def test_every_fold_and_spec_writes_history_checkpoint_and_representations(group_run) -> None:
+    _, out, _ = group_run
+    splits = json.loads((out / "group" / "splits.json").read_text())
+    diagnosis = dict(enumerate(GROUPS, start=1))
+    for spec in SPECS:
+        for k, fold in enumerate(splits["folds"]):
+            fold_dir = out / "group" / f"objective-{spec}" / f"fold-{k}"
+            with (fold_dir / "history.tsv").open(newline="") as handle:
+                history = list(csv.DictReader(handle, delimiter="\t"))
+            assert [int(r["epoch"]) for r in history] == [1, 2]
+            terms = spec.split("-")
+            assert all(f"train_{t}" in history[0] for t in terms), history[0].keys()
+            assert (fold_dir / "checkpoint.pt").is_file()
+            z = np.load(fold_dir / "representations.npz")
+            n = len(GROUPS)
+            assert sorted(z["subject"]) == [f"{i:02d}" for i in range(1, n + 1)]
+            assert z["z_T1w"].shape == z["z_falff"].shape == (n, 8)
+            assert np.isfinite(z["z_T1w"]).all()
+            roles = dict(zip(z["subject"], z["role"], strict=True))
+            assert {s for s, r in roles.items() if r == "validation"} == set(fold["validation"])
+            assert {s for s, r in roles.items() if r == "holdout"} == set(splits["holdout"])
+            groups = dict(zip(z["subject"], z["group"], strict=True))
+            assert all(groups[s] == diagnosis[int(s)] for s in groups)
+
+
+def test_config_record_lists_expanded_objectives(group_run) -> None:
+    import tomllib
+
+    _, out, _ = group_run
+    record = tomllib.loads((out / "group" / "config.toml").read_text())
+    assert record["expanded_objectives"] == list(SPECS)
+    assert record["versions"]["bidsfusion"]
+
+
+def test_no_derivatives_is_66(run_cli, tmp_path) -> None:
+    from conftest import write_tiny_bids
+
+    bids = write_tiny_bids(tmp_path / "bids")
+    result = run_cli(bids, tmp_path / "out", "group", "--objective", "L")
+    assert result.code == 66
+    assert "run 'bidsfusion BIDS_DIR OUTPUT_DIR participant' first" in result.err
+
+
+def test_unknown_term_is_64_listing_registered(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path, GROUPS[:2])
+    result = run_cli(bids, out, "group", "--objective", "L-XYZ")
+    assert result.code == 64
+    assert "XYZ" in result.err and "CL" in result.err and "AE" in result.err
+
+
+def test_too_few_labelled_subjects_is_65_with_counts(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path, ["AD"] * 2 + ["HC"] * 6)
+    result = run_cli(bids, out, "group", "--objective", "L", "--holdout", "1", *GROUP_ARGS[:-4])
+    assert result.code == 65
+    assert "AD" in result.err and "2" in result.err
+
+
+def test_corrupt_derivative_is_excluded_and_the_run_goes_on(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path)
+    bad = next(out.glob("sub-02/ses-1/func/*_boldmap.nii.gz"))
+    bad.write_bytes(b"not a nifti")
+    result = run_cli(
+        bids, out, "group", "--objective", "L", "-w", tmp_path / "work", *GROUP_ARGS, "--folds", "2"
+    )
+    assert result.code == 0, result.err
+    assert str(bad) in result.err
+    rows = _pairs(out)
+    assert str(bad) not in {r["path_falff"] for r in rows}
+    sub02 = [r for r in rows if r["subject"] == "02"]
+    assert [(r["session_T1w"], r["session_falff"]) for r in sub02] == [("1", "2"), ("2", "2")]
