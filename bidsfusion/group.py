@@ -217,7 +217,8 @@ def _train_one(
 ) -> None:
     from bidsfusion.models.multimodal import MultimodalModel
     from bidsfusion.objectives.compose import build_objective
-    from bidsfusion.train.loop import FoldData, TrainSettings, encode, train_fold
+    from bidsfusion.train.encode import encode
+    from bidsfusion.train.loop import FoldData, TrainSettings, train_fold
 
     modalities = list(data["train"].volumes)
     size = (config.input_size,) * 3

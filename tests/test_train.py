@@ -21,11 +21,11 @@ from bidsfusion.objectives.base import Dims
 from bidsfusion.objectives.builtin import register_objectives
 from bidsfusion.objectives.compose import ComposedObjective, build_objective
 from bidsfusion.train.checkpoint import load_checkpoint, save_checkpoint
+from bidsfusion.train.encode import encode
 from bidsfusion.train.loop import (
     FoldData,
     FoldResult,
     TrainSettings,
-    encode,
     resolve_device,
     steps_per_epoch,
     train_fold,
@@ -321,3 +321,14 @@ def test_bad_settings_and_too_little_data_are_refused(tmp_path: Path) -> None:
         train_fold(model, objective, random_data(1, 0), VALIDATION, SETTINGS, tmp_path)
     with pytest.raises(ValueError, match="same length"):
         FoldData({"T1w": torch.zeros(3, 1, SIZE, SIZE, SIZE)}, torch.zeros(2, dtype=torch.long))
+
+
+def test_progress_bar_draws_in_place_only_when_enabled(capsys: pytest.CaptureFixture) -> None:
+    from bidsfusion.train.progress import ProgressBar
+
+    ProgressBar(True).reporter("fold-0: epoch 1/3", 10)(5)
+    assert capsys.readouterr().err == "\rfold-0: epoch 1/3 [" + "#" * 15 + "." * 15 + "] 5/10"
+    quiet = ProgressBar(False)
+    quiet.reporter("x", 10)(10)
+    quiet.clear()
+    assert capsys.readouterr().err == ""

@@ -31,6 +31,7 @@ from bidsfusion.atomic import write_text
 from bidsfusion.data.transforms import ClassBalancedSampler, random_crop, random_flip
 from bidsfusion.errors import InputDataError, UsageError
 from bidsfusion.train.checkpoint import load_checkpoint, save_checkpoint
+from bidsfusion.train.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def train_fold(
     fold = _Fold(model, objective, settings, device, out_dir, steps, (len(train), len(validation)))
     state = fold.resume()
     sampler = ClassBalancedSampler(train.labels.tolist(), seed=settings.seed)
-    bar = _ProgressBar(sys.stderr.isatty() if settings.progress is None else settings.progress)
+    bar = ProgressBar(sys.stderr.isatty() if settings.progress is None else settings.progress)
     for epoch in range(state.epoch + 1, settings.epochs + 1):
         epoch_started = time.perf_counter()
         lr = fold.optimizer.param_groups[0]["lr"]
@@ -446,60 +447,3 @@ class _Fold:
         self._mode(False)
         if not (self.out_dir / CHECKPOINT).exists():
             self._write_best(state)
-
-
-class _ProgressBar:
-    """An in-place one-line bar on stderr, e.g. ``fold-0: epoch 3/200 [#####.....] 5/10``."""
-
-    width = 30
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    def reporter(self, label: str, total: int) -> Callable[[int], None]:
-        """A callback drawing ``done`` of ``total`` steps after ``label``."""
-
-        def draw(done: int) -> None:
-            if self.enabled:
-                filled = self.width * done // total
-                bar = "#" * filled + "." * (self.width - filled)
-                sys.stderr.write(f"\r{label} [{bar}] {done}/{total}")
-                sys.stderr.flush()
-
-        return draw
-
-    def clear(self) -> None:
-        """Erase the bar so that the epoch's log line starts clean."""
-        if self.enabled:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-
-
-def encode(
-    model: nn.Module,
-    volumes: Mapping[str, Tensor],
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-) -> dict[str, np.ndarray]:
-    """Latents ``z`` float32 ``[N, latent_dim]`` by modality for ``volumes[m]`` ``[N, 1, *S]``.
-
-    Eval mode, no gradient, no augmentation, float32; ``model`` is moved to
-    ``device`` and its train/eval mode restored afterwards.
-    """
-    n = len(next(iter(volumes.values())))
-    if n == 0:
-        raise ValueError("encode needs at least one sample")
-    device = torch.device(device)
-    model.to(device)
-    was_training = model.training
-    model.eval()
-    chunks: dict[str, list[Tensor]] = {m: [] for m in volumes}
-    try:
-        with torch.no_grad():
-            for index in torch.arange(n).split(batch_size):
-                batch = {m: x[index.to(x.device)].to(device) for m, x in volumes.items()}
-                for m, output in model(batch).items():
-                    chunks[m].append(output.latent.float().cpu())
-    finally:
-        model.train(was_training)
-    return {m: torch.cat(parts).numpy() for m, parts in chunks.items()}
