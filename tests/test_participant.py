@@ -167,11 +167,16 @@ def test_rerun_skips_complete_and_redoes_missing(studyforrest_run, run_cli):
     bids, out, work, _ = studyforrest_run
     before = (out / FALFF_OUT).stat().st_mtime_ns
     (out / T1_OUT).write_bytes(b"half-written")
+    mask = out / T1_OUT.replace("desc-brain_T1w", "desc-brain_mask")
+    xfm = out / "sub-02/anat/sub-02_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.tfm"
+    mask.unlink()
+    xfm.unlink()
     result = run_cli(
         bids, out, "participant", "--task", "oneback", "-w", work, "--participant-label", "02"
     )
     assert result.code == 0, result.err
     assert nib.load(out / T1_OUT).shape == MNI_GRID_SHAPE
+    assert nib.load(mask).shape == MNI_GRID_SHAPE and xfm.is_file()
     assert (out / FALFF_OUT).stat().st_mtime_ns == before
     again = run_cli(
         bids, out, "participant", "--task", "oneback", "-w", work, "--participant-label", "02"

@@ -88,8 +88,10 @@ def init_subject_wf(
     return wf
 
 
-def _node(wf: pe.Workflow, interface: Any, name: str, **inputs: Any) -> pe.Node:
-    node = pe.Node(interface, name=name)
+def _node(
+    wf: pe.Workflow, interface: Any, name: str, overwrite: bool | None = None, **inputs: Any
+) -> pe.Node:
+    node = pe.Node(interface, name=name, overwrite=overwrite)
     for key, value in inputs.items():
         setattr(node.inputs, key, value)
     wf.add_nodes([node])
@@ -102,7 +104,10 @@ def _sink(
     if output is None:
         return
     sidecar = json.dumps(dict(output.sidecar), default=str) if output.sidecar else ""
-    sink = _node(wf, DerivativeSink(), name, out_path=str(output.path), sidecar=sidecar)
+    # sinks always run: a cached sink would not rewrite an output deleted since
+    sink = _node(
+        wf, DerivativeSink(), name, overwrite=True, out_path=str(output.path), sidecar=sidecar
+    )
     wf.connect(source, field_name, sink, "in_file")
 
 
