@@ -164,8 +164,9 @@ def _level_options(fn: Any) -> Any:
         click.option("--folds", type=click.IntRange(min=2), help="[group] CV folds. Default: 5."),
         click.option(
             "--holdout",
-            type=click.FloatRange(min=0, min_open=True),
-            help="[group] hold-out subjects: a count (>= 1) or a fraction. Default: 0.15.",
+            type=click.FloatRange(min=0),
+            help="[group] hold-out subjects: a count (>= 1), a fraction, or 0 for none. "
+            "Default: 0.15.",
         ),
         click.option(
             "--label-column",

@@ -219,3 +219,25 @@ def test_corrupt_derivative_is_excluded_and_the_run_goes_on(run_cli, tmp_path) -
     assert str(bad) not in {r["path_falff"] for r in rows}
     sub02 = [r for r in rows if r["subject"] == "02"]
     assert [(r["session_T1w"], r["session_falff"]) for r in sub02] == [("1", "2"), ("2", "2")]
+
+
+def test_holdout_zero_keeps_every_subject_in_the_folds(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path)
+    result = run_cli(
+        bids,
+        out,
+        "group",
+        "--objective",
+        "S",
+        "-w",
+        tmp_path / "work",
+        *GROUP_ARGS,
+        "--holdout",
+        "0",
+        "--epochs",
+        "1",
+    )
+    assert result.code == 0, result.err
+    splits = json.loads((out / "group" / "splits.json").read_text())
+    assert splits["holdout"] == []
+    assert sum(len(f["validation"]) for f in splits["folds"]) == len(GROUPS)

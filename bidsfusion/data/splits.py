@@ -123,8 +123,9 @@ def _check_fold_sizes(groups: np.ndarray, n_folds: int, evaluated: Sequence[str]
     counts = Counter(groups.tolist())
     if any(counts[g] < n_folds for g in evaluated):
         raise InputDataError(
-            f"need at least {n_folds} subjects per group for {n_folds} "
-            f"folds; have {_counts_text(counts, evaluated)}"
+            f"need at least {n_folds} subjects per group for {n_folds} folds; have "
+            f"{_counts_text(counts, evaluated)} outside the hold-out; use fewer --folds, "
+            "a smaller --holdout, or more subjects"
         )
 
 
