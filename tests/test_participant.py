@@ -80,6 +80,7 @@ def studyforrest_run(tmp_path_factory):
     nan[5, 5, 5, 5] = np.nan
     _add_subject(bids, "nan", nib.Nifti1Image(nan, real.affine), ok)
     _add_subject(bids, "corrupt", gzip.compress(b"\x00" * 4000)[:60], ok)
+    _add_subject(bids, "boldonly", nib.Nifti1Image(data, real.affine), ok)
     out, work = tmp / "out", tmp / "work"
     result = run_main(
         bids, out, "participant", "--task", "oneback", "-w", work, "--skip-bids-validation"
@@ -130,6 +131,17 @@ def test_falff_map_sidecar_and_figures(studyforrest_run):
         delimiter="\t",
     )
     assert len(confounds) == 100 and confounds["framewise_displacement"][0] == 0
+
+
+def test_bold_without_any_t1w_is_registered_to_the_template(studyforrest_run):
+    _, out, _, _ = studyforrest_run
+    direct = out / FALFF_OUT.replace("sub-02", "sub-boldonly")
+    sidecar = json.loads(direct.with_name(direct.name.replace(".nii.gz", ".json")).read_text())
+    assert any("no T1w" in warning for warning in sidecar["Warnings"])
+    # the same BOLD run, through the T1w or straight to MNI, gives a similar map
+    mask = grid_brain_mask()
+    via_t1w = nib.load(out / FALFF_OUT).get_fdata()[mask]
+    assert np.corrcoef(nib.load(direct).get_fdata()[mask], via_t1w)[0, 1] > 0.6
 
 
 @pytest.mark.parametrize(

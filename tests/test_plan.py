@@ -1,0 +1,77 @@
+"""Planning a subject: which T1w each BOLD run coregisters to, and what is already done."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bidsfusion.bids import load_layout
+from bidsfusion.config import make_config
+from bidsfusion.plugins import registered
+from bidsfusion.preprocess.plan import plan_subject
+
+AFFINE = np.diag([10.0, 10.0, 10.0, 1.0])  # 8 voxels of 10 mm: enough coverage
+
+
+def _image(path: Path, shape: tuple[int, ...]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.random.default_rng(0).random(shape, dtype=np.float32) + 1
+    nib.save(nib.Nifti1Image(data, AFFINE), path)
+
+
+def _bold(root: Path, subject: str, session: str) -> None:
+    stem = root / f"sub-{subject}" / f"ses-{session}" / "func" / f"sub-{subject}_ses-{session}"
+    _image(Path(f"{stem}_task-rest_bold.nii.gz"), (8, 8, 8, 40))
+    Path(f"{stem}_task-rest_bold.json").write_text('{"RepetitionTime": 2.0, "TaskName": "rest"}')
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """sub-01: T1w at days 0 and 300, BOLD at day 250 and 0; sub-02: BOLD only."""
+    root = tmp_path / "bids"
+    root.mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "p", "BIDSVersion": "1.8.0"}')
+    (root / "participants.tsv").write_text("participant_id\nsub-01\nsub-02\n")
+    (root / "sub-01").mkdir()
+    (root / "sub-01" / "sub-01_sessions.tsv").write_text(
+        "session_id\tdays_since_entry\nses-1\t0\nses-2\t250\nses-3\t300\n"
+    )
+    for session in ("1", "3"):
+        _image(root / f"sub-01/ses-{session}/anat/sub-01_ses-{session}_T1w.nii.gz", (8, 8, 8))
+    _bold(root, "01", "1")
+    _bold(root, "01", "2")
+    _bold(root, "02", "1")
+    return root
+
+
+def _plan(root: Path, subject: str):
+    config = make_config(
+        {"bids_dir": root, "output_dir": root.parent / "out", "analysis_level": "participant"}
+    )
+    layout = load_layout(root, validate=False)
+    modalities = list(registered("modalities").values())
+    return plan_subject(layout, config, subject, (), modalities)
+
+
+def test_bold_takes_the_same_session_else_the_nearest_t1w_in_days(dataset: Path) -> None:
+    plan, problems = _plan(dataset, "01")
+    assert problems == []
+    partner = {job.bold.name: job.anat_key for job in plan.func}
+    anat = {job.key: job.t1w.name for job in plan.anat}
+    assert anat[partner["sub-01_ses-1_task-rest_bold.nii.gz"]] == "sub-01_ses-1_T1w.nii.gz"
+    # day 250 is 50 days from ses-3 (day 300) and 250 from ses-1 (day 0)
+    assert anat[partner["sub-01_ses-2_task-rest_bold.nii.gz"]] == "sub-01_ses-3_T1w.nii.gz"
+
+
+def test_a_subject_without_t1w_goes_straight_to_the_template(dataset: Path, caplog) -> None:
+    plan, problems = _plan(dataset, "02")
+    assert problems == [] and plan.anat == []
+    (job,) = plan.func
+    assert job.anat_key is None
+    assert "has no T1w" in caplog.text
+    sidecar = job.outputs["falff"].sidecar
+    assert any("no T1w" in warning for warning in sidecar["Warnings"])
+    assert job.repetition_time == 2.0
