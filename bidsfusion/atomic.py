@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,17 +17,15 @@ from pathlib import Path
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it onto ``path`` on success.
 
-    The temporary name keeps the suffixes (``.nii.gz``) so writers that sniff
-    the extension work. On error the temporary file is removed.
+    The temporary name is unique to the call (concurrent writers of one path do
+    not collide) and keeps the suffixes (``.nii.gz``) so writers that sniff the
+    extension work; the writer creates the file, so its mode follows the umask.
+    On error the temporary file is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name.split('.')[0]}.", suffix=suffix, dir=path.parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = path.with_name(f".{path.name.split('.')[0]}.{uuid.uuid4().hex[:12]}{suffix}")
     try:
         yield tmp_path
         os.replace(tmp_path, path)

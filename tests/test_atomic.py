@@ -1,0 +1,55 @@
+"""Atomic writes: no partial file under the final name, umask-respecting modes, concurrency."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+
+from bidsfusion.atomic import atomic_path, write_text
+from bidsfusion.bids import dataset_description, write_dataset_description
+
+
+def test_failure_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "a.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_mode_follows_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "sub" / "x.tsv", "a\tb\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "sub" / "x.tsv").stat().st_mode & 0o777 == 0o644
+
+
+def _write_many(output_dir: str) -> None:
+    for _ in range(40):
+        write_dataset_description(Path(output_dir), "docker://bidsfusion:test")
+
+
+def test_concurrent_jobs_never_expose_a_partial_dataset_description(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write_many, args=(str(tmp_path),)) for _ in range(4)]
+    for writer in writers:
+        writer.start()
+    path = tmp_path / "dataset_description.json"
+    reads = 0
+    while any(w.is_alive() for w in writers):
+        if path.exists():
+            assert json.loads(path.read_text()) == dataset_description("docker://bidsfusion:test")
+            reads += 1
+    for writer in writers:
+        writer.join()
+        assert writer.exitcode == 0
+    assert reads > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["dataset_description.json"]
