@@ -87,7 +87,7 @@ class _FALFFInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="motion-corrected 4D BOLD")
     repetition_time = traits.Float(mandatory=True, desc="seconds")
     band = traits.Tuple(
-        traits.Float, traits.Float, usedefault=True, default=(0.01, 0.1), desc="low, high (Hz)"
+        traits.Float(0.01), traits.Float(0.1), usedefault=True, desc="low, high (Hz)"
     )
     mask_file = File(exists=True, desc="native-space brain mask; default: an EPI mask of the mean")
 
