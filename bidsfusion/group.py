@@ -9,6 +9,8 @@ validation loss, and save the representations of every evaluation subject.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -167,11 +169,12 @@ def _train_all(
             m: learn_landmarks(c, c.rows([p.paths[m] for p in train_pairs]), device)
             for m, c in caches.items()
         }
+        validation_pairs = [p for p in pairs if p.subject in set(fold.validation)]
         data = {
             name: paired_volumes(chosen, caches, landmarks, labels, device)
             for name, chosen in (
                 ("train", train_pairs),
-                ("validation", [p for p in pairs if p.subject in set(fold.validation)]),
+                ("validation", validation_pairs),
                 ("evaluation", evaluation),
             )
         }
@@ -179,7 +182,30 @@ def _train_all(
         for spec in specs:
             torch.manual_seed(config.seed)
             out_dir = group_dir / f"objective-{spec}" / f"fold-{k}"
-            _train_one(config, spec, data, roles, groups, out_dir, device)
+            key = data_key(config, spec, train_pairs, validation_pairs)
+            _train_one(config, spec, data, roles, groups, out_dir, device, key)
+
+
+def data_key(
+    config: RunConfig, spec: str, train: Sequence[Pair], validation: Sequence[Pair]
+) -> str:
+    """SHA-256 of what a fold's training depends on beyond its settings: the model
+    (encoder, latent size, input size, objective spec) and each training and
+    validation file (path, size, modification time)."""
+
+    def stamps(pairs: Sequence[Pair]) -> list[list[object]]:
+        files = [Path(path) for pair in pairs for path in pair.paths.values()]
+        return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(files)]
+
+    record = {
+        "encoder": config.encoder,
+        "latent_dim": config.latent_dim,
+        "input_size": config.input_size,
+        "objective": spec,
+        "train": stamps(train),
+        "validation": stamps(validation),
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
 def _cached_scans(
@@ -214,6 +240,7 @@ def _train_one(
     groups: Mapping[str, str],
     out_dir: Path,
     device,
+    key: str,
 ) -> None:
     from bidsfusion.models.multimodal import MultimodalModel
     from bidsfusion.objectives.compose import build_objective
@@ -237,6 +264,7 @@ def _train_one(
         FoldData(data["validation"].volumes, data["validation"].labels),
         settings,
         out_dir,
+        data_key=key,
     )
     log.info(
         "%s: best epoch %d, validation loss %.4f",

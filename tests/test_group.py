@@ -241,3 +241,19 @@ def test_holdout_zero_keeps_every_subject_in_the_folds(run_cli, tmp_path) -> Non
     splits = json.loads((out / "group" / "splits.json").read_text())
     assert splits["holdout"] == []
     assert sum(len(f["validation"]) for f in splits["folds"]) == len(GROUPS)
+
+
+def test_a_rerun_resumes_only_folds_whose_data_are_unchanged(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path)
+    args = [bids, out, "group", "--objective", "S", "-w", tmp_path / "work", *GROUP_ARGS]
+    args += ["--epochs", "1"]
+    assert run_cli(*args).code == 0
+    again = run_cli(*args)
+    assert again.code == 0 and again.err.count("not retraining") == FOLDS
+    changed = next(out.glob("sub-05/ses-1/anat/*_T1w.nii.gz"))
+    image = nib.load(changed)
+    nib.save(nib.Nifti1Image(image.get_fdata() * 2, image.affine), changed)
+    third = run_cli(*args)
+    assert third.code == 0
+    # the subject trains in every fold but the one that validates it: all folds retrain
+    assert third.err.count("training from scratch") == FOLDS

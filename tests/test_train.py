@@ -221,6 +221,20 @@ def test_other_settings_train_from_scratch(
     assert result.history[0]["train_loss"] != reference.result.history[0]["train_loss"]
 
 
+def test_other_data_trains_from_scratch(
+    reference: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out_dir = tmp_path / "fold-0"
+    shutil.copytree(reference.out_dir, out_dir)
+    model, objective = build()
+    epochs: list[int] = []
+    with caplog.at_level(logging.WARNING, logger="bidsfusion.train.loop"):
+        train_fold(
+            model, objective, TRAIN, VALIDATION, SETTINGS, out_dir, epochs.append, data_key="x"
+        )
+    assert epochs == [1, 2, 3] and "other settings or data" in caplog.text
+
+
 def test_the_loss_decreases_on_a_learnable_pairing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -177,11 +177,14 @@ def train_fold(
     settings: TrainSettings,
     out_dir: Path,
     on_epoch_end: Callable[[int], None] | None = None,
+    data_key: str = "",
 ) -> FoldResult:
     """Train ``model`` and ``objective`` on ``train``, select by ``validation`` loss.
 
-    Resumes from ``out_dir/last.pt`` written with the same settings and numbers
-    of pairs, returns a finished run's result without training, and ends with
+    Resumes from ``out_dir/last.pt`` written with the same settings, numbers of
+    pairs and ``data_key`` (the caller's fingerprint of the data and model: a
+    run on other subjects must not resume), returns a finished run's result
+    without training, and ends with
     the best epoch's states loaded into ``model`` and ``objective`` (both left
     on the device, in eval mode). ``on_epoch_end(epoch)`` runs after each
     epoch's files are written.
@@ -195,7 +198,8 @@ def train_fold(
             f"got {len(train)} and {len(validation)}"
         )
     device = resolve_device(settings.device)
-    fold = _Fold(model, objective, settings, device, out_dir, steps, (len(train), len(validation)))
+    key = {**settings.resume_key(), "pairs": [len(train), len(validation)], "data": data_key}
+    fold = _Fold(model, objective, settings, device, out_dir, steps, key)
     state = fold.resume()
     sampler = ClassBalancedSampler(train.labels.tolist(), seed=settings.seed)
     bar = ProgressBar(sys.stderr.isatty() if settings.progress is None else settings.progress)
@@ -315,13 +319,13 @@ class _Fold:
         device: torch.device,
         out_dir: Path,
         steps: int,
-        pairs: tuple[int, int],
+        key: dict[str, Any],
     ) -> None:
         self.model, self.objective = model.to(device), objective.to(device)
         self.settings, self.device, self.out_dir = settings, device, out_dir
         self.name = "/".join(out_dir.parts[-2:])
-        self.key = {**settings.resume_key(), "pairs": list(pairs)}
-        """What ``last.pt`` must match to be resumed: settings, training and validation pairs."""
+        self.key = key
+        """What ``last.pt`` must match to be resumed: settings, numbers of pairs, data key."""
         self.optimizer = RAdam(_parameters(model, objective), lr=settings.lr)
         self.scheduler = OneCycleLR(
             self.optimizer,
@@ -421,7 +425,7 @@ class _Fold:
             return _State()
         saved = load_checkpoint(path)
         if saved.get("settings") != self.key:
-            log.warning("%s was written with other settings; training from scratch", path)
+            log.warning("%s was written with other settings or data; training from scratch", path)
             return _State()
         try:
             self.model.load_state_dict(saved["model"])
