@@ -51,15 +51,17 @@ def run(config: RunConfig) -> Summary:
     write_dataset_description(config.output_dir, os.environ.get("BIDSFUSION_CONTAINER"))
     _limit_threads(config.omp_nthreads)
     summary = Summary()
+    plans = []
     for subject in subjects:
         plan, problems = plan_subject(layout, config, subject, sessions, modalities)
         summary.failed.extend(problems)
-        if not plan.anat and not plan.func:
-            if not problems:
-                summary.skipped.append(f"sub-{subject}")
-                log.info("sub-%s: all derivatives complete, skipped", subject)
-            continue
-        _run_subject(plan, config, backend, modalities, summary)
+        if plan.anat or plan.func:
+            plans.append(plan)
+        elif not problems:
+            summary.skipped.append(f"sub-{subject}")
+            log.info("sub-%s: all derivatives complete, skipped", subject)
+    if plans:
+        _run_plans(plans, config, backend, modalities, summary)
     for line in summary.lines():
         log.info(line)
     _raise_if_failed(summary)
@@ -87,35 +89,62 @@ def _limit_threads(n: int) -> None:
         os.environ[variable] = str(n)
 
 
-def _run_subject(plan, config: RunConfig, backend, modalities, summary: Summary) -> None:
-    from bidsfusion.preprocess.engine import run_workflow
-    from bidsfusion.preprocess.workflow import init_subject_wf
+def _run_plans(plans, config: RunConfig, backend, modalities, summary: Summary) -> None:
+    """Run every subject's workflow inside one parent workflow, so that the nipype
+    plugin schedules steps of all subjects at once (``--nprocs`` at a time)."""
+    from nipype.pipeline import engine as pe
 
-    log.info(
-        "sub-%s: %d T1w and %d BOLD run(s) to process",
-        plan.subject,
-        sum(1 for job in plan.anat if job.outputs),
-        len(plan.func),
-    )
+    from bidsfusion.preprocess.engine import run_workflow
+    from bidsfusion.preprocess.workflow import init_subject_wf, subject_workflow_name
+
+    wf = pe.Workflow(name="participant", base_dir=str(config.work))
+    progress = SubjectProgress()
+    for plan in plans:
+        log.info(
+            "sub-%s: %d T1w and %d BOLD run(s) to process",
+            plan.subject,
+            sum(1 for job in plan.anat if job.outputs),
+            len(plan.func),
+        )
+        subject_wf = init_subject_wf(
+            plan, backend, modalities, config.skull_strip, tuple(config.falff_band)
+        )
+        progress.expect(subject_wf.name, len(subject_wf.list_node_names()))
+        wf.add_nodes([subject_wf])
     start = time.monotonic()
-    wf = init_subject_wf(
-        plan,
-        backend,
-        modalities,
-        config.work / "participant",
-        skull_strip=config.skull_strip,
-        band=tuple(config.falff_band),
-    )
-    failures = run_workflow(wf, config)
-    summary.failed.extend(failures)
-    if len(failures) < len(plan.anat) + len(plan.func):
-        summary.processed.append(f"sub-{plan.subject}")
-    log.info(
-        "sub-%s: finished in %.0f s, %d failure(s)",
-        plan.subject,
-        time.monotonic() - start,
-        len(failures),
-    )
+    failures = run_workflow(wf, config, progress)
+    for plan in plans:
+        name = subject_workflow_name(plan.subject)
+        mine = [error for node, error in failures.items() if name in node.split(".")]
+        summary.failed.extend(mine)
+        if len(mine) < len(plan.anat) + len(plan.func):
+            summary.processed.append(f"sub-{plan.subject}")
+    log.info("%d subject(s) run in %.0f s", len(plans), time.monotonic() - start)
+
+
+class SubjectProgress:
+    """nipype status callback: one log line as each subject's workflow completes,
+    and one per failed step as it fails."""
+
+    def __init__(self) -> None:
+        self.left: dict[str, int] = {}
+        self.started = time.monotonic()
+
+    def expect(self, subject_wf: str, n_nodes: int) -> None:
+        """Register a subject's workflow (``sub_<label>``) and its number of nodes."""
+        self.left[subject_wf] = n_nodes
+
+    def __call__(self, node, status: str) -> None:
+        subject_wf = next((p for p in node.fullname.split(".") if p in self.left), None)
+        if subject_wf is None or status == "start":
+            return
+        label = subject_wf.removeprefix("sub_")
+        if status == "exception":
+            log.warning("sub-%s: step %s failed", label, node.name)
+            return
+        self.left[subject_wf] -= 1
+        if self.left[subject_wf] == 0:
+            log.info("sub-%s: done after %.0f s", label, time.monotonic() - self.started)
 
 
 def _raise_if_failed(summary: Summary) -> None:

@@ -68,7 +68,9 @@ def test_a_crashed_node_comes_back_as_its_one_line_error(tmp_path: Path) -> None
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((4, 4, 4, 3)), np.eye(4)), bold)
     wf = pe.Workflow(name="crash_test", base_dir=str(tmp_path / "work"))
     wf.add_nodes([pe.Node(FALFF(in_file=str(bold), repetition_time=2.0), name="falff")])
-    (failure,) = run_workflow(wf, _config(tmp_path, nipype_plugin="Linear"))
+    failures = run_workflow(wf, _config(tmp_path, nipype_plugin="Linear"))
+    assert list(failures) == ["crash_test.falff"]
+    failure = failures["crash_test.falff"]
     assert isinstance(failure, InputDataError)
     assert "holds no frequency bin" in str(failure)
     assert "\n" not in str(failure)

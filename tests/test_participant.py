@@ -92,6 +92,8 @@ def test_real_subject_and_bad_inputs(studyforrest_run):
     _bids, out, _work, result = studyforrest_run
     assert result.code == 1, result.err
     assert "failed, the others finished" in result.err
+    assert "sub-02: done after" in result.err  # progress: its last step finished
+    assert "sub-nan: step" in result.err and "failed" in result.err
     assert _error_line(result).count("bidsfusion: error:") == 1
     assert "Traceback" not in result.err
     assert (out / T1_OUT).is_file() and (out / FALFF_OUT).is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,9 @@ from bidsfusion.errors import BidsFusionError, UsageError
 
 log = logging.getLogger("bidsfusion.participant")
 
+POLL_SECONDS = 0.2
+"""How often nipype's scheduler looks for finished and ready nodes (its default, 2 s,
+leaves the cores idle between the many short steps)."""
 ERROR_LINE = re.compile(r"^bidsfusion\.errors\.(\w+): (.*)$")
 
 
@@ -46,8 +50,14 @@ def _read_plugin_args(path: Path) -> dict[str, Any]:
     return content.get("plugin_args", content)
 
 
-def run_workflow(wf: Any, config: Any) -> list[BidsFusionError]:
-    """Run ``wf``; return one error per crashed node (empty when it ran cleanly)."""
+def run_workflow(
+    wf: Any, config: Any, status_callback: Callable[[Any, str], None] | None = None
+) -> dict[str, BidsFusionError]:
+    """Run ``wf``; return the error of each crashed node by its full name (empty: clean).
+
+    ``status_callback(node, status)`` (status ``start``, ``end`` or ``exception``)
+    is handed to the nipype plugin, which calls it as nodes run.
+    """
     crash_dir = Path(wf.base_dir) / "crash" / wf.name
     wf.config["execution"].update(
         {
@@ -56,20 +66,23 @@ def run_workflow(wf: Any, config: Any) -> list[BidsFusionError]:
             "stop_on_first_crash": False,
             "remove_unnecessary_outputs": False,
             "create_report": False,
+            "poll_sleep_duration": POLL_SECONDS,
         }
     )
     for old in crash_dir.glob("crash-*.txt"):
         old.unlink()
     _quiet_nipype(config.verbose)
     plugin, args = plugin_settings(config)
+    if status_callback is not None:
+        args["status_callback"] = status_callback
     try:
         wf.run(plugin=plugin, plugin_args=args)
     except RuntimeError as exc:
-        failures = [crash_error(path) for path in sorted(crash_dir.glob("crash-*.txt"))]
+        failures = dict(crash_report(path) for path in sorted(crash_dir.glob("crash-*.txt")))
         if not failures:
             raise BidsFusionError(f"workflow {wf.name} failed: {exc}") from exc
         return failures
-    return []
+    return {}
 
 
 def _quiet_nipype(verbose: int) -> None:
@@ -86,9 +99,15 @@ def _quiet_nipype(verbose: int) -> None:
         logging.getLogger(name).propagate = False
 
 
-def crash_error(path: Path) -> BidsFusionError:
-    """The user-facing error recorded in a nipype crash file (the node's last error line)."""
+def crash_report(path: Path) -> tuple[str, BidsFusionError]:
+    """(full node name, user-facing error) of a nipype crash file."""
     text = path.read_text(encoding="utf-8", errors="replace")
+    node = re.search(r"^Node: (\S+)", text, re.MULTILINE)
+    return (node.group(1) if node else path.name), crash_error(path, text)
+
+
+def crash_error(path: Path, text: str) -> BidsFusionError:
+    """The user-facing error recorded in a nipype crash file (the node's last error line)."""
     for line in reversed(text.splitlines()):
         match = ERROR_LINE.match(line.strip())
         if match:

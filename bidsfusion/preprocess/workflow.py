@@ -75,12 +75,11 @@ def init_subject_wf(
     plan: SubjectPlan,
     backend: Backend,
     modalities: Sequence[Modality],
-    base_dir: Path,
     skull_strip: str = "template",
     band: tuple[float, float] = (0.01, 0.1),
 ) -> pe.Workflow:
-    """The nipype workflow of one subject, cached under ``base_dir``."""
-    wf = pe.Workflow(name=f"sub_{plan.subject}", base_dir=str(base_dir))
+    """The nipype workflow of one subject, ``sub_<label>`` (nest it in a parent to run)."""
+    wf = pe.Workflow(name=subject_workflow_name(plan.subject))
     anat_nodes = {job.key: _add_anat(wf, job, backend, skull_strip) for job in plan.anat}
     bold_modalities = [m for m in modalities if m.source == "bold" and m.map_interface]
     for job in plan.func:
@@ -88,10 +87,21 @@ def init_subject_wf(
     return wf
 
 
+def subject_workflow_name(subject: str) -> str:
+    """``sub_<label>``: the name of a subject's workflow, a part of its nodes' full names."""
+    return f"sub_{subject}"
+
+
 def _node(
-    wf: pe.Workflow, interface: Any, name: str, overwrite: bool | None = None, **inputs: Any
+    wf: pe.Workflow,
+    interface: Any,
+    name: str,
+    overwrite: bool | None = None,
+    quick: bool = False,
+    **inputs: Any,
 ) -> pe.Node:
-    node = pe.Node(interface, name=name, overwrite=overwrite)
+    """Add a node; ``quick`` ones (copies, lists) run in the scheduler's own process."""
+    node = pe.Node(interface, name=name, overwrite=overwrite, run_without_submitting=quick)
     for key, value in inputs.items():
         setattr(node.inputs, key, value)
     wf.add_nodes([node])
@@ -106,7 +116,13 @@ def _sink(
     sidecar = json.dumps(dict(output.sidecar), default=str) if output.sidecar else ""
     # sinks always run: a cached sink would not rewrite an output deleted since
     sink = _node(
-        wf, DerivativeSink(), name, overwrite=True, out_path=str(output.path), sidecar=sidecar
+        wf,
+        DerivativeSink(),
+        name,
+        overwrite=True,
+        quick=True,
+        out_path=str(output.path),
+        sidecar=sidecar,
     )
     wf.connect(source, field_name, sink, "in_file")
 
@@ -124,7 +140,7 @@ def _add_anat(wf: pe.Workflow, job: AnatJob, backend: Backend, skull_strip: str)
     resample = _node(
         wf, ResampleToGrid(), f"{job.key}_resample", in_file=str(job.t1w), apply_mask=True
     )
-    chain = _node(wf, Merge(1), f"{job.key}_chain")
+    chain = _node(wf, Merge(1), f"{job.key}_chain", quick=True)
     wf.connect(register, "transform_file", chain, "in1")
     wf.connect(chain, "out", resample, "transform_files")
     mask = _node(wf, GridBrainMask(), f"{job.key}_mask")
@@ -204,14 +220,14 @@ def _bold_to_template(
     if anat is None:
         register = _node(wf, backend.register_func(), f"{job.key}_register", skull_strip="template")
         wf.connect(realign, "mean_file", register, "in_file")
-        chain = _node(wf, Merge(1), f"{job.key}_chain")
+        chain = _node(wf, Merge(1), f"{job.key}_chain", quick=True)
         wf.connect(register, "transform_file", chain, "in1")
         return chain
     coregister = _node(
         wf, backend.coregister(), f"{job.key}_coregister", reference_file=str(_input_file(anat))
     )
     wf.connect(realign, "mean_file", coregister, "in_file")
-    chain = _node(wf, Merge(2), f"{job.key}_chain")
+    chain = _node(wf, Merge(2), f"{job.key}_chain", quick=True)
     wf.connect(anat, "transform_file", chain, "in1")
     wf.connect(coregister, "transform_file", chain, "in2")
     return chain
