@@ -73,7 +73,7 @@ def run_workflow(
         old.unlink()
     _quiet_nipype(config.verbose)
     plugin, args = plugin_settings(config)
-    if status_callback is not None:
+    if status_callback is not None and not plugin.endswith("Graph"):  # graph plugins refuse it
         args["status_callback"] = status_callback
     try:
         wf.run(plugin=plugin, plugin_args=args)
