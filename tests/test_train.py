@@ -207,30 +207,22 @@ def test_a_finished_run_is_not_retrained(reference: Run, caplog: pytest.LogCaptu
     assert before == {name: (reference.out_dir / name).read_bytes() for name in FILES}
 
 
-def test_other_settings_train_from_scratch(
-    reference: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("change", ["settings", "data"])
+def test_other_settings_or_data_train_from_scratch(
+    reference: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture, change: str
 ) -> None:
     out_dir = tmp_path / "fold-0"
     shutil.copytree(reference.out_dir, out_dir)
     model, objective = build()
     epochs: list[int] = []
-    settings = TrainSettings(**{**asdict(SETTINGS), "flip_p": 0.0, "crop_pad": 0})
-    with caplog.at_level(logging.WARNING, logger="bidsfusion.train.loop"):
-        result = train_fold(model, objective, TRAIN, VALIDATION, settings, out_dir, epochs.append)
-    assert epochs == [1, 2, 3] and "other settings" in caplog.text
-    assert result.history[0]["train_loss"] != reference.result.history[0]["train_loss"]
-
-
-def test_other_data_trains_from_scratch(
-    reference: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    out_dir = tmp_path / "fold-0"
-    shutil.copytree(reference.out_dir, out_dir)
-    model, objective = build()
-    epochs: list[int] = []
+    settings, key = SETTINGS, ""
+    if change == "settings":
+        settings = TrainSettings(**{**asdict(SETTINGS), "flip_p": 0.0, "crop_pad": 0})
+    else:
+        key = "other subjects"
     with caplog.at_level(logging.WARNING, logger="bidsfusion.train.loop"):
         train_fold(
-            model, objective, TRAIN, VALIDATION, SETTINGS, out_dir, epochs.append, data_key="x"
+            model, objective, TRAIN, VALIDATION, settings, out_dir, epochs.append, data_key=key
         )
     assert epochs == [1, 2, 3] and "other settings or data" in caplog.text
 
