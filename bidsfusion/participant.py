@@ -123,16 +123,18 @@ def _run_plans(plans, config: RunConfig, backend, modalities, summary: Summary) 
 
 
 class SubjectProgress:
-    """nipype status callback: one log line as each subject's workflow completes,
-    and one per failed step as it fails."""
+    """nipype status callback: a line at every tenth of all steps done, one as each
+    subject's workflow completes, and one per failed step as it fails."""
 
     def __init__(self) -> None:
         self.left: dict[str, int] = {}
+        self.total = self.done = 0
         self.started = time.monotonic()
 
     def expect(self, subject_wf: str, n_nodes: int) -> None:
         """Register a subject's workflow (``sub_<label>``) and its number of nodes."""
         self.left[subject_wf] = n_nodes
+        self.total += n_nodes
 
     def __call__(self, node, status: str) -> None:
         subject_wf = next((p for p in node.fullname.split(".") if p in self.left), None)
@@ -142,9 +144,19 @@ class SubjectProgress:
         if status == "exception":
             log.warning("sub-%s: step %s failed", label, node.name)
             return
+        self.done += 1
+        if 10 * self.done // self.total > 10 * (self.done - 1) // self.total:
+            log.info(
+                "%d/%d steps done (%.0f %%) after %.0f s",
+                self.done, self.total, 100 * self.done / self.total, self.elapsed(),
+            )  # fmt: skip
         self.left[subject_wf] -= 1
         if self.left[subject_wf] == 0:
-            log.info("sub-%s: done after %.0f s", label, time.monotonic() - self.started)
+            log.info("sub-%s: done after %.0f s", label, self.elapsed())
+
+    def elapsed(self) -> float:
+        """Seconds since the progress began."""
+        return time.monotonic() - self.started
 
 
 def _raise_if_failed(summary: Summary) -> None:

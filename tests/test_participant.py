@@ -220,3 +220,31 @@ def test_nibabel_functional_is_refused_for_coverage(run_cli, tmp_path):
     assert result.code == 65
     assert "too little coverage to register" in result.err
     assert "Traceback" not in result.err
+
+
+def test_progress_reports_tenths_subjects_and_failures(caplog):
+    from types import SimpleNamespace
+
+    from bidsfusion.participant import SubjectProgress
+
+    progress = SubjectProgress()
+    progress.expect("sub_01", 4)
+    progress.expect("sub_02", 6)
+    node = SimpleNamespace(fullname="participant.sub_01.anat", name="anat")
+    other = SimpleNamespace(fullname="participant.sub_02.func", name="func")
+    with caplog.at_level("INFO", logger="bidsfusion.participant"):
+        for _ in range(4):
+            progress(node, "start")
+            progress(node, "end")
+        progress(other, "exception")
+        progress(other, "end")
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(" after")[0] for line in lines] == [
+        "1/10 steps done (10 %)",
+        "2/10 steps done (20 %)",
+        "3/10 steps done (30 %)",
+        "4/10 steps done (40 %)",
+        "sub-01: done",
+        "sub-02: step func failed",
+        "5/10 steps done (50 %)",
+    ]
