@@ -15,10 +15,8 @@ from bidsfusion.data.transforms import (
     ClassBalancedSampler,
     HistogramLandmarks,
     mean_mask,
-    prepare_batch,
     random_crop,
     random_flip,
-    standardize_histograms,
     translate,
     z_normalize,
 )
@@ -141,19 +139,6 @@ def test_random_crop_is_one_translation_per_sample_shared_by_modalities():
         assert len(found) == 1
         offsets.append(found[0])
     assert len(set(offsets)) > 1
-
-
-def test_prepare_batch_normalises_then_augments_alike():
-    x = brains(4, seed=6)
-    landmarks = HistogramLandmarks.train([x]).values
-    batch = {"T1w": x, "falff": x.clone()}
-    plain = prepare_batch(batch, {"T1w": landmarks, "falff": landmarks})
-    assert torch.equal(plain["T1w"], z_normalize(standardize_histograms(x, landmarks)))
-    augmented = prepare_batch(
-        batch, {"T1w": landmarks, "falff": landmarks}, torch.Generator().manual_seed(2)
-    )
-    assert torch.equal(augmented["T1w"], augmented["falff"])
-    assert not torch.equal(augmented["T1w"], plain["T1w"])
 
 
 def test_sampler_balances_classes_and_is_deterministic():

@@ -201,26 +201,6 @@ def random_crop(
     return {name: translate(x, offsets, pad) for name, x in batch.items()}
 
 
-def prepare_batch(
-    batch: Mapping[str, Tensor],
-    landmarks: Mapping[str, Tensor | np.ndarray],
-    generator: torch.Generator | None = None,
-    pad: int = 4,
-) -> dict[str, Tensor]:
-    """Standardize histograms, z-normalise, then (given a generator) flip and crop.
-
-    ``batch`` maps modality -> [B, 1, D, H, W] on the training device;
-    ``landmarks`` maps modality -> landmarks learned on the training subset.
-    Without ``generator`` (validation, evaluation) there is no augmentation.
-    """
-    out = {
-        name: z_normalize(standardize_histograms(x, landmarks[name])) for name, x in batch.items()
-    }
-    if generator is None:
-        return out
-    return random_crop(random_flip(out, generator), generator, pad=pad)
-
-
 class ClassBalancedSampler(Sampler[int]):
     """Draw dataset indices with probability inversely proportional to class frequency.
 
