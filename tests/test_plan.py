@@ -75,3 +75,18 @@ def test_a_subject_without_t1w_goes_straight_to_the_template(dataset: Path, capl
     sidecar = job.outputs["falff"].sidecar
     assert any("no T1w" in warning for warning in sidecar["Warnings"])
     assert job.repetition_time == 2.0
+
+
+def test_workflow_marks_heavy_and_quick_nodes(dataset: Path) -> None:
+    from bidsfusion.preprocess.workflow import HEAVY_MEM_GB, init_subject_wf
+
+    plan, _ = _plan(dataset, "01")
+    backend = registered("preprocessing_backends")["simpleitk"]
+    wf = init_subject_wf(plan, backend, list(registered("modalities").values()))
+    nodes = {name: wf.get_node(name) for name in wf.list_node_names()}
+    heavy = {n for n, node in nodes.items() if node.mem_gb == HEAVY_MEM_GB}
+    steps = {n for n in nodes if "_ds_" not in n}
+    expected = {n for n in steps if n.endswith(("_register", "_realign", "_falff"))}
+    assert heavy == expected and len(heavy) == 2 + 2 * 2  # 2 T1w; per BOLD: realign, fALFF
+    quick = {n for n, node in nodes.items() if node.run_without_submitting}
+    assert quick and all("_ds_" in n or n.endswith("_chain") for n in quick)

@@ -92,16 +92,33 @@ def subject_workflow_name(subject: str) -> str:
     return f"sub_{subject}"
 
 
+HEAVY_MEM_GB = 1.1
+"""nipype's memory estimate for registration, realignment and fALFF nodes: the peak
+resident memory of a worker on a 1 mm 176x240x256 T1w and a 64x64x36x200 BOLD run
+(1.06 GB, benchmarks/participant.py). ``--mem`` caps the sum of the estimates of
+the nodes running at once; other nodes keep nipype's default."""
+DEFAULT_MEM_GB = 0.2
+"""nipype's own default estimate."""
+
+
 def _node(
     wf: pe.Workflow,
     interface: Any,
     name: str,
     overwrite: bool | None = None,
     quick: bool = False,
+    heavy: bool = False,
     **inputs: Any,
 ) -> pe.Node:
-    """Add a node; ``quick`` ones (copies, lists) run in the scheduler's own process."""
-    node = pe.Node(interface, name=name, overwrite=overwrite, run_without_submitting=quick)
+    """Add a node; ``quick`` ones (copies, lists) run in the scheduler's own process,
+    ``heavy`` ones are scheduled with :data:`HEAVY_MEM_GB`."""
+    node = pe.Node(
+        interface,
+        name=name,
+        overwrite=overwrite,
+        run_without_submitting=quick,
+        mem_gb=HEAVY_MEM_GB if heavy else DEFAULT_MEM_GB,
+    )
     for key, value in inputs.items():
         setattr(node.inputs, key, value)
     wf.add_nodes([node])
@@ -132,6 +149,7 @@ def _add_anat(wf: pe.Workflow, job: AnatJob, backend: Backend, skull_strip: str)
         wf,
         backend.register_anat(),
         f"{job.key}_register",
+        heavy=True,
         in_file=str(job.t1w),
         skull_strip=skull_strip,
     )
@@ -167,7 +185,7 @@ def _add_func(
     modalities: Sequence[Modality],
     band: tuple[float, float],
 ) -> None:
-    realign = _node(wf, backend.realign(), f"{job.key}_realign", in_file=str(job.bold))
+    realign = _node(wf, backend.realign(), f"{job.key}_realign", heavy=True, in_file=str(job.bold))
     chain = _bold_to_template(wf, job, backend, realign, anat)
     motion_figure = _node(
         wf,
@@ -186,6 +204,7 @@ def _add_func(
             wf,
             modality.map_interface(**modality.parameters),
             f"{job.key}_{modality.name}",
+            heavy=True,
             repetition_time=job.repetition_time,
             band=band,
         )
@@ -218,7 +237,9 @@ def _bold_to_template(
 ) -> pe.Node:
     """A node whose ``out`` lists the transforms grid world -> T1w world -> bold world."""
     if anat is None:
-        register = _node(wf, backend.register_func(), f"{job.key}_register", skull_strip="template")
+        register = _node(
+            wf, backend.register_func(), f"{job.key}_register", heavy=True, skull_strip="template"
+        )
         wf.connect(realign, "mean_file", register, "in_file")
         chain = _node(wf, Merge(1), f"{job.key}_chain", quick=True)
         wf.connect(register, "transform_file", chain, "in1")
