@@ -1,0 +1,38 @@
+"""The whole App on ``bidsfusion synth --subjects 40``: participant, then group (opt-in).
+
+About 11 minutes on 2 cores, so it runs only with ``BIDSFUSION_E2E=1``:
+
+    BIDSFUSION_E2E=1 python -m pytest -q tests/test_end_to_end.py
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import run_main
+from group_outputs import check_group_outputs, read_pairs
+
+from bidsfusion.data.synth import make_dataset
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("BIDSFUSION_E2E") != "1", reason="set BIDSFUSION_E2E=1 (about 11 minutes)"
+)
+SPECS = ("L-CL", "S-AE")
+
+
+def test_synth_participant_group(tmp_path) -> None:
+    bids, out, work = tmp_path / "bids", tmp_path / "out", tmp_path / "work"
+    summary = make_dataset(bids, n_subjects=40, seed=1)
+    participant = run_main(bids, out, "participant", "-w", work)
+    assert participant.code == 0, participant.err
+    assert "processed 40" in participant.err
+    group = run_main(
+        bids, out, "group", "--objective", SPECS[0], "--objective", SPECS[1],
+        "--input-size", "32", "--epochs", "3", "-w", work,
+    )  # fmt: skip
+    assert group.code == 0, group.err
+    check_group_outputs(out, SPECS, epochs=3, latent_dim=64)
+    rows = read_pairs(out)
+    assert len({r["subject"] for r in rows}) == 40
+    assert len(rows) >= max(summary.n_t1w, summary.n_bold)  # every scan is in a pair
