@@ -27,8 +27,8 @@ from bidsfusion.bids import (
     session_days,
 )
 from bidsfusion.config import RunConfig
-from bidsfusion.data.pairs import Pair, Scan
-from bidsfusion.data.volumes import VolumeCache
+from bidsfusion.data.pairs import OTHER_GROUP, Pair, Scan
+from bidsfusion.data.volumes import VolumeCache, file_stamp
 from bidsfusion.errors import InputDataError, InputMissingError, UsageError
 from bidsfusion.plugins import registered
 
@@ -116,8 +116,8 @@ def subject_groups(config: RunConfig, subjects: set[str]) -> dict[str, str]:
             f"{config.label_column!r}; columns: {', '.join(first)}; "
             "choose one with --label-column"
         )
-    values = {s: (table.get(s, {}).get(config.label_column) or "other") for s in subjects}
-    return {s: ("other" if v in ("", "n/a") else v) for s, v in values.items()}
+    values = {s: (table.get(s, {}).get(config.label_column) or OTHER_GROUP) for s in subjects}
+    return {s: (OTHER_GROUP if v in ("", "n/a") else v) for s, v in values.items()}
 
 
 def _pairs(
@@ -164,12 +164,13 @@ def _train_all(
     labels = {s: label_of(g, config.positive, config.negative) for s, g in groups.items()}
     evaluation = [p for p in pairs if p.evaluation]
     for k, fold in enumerate(splits.folds):
-        train_pairs = [p for p in pairs if p.subject in set(fold.train)]
+        train_subjects, validation_subjects = set(fold.train), set(fold.validation)
+        train_pairs = [p for p in pairs if p.subject in train_subjects]
         landmarks = {
             m: learn_landmarks(c, c.rows([p.paths[m] for p in train_pairs]), device)
             for m, c in caches.items()
         }
-        validation_pairs = [p for p in pairs if p.subject in set(fold.validation)]
+        validation_pairs = [p for p in pairs if p.subject in validation_subjects]
         data = {
             name: paired_volumes(chosen, caches, landmarks, labels, device)
             for name, chosen in (
@@ -193,9 +194,8 @@ def data_key(
     (encoder, latent size, input size, objective spec) and each training and
     validation file (path, size, modification time)."""
 
-    def stamps(pairs: Sequence[Pair]) -> list[list[object]]:
-        files = [Path(path) for pair in pairs for path in pair.paths.values()]
-        return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(files)]
+    def stamps(pairs: Sequence[Pair]) -> list[dict[str, object]]:
+        return [file_stamp(Path(p)) for p in sorted(p for q in pairs for p in q.paths.values())]
 
     record = {
         "encoder": config.encoder,

@@ -33,7 +33,8 @@ _CHUNK = 64
 """Volumes decoded per round of the thread pool (bounds memory to ~64 volumes)."""
 
 
-def _stat(path: Path) -> dict[str, object]:
+def file_stamp(path: Path) -> dict[str, object]:
+    """``{path, mtime_ns, size}`` of a file (-1 if unreadable): what identifies an input."""
     try:
         info = path.stat()
     except OSError:
@@ -189,7 +190,7 @@ class VolumeCache:
         cache_path = Path(cache_path)
         if input_size < 1:
             raise UsageError(f"input_size must be positive, got {input_size}")
-        sources = [_stat(p) for p in paths]
+        sources = [file_stamp(p) for p in paths]
         index = cls._read_index(cache_path)
         if index is not None and index["input_size"] == input_size and index["sources"] == sources:
             cache = cls._from_index(cache_path, index)

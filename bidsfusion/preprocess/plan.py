@@ -17,13 +17,13 @@ from bidsfusion.bids import GRID_RES, TEMPLATE_SPACE, derivative_dir, derivative
 from bidsfusion.errors import BidsFusionError, InputDataError
 from bidsfusion.modality import Modality
 from bidsfusion.nifti import load_image, read_data
+from bidsfusion.preprocess.grid import MNI_GRID_SHAPE
 from bidsfusion.preprocess.workflow import AnatJob, FuncJob, Output, SubjectPlan
 
 log = logging.getLogger("bidsfusion.participant")
 
 RESOLUTION = "3 mm isotropic, 64x64x64"
 TEMPLATE = "MNI152NLin2009aSym: ICBM 2009a nonlinear symmetric T1 template as bundled with nilearn"
-GRID_SHAPE = (64, 64, 64)
 IMAGE_EXTENSIONS = [".nii", ".nii.gz"]
 
 
@@ -146,7 +146,7 @@ def _complete(outputs: Mapping[str, Output], grids: Sequence[str]) -> bool:
                 data, _ = read_data(output.path, ndim=3)
             except BidsFusionError:
                 return False
-            if data.shape != GRID_SHAPE:
+            if data.shape != MNI_GRID_SHAPE:
                 return False
     return True
 
