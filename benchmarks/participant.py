@@ -27,9 +27,9 @@ import nibabel as nib
 import numpy as np
 from nilearn.image import resample_img
 
-from bidsfusion.data.synth import make_dataset
 from bidsfusion.preprocess.falff import falff
 from bidsfusion.preprocess.mask import epi_mask
+from bidsfusion.synth.dataset import make_dataset
 
 T1_SHAPE, T1_MM = (176, 240, 256), 1.0
 BOLD_SHAPE, BOLD_MM = (64, 64, 36), 3.5

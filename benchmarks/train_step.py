@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 
+from bidsfusion.modality import BUILTIN_MODALITIES
+
 CONFIGS = ("encoders", "L", "CL", "CS", "S", "L-CL-CS-S", "AE", "S-AE")
-MODALITIES = ("T1w", "falff")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,10 +49,12 @@ def _build(config: str, size: int, device: torch.device) -> tuple[Any, Any, list
     from bidsfusion.plugins import registered
 
     torch.manual_seed(0)
-    model = MultimodalModel(MODALITIES, registered("encoders")["dcgan"], (size,) * 3).to(device)
+    model = MultimodalModel(BUILTIN_MODALITIES, registered("encoders")["dcgan"], (size,) * 3).to(
+        device
+    )
     if config == "encoders":
         return model, None, list(model.parameters())
-    objective = build_objective(config, MODALITIES, model.dims(), registered("objectives"))
+    objective = build_objective(config, BUILTIN_MODALITIES, model.dims(), registered("objectives"))
     objective.to(device)
     return model, objective, list(dict.fromkeys([*model.parameters(), *objective.parameters()]))
 
@@ -61,7 +64,7 @@ def measure(config: str, size: int, batch: int, steps: int, warmup: int, name: s
     device = torch.device(name)
     model, objective, parameters = _build(config, size, device)
     optimizer = torch.optim.RAdam(parameters, lr=4e-4)
-    inputs = {m: torch.randn(batch, 1, size, size, size, device=device) for m in MODALITIES}
+    inputs = {m: torch.randn(batch, 1, size, size, size, device=device) for m in BUILTIN_MODALITIES}
     inputs["label"] = torch.arange(batch, device=device) % 2
     cuda = device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()

@@ -292,7 +292,7 @@ def synth_command(
     verbose: int,
 ) -> None:
     """Write a synthetic BIDS dataset (real NIfTI content, planted AD effects) to OUT_DIR."""
-    from bidsfusion.data.synth import make_dataset
+    from bidsfusion.synth.dataset import make_dataset
 
     _configure_logging(verbose)
     with user_errors(verbose):

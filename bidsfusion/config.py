@@ -17,6 +17,7 @@ from typing import Any
 import tomli_w
 
 from bidsfusion.errors import InputMissingError, UsageError
+from bidsfusion.modality import FALFF_BAND
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,7 +43,7 @@ class RunConfig:
     verbose: int = 0
     # participant level
     task: str = "rest"
-    falff_band: tuple[float, float] = (0.01, 0.1)
+    falff_band: tuple[float, float] = FALFF_BAND
     skull_strip: str = "template"
     backend: str = "simpleitk"
     nipype_plugin: str = "MultiProc"

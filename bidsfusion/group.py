@@ -30,6 +30,7 @@ from bidsfusion.config import RunConfig
 from bidsfusion.data.pairs import OTHER_GROUP, Pair, Scan
 from bidsfusion.data.volumes import VolumeCache, file_stamp
 from bidsfusion.errors import InputDataError, InputMissingError, UsageError
+from bidsfusion.modality import BUILTIN_MODALITIES
 from bidsfusion.plugins import registered
 
 log = logging.getLogger("bidsfusion.group")
@@ -44,7 +45,7 @@ def run(config: RunConfig) -> None:
     check_dataset(config.bids_dir)
     check_locations(config.bids_dir, config.output_dir, config.work_dir)
     specs = objective_specs(config.objective)
-    modalities = [registered("modalities")[name] for name in ("T1w", "falff")]
+    modalities = [registered("modalities")[name] for name in BUILTIN_MODALITIES]
     group_dir = config.output_dir / "group"
     subjects = normalize_labels(config.participant_label, "sub")
     caches, scans = _cached_scans(config, _find_scans(config, modalities, subjects))
@@ -157,8 +158,9 @@ def _train_all(
 ) -> None:
     import torch
 
-    from bidsfusion.data.folds import label_of, learn_landmarks, paired_volumes
-    from bidsfusion.train.loop import resolve_device
+    from bidsfusion.data.normalize import learn_landmarks, paired_volumes
+    from bidsfusion.data.pairs import label_of
+    from bidsfusion.train.settings import resolve_device
 
     device = resolve_device(config.device)
     labels = {s: label_of(g, config.positive, config.negative) for s, g in groups.items()}
@@ -245,7 +247,8 @@ def _train_one(
     from bidsfusion.models.multimodal import MultimodalModel
     from bidsfusion.objectives.compose import build_objective
     from bidsfusion.train.encode import encode
-    from bidsfusion.train.loop import FoldData, TrainSettings, train_fold
+    from bidsfusion.train.loop import FoldData, train_fold
+    from bidsfusion.train.settings import TrainSettings
 
     modalities = list(data["train"].volumes)
     size = (config.input_size,) * 3

@@ -6,6 +6,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+FALFF_BAND: tuple[float, float] = (0.01, 0.1)
+"""The fALFF low-frequency band in Hz (the paper's); the default of ``--falff-band``."""
+BUILTIN_MODALITIES: tuple[str, str] = ("T1w", "falff")
+"""The built-in modality pair the group level fuses."""
+
 
 @dataclass(frozen=True)
 class Modality:

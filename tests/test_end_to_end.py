@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import run_main
 from group_outputs import check_group_outputs, read_pairs
+from runner import run_main
 
-from bidsfusion.data.synth import make_dataset
+from bidsfusion.synth.dataset import make_dataset
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("BIDSFUSION_E2E") != "1", reason="set BIDSFUSION_E2E=1 (about 11 minutes)"

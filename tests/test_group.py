@@ -14,8 +14,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import run_main
 from group_outputs import check_group_outputs, read_pairs
+from runner import run_main
 from scipy import ndimage
 
 from bidsfusion.bids import GRID_RES, TEMPLATE_SPACE, write_dataset_description
@@ -151,7 +151,7 @@ def test_config_record_lists_expanded_objectives(group_run) -> None:
 
 
 def test_no_derivatives_is_66(run_cli, tmp_path) -> None:
-    from conftest import write_tiny_bids
+    from tiny_bids import write_tiny_bids
 
     bids = write_tiny_bids(tmp_path / "bids")
     result = run_cli(bids, tmp_path / "out", "group", "--objective", "L")

@@ -12,9 +12,10 @@ from scipy.linalg import fractional_matrix_power
 from torch import nn
 
 from bidsfusion.errors import UsageError
+from bidsfusion.models.base import Dims
 from bidsfusion.models.dcgan import DCGANEncoder
 from bidsfusion.objectives import builtin
-from bidsfusion.objectives.base import Dims, Heads
+from bidsfusion.objectives.base import Heads
 from bidsfusion.objectives.cca import cca_loss
 from bidsfusion.objectives.compose import build_objective, expand_all_dim, parse_spec
 from bidsfusion.objectives.dim import SimilarityDIM
@@ -161,7 +162,6 @@ def test_dccae_trains_decoders_and_encoders(registry) -> None:
     values, _ = _run(encoders, objective)
     assert set(values) == {"AE", "CCA", "loss"}
     assert values["loss"].item() == pytest.approx((values["AE"] + values["CCA"]).item())
-    assert objective.needs == {"latent", "reconstruction", "input"}
     assert all(_has_grad(e.to_latent) for e in encoders.values())
 
 
@@ -172,7 +172,6 @@ def test_composed_values_and_total(registry) -> None:
     names = [f"{t}{s}" for t in ("L", "CL", "CS", "S") for s in ("", "_penalty")]
     assert list(values) == [*names, "loss"]
     assert values["loss"].item() == pytest.approx(sum(values[n].item() for n in names), rel=1e-6)
-    assert objective.needs == {"local", "latent"}
     assert len(objective.heads.local) == 2  # built once, shared by L, CL, CS
 
 

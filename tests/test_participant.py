@@ -10,9 +10,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import run_main
 from nibabel.testing import data_path
 from nilearn.image import resample_img
+from runner import run_main
 
 from bidsfusion.preprocess.grid import MNI_GRID_AFFINE, MNI_GRID_SHAPE, mni_template
 from bidsfusion.preprocess.mask import grid_brain_mask

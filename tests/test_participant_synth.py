@@ -15,12 +15,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import run_main
+from runner import run_main
 from scipy import ndimage
 
-from bidsfusion.data.synth import make_dataset
 from bidsfusion.preprocess.grid import MNI_GRID_AFFINE, MNI_GRID_SHAPE
 from bidsfusion.preprocess.images import matrix_from_transform
+from bidsfusion.synth.dataset import make_dataset
 
 GRID = "space-MNI152NLin2009aSym_res-3mm"
 MASK = "sourcedata/synth/masks/space-MNI152NLin2009aSym_res-2mm_desc-{}_mask.nii.gz"

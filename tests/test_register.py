@@ -23,13 +23,14 @@ from bidsfusion.preprocess.images import (
     transform_from_matrix,
 )
 from bidsfusion.preprocess.mask import head_mask
-from bidsfusion.preprocess.motion import realign, rigid_matrix
+from bidsfusion.preprocess.motion import realign
 from bidsfusion.preprocess.register import (
     compose,
     register_rigid,
     register_to_template,
     resample_to_grid,
 )
+from bidsfusion.rigid import rigid_matrix
 
 STUDYFORREST = (
     Path(os.environ.get("BIDSFUSION_STUDYFORREST", "/work/shared/data/studyforrest-sub02"))

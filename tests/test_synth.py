@@ -14,16 +14,16 @@ import pytest
 from bids import BIDSLayout
 from bids_validator import BIDSValidator
 
-from bidsfusion.data.anatomy import MNI_SHAPE
-from bidsfusion.data.synth import (
+from bidsfusion.errors import OutputError, UsageError
+from bidsfusion.rigid import rigid_matrix
+from bidsfusion.synth.anatomy import MNI_SHAPE
+from bidsfusion.synth.dataset import (
     MOTION_COLUMNS,
     SynthSummary,
     assign_diagnoses,
     make_dataset,
     plan_dataset,
 )
-from bidsfusion.errors import OutputError, UsageError
-from bidsfusion.preprocess.motion import rigid_matrix
 
 N_SUBJECTS = 6
 N_VOLUMES = 120

@@ -16,24 +16,26 @@ path: with unknown days (all 0) scans pair within their session.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bidsfusion.atomic import write_text
-from bidsfusion.errors import InputDataError, InputMissingError
+from bidsfusion.errors import InputDataError
+from bidsfusion.modality import BUILTIN_MODALITIES
+from bidsfusion.tsv import NA, read_tsv, write_tsv
 
-DEFAULT_MODALITIES = ("T1w", "falff")
 ROLE_PRETRAIN = "pretrain"
 """Role of a pair used for pretraining only."""
 ROLE_EVALUATION = "pretrain+evaluation"
 """Role of the one pair per subject that is also used for evaluation."""
 OTHER_GROUP = "other"
 """Group written for subjects absent from the group mapping."""
-_NA = "n/a"
+
+
+def label_of(group: str, positive: str, negative: str) -> int:
+    """1 for the positive class, 0 for the negative, -1 for anything else."""
+    return 1 if group == positive else 0 if group == negative else -1
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def _subject_pairs(
 
 
 def build_pairs(
-    scans: Iterable[Scan], modalities: Sequence[str] = DEFAULT_MODALITIES
+    scans: Iterable[Scan], modalities: Sequence[str] = BUILTIN_MODALITIES
 ) -> list[Pair]:
     """Pair the scans of each subject (see module docstring).
 
@@ -175,21 +177,18 @@ def write_pairs_tsv(pairs: Sequence[Pair], groups: Mapping[str, str], path: Path
             f"no pairs to write to {path}: no subject has a scan of every modality"
         )
     modalities = list(pairs[0].paths)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow(_columns(modalities))
-    for pair in pairs:
-        writer.writerow(
-            [
-                pair.subject,
-                *(pair.sessions[m] or _NA for m in modalities),
-                *(str(pair.paths[m]) for m in modalities),
-                repr(float(pair.days_apart)),
-                groups.get(pair.subject, OTHER_GROUP),
-                ROLE_EVALUATION if pair.evaluation else ROLE_PRETRAIN,
-            ]
-        )
-    write_text(Path(path), buffer.getvalue())
+    rows = [
+        [
+            pair.subject,
+            *(pair.sessions[m] for m in modalities),
+            *(str(pair.paths[m]) for m in modalities),
+            float(pair.days_apart),
+            groups.get(pair.subject, OTHER_GROUP),
+            ROLE_EVALUATION if pair.evaluation else ROLE_PRETRAIN,
+        ]
+        for pair in pairs
+    ]
+    write_tsv(Path(path), _columns(modalities), rows)
 
 
 def _parse_row(row: Mapping[str, str], modalities: Sequence[str], where: str) -> Pair:
@@ -202,7 +201,7 @@ def _parse_row(row: Mapping[str, str], modalities: Sequence[str], where: str) ->
     return Pair(
         subject=row["subject"],
         sessions={
-            m: None if row[f"session_{m}"] == _NA else row[f"session_{m}"] for m in modalities
+            m: None if row[f"session_{m}"] == NA else row[f"session_{m}"] for m in modalities
         },
         paths={m: Path(row[f"path_{m}"]) for m in modalities},
         days_apart=days_apart,
@@ -212,23 +211,15 @@ def _parse_row(row: Mapping[str, str], modalities: Sequence[str], where: str) ->
 
 def read_pairs_tsv(path: Path) -> tuple[list[Pair], dict[str, str]]:
     """Read a file written by :func:`write_pairs_tsv`; return (pairs, subject -> group)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InputMissingError(f"cannot read pairs file {path}: {error.strerror}") from None
-    reader = csv.DictReader(io.StringIO(text), delimiter="\t")
-    header = reader.fieldnames or []
+    header, rows = read_tsv(Path(path))
     modalities = [c.removeprefix("path_") for c in header if c.startswith("path_")]
     missing = [c for c in _columns(modalities) if c not in header]
     if len(modalities) < 2 or missing:
         raise InputDataError(f"{path}: not a pairs file (missing columns {missing or 'path_*'})")
     pairs: list[Pair] = []
     groups: dict[str, str] = {}
-    for line, row in enumerate(reader, start=2):
+    for line, row in enumerate(rows, start=2):
         where = f"{path} line {line}"
-        if None in row or None in row.values():
-            raise InputDataError(f"{where}: expected {len(header)} tab-separated fields")
         pair = _parse_row(row, modalities, where)
         if groups.setdefault(pair.subject, row["group"]) != row["group"]:
             raise InputDataError(f"{where}: subject {pair.subject} has two groups")

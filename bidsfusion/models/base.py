@@ -1,10 +1,12 @@
-"""The encoder contract shared by every encoder plugin and every objective."""
+"""The encoder contract shared by every encoder plugin and every objective, and the sizes
+of an encoder that objectives are built from."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class EncoderOutput(NamedTuple):
@@ -19,3 +21,18 @@ class EncoderOutput(NamedTuple):
 
     latent: Tensor
     features: dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class Dims:
+    """Sizes of one modality's encoder, all an objective needs to build its parts."""
+
+    in_shape: tuple[int, int, int]
+    latent_dim: int
+    local_channels: int
+    embed_dim: int = 64
+
+    @classmethod
+    def of(cls, encoder: nn.Module, embed_dim: int = 64) -> Dims:
+        """Read ``in_shape``, ``latent_dim`` and ``local_channels`` from an encoder."""
+        return cls(tuple(encoder.in_shape), encoder.latent_dim, encoder.local_channels, embed_dim)

@@ -6,8 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from torch import Tensor, nn
 
-from bidsfusion.models.base import EncoderOutput
-from bidsfusion.objectives.base import Dims
+from bidsfusion.models.base import Dims, EncoderOutput
 
 EncoderFactory = Callable[..., nn.Module]
 """``factory(in_shape, latent_dim, **options) -> Encoder`` (a ``register_encoders`` value)."""

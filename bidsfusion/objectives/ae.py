@@ -8,9 +8,9 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bidsfusion.models.base import EncoderOutput
+from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.models.dcgan import DCGANDecoder
-from bidsfusion.objectives.base import Dims, Objective
+from bidsfusion.objectives.base import Objective
 
 
 class Autoencoder(Objective):
@@ -18,8 +18,6 @@ class Autoencoder(Objective):
 
     The term owns its decoders (``decoders[m]``); ``reconstruct`` exposes them.
     """
-
-    needs = frozenset({"latent", "reconstruction", "input"})
 
     def __init__(
         self,

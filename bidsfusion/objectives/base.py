@@ -1,4 +1,4 @@
-"""The objective contract, the dimensions an objective is built from, and shared heads.
+"""The objective contract and the projection heads its terms share.
 
 ``batch`` (the second argument of every ``Objective.forward``) holds each
 modality's input ``[B, 1, D, H, W]`` under the modality's name and ``"label"``,
@@ -8,32 +8,11 @@ a LongTensor ``[B]``: 1 = positive (AD), 0 = negative (HC), -1 = other/unlabelle
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import ClassVar
 
 from torch import Tensor, nn
 
-from bidsfusion.models.base import EncoderOutput
+from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.models.heads import LatentHead, LocalHead
-
-NEEDS = frozenset({"latent", "local", "reconstruction", "label", "input"})
-"""What an objective may declare it needs: encoder latents, the ``"local"`` map,
-its own decoders (``reconstruction``), ``batch["label"]``, the inputs ``batch[m]``."""
-
-
-@dataclass(frozen=True)
-class Dims:
-    """Sizes of one modality's encoder, all an objective needs to build its parts."""
-
-    in_shape: tuple[int, int, int]
-    latent_dim: int
-    local_channels: int
-    embed_dim: int = 64
-
-    @classmethod
-    def of(cls, encoder: nn.Module, embed_dim: int = 64) -> Dims:
-        """Read ``in_shape``, ``latent_dim`` and ``local_channels`` from an encoder."""
-        return cls(tuple(encoder.in_shape), encoder.latent_dim, encoder.local_channels, embed_dim)
 
 
 class Objective(nn.Module):
@@ -41,10 +20,8 @@ class Objective(nn.Module):
 
     ``outputs`` maps each modality to its :class:`EncoderOutput`; the returned
     scalars are logged by name and ``"loss"`` is this objective's total,
-    penalties included. ``needs`` is a subset of :data:`NEEDS`.
+    penalties included.
     """
-
-    needs: ClassVar[frozenset[str]] = frozenset()
 
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from bidsfusion.errors import UsageError
-from bidsfusion.models.base import EncoderOutput
-from bidsfusion.objectives.base import Dims, Objective
+from bidsfusion.models.base import Dims, EncoderOutput
+from bidsfusion.objectives.base import Objective
 
 
 def _whiten(h: Tensor, cross: Tensor, ridge: float) -> Tensor:
@@ -41,8 +41,6 @@ def cca_loss(h1: Tensor, h2: Tensor, r1: float = 1e-3, r2: float = 1e-3) -> Tens
 
 class DeepCCA(Objective):
     """Sum of :func:`cca_loss` over modality pairs ``i < j`` of the latents."""
-
-    needs = frozenset({"latent"})
 
     def __init__(
         self,

@@ -12,8 +12,8 @@ from itertools import combinations
 from torch import Tensor, nn
 
 from bidsfusion.errors import UsageError
-from bidsfusion.models.base import EncoderOutput
-from bidsfusion.objectives.base import Dims, Heads, Objective, ObjectiveFactory
+from bidsfusion.models.base import Dims, EncoderOutput
+from bidsfusion.objectives.base import Heads, Objective, ObjectiveFactory
 
 DIM_TERMS = ("L", "CL", "CS", "S")
 """The DIM edges in canonical spec order."""
@@ -68,7 +68,6 @@ class ComposedObjective(Objective):
         super().__init__()
         self.heads = heads
         self.terms = nn.ModuleDict(terms)
-        self.needs = frozenset().union(*(term.needs for term in terms.values()))
 
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from bidsfusion.errors import UsageError
-from bidsfusion.models.base import EncoderOutput
-from bidsfusion.objectives.base import Dims, Heads, Objective
+from bidsfusion.models.base import Dims, EncoderOutput
+from bidsfusion.objectives.base import Heads, Objective
 from bidsfusion.objectives.infonce import infonce
 
 
@@ -83,7 +83,6 @@ class LocalDIM(_InfoNCETerm):
 
     name = "L"
     cross = False
-    needs = frozenset({"local", "latent"})
 
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
@@ -97,7 +96,6 @@ class CrossLocalDIM(_InfoNCETerm):
     """``CL``: local embeddings of modality ``i`` against the latent of ``j != i``."""
 
     name = "CL"
-    needs = frozenset({"local", "latent"})
 
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
@@ -116,7 +114,6 @@ class CrossSpatialDIM(_InfoNCETerm):
 
     name = "CS"
     uses_latent = False
-    needs = frozenset({"local"})
 
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
@@ -133,7 +130,6 @@ class SimilarityDIM(_InfoNCETerm):
 
     name = "S"
     uses_local = False
-    needs = frozenset({"latent"})
 
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]

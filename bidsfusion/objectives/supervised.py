@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bidsfusion.models.base import EncoderOutput
-from bidsfusion.objectives.base import Dims, Objective
+from bidsfusion.models.base import Dims, EncoderOutput
+from bidsfusion.objectives.base import Objective
 
 IGNORE = -1
 """Label of samples that are neither AD (1) nor HC (0); they add nothing to the loss."""
@@ -20,8 +20,6 @@ class Supervised(Objective):
     The mean runs over labelled samples only; a batch without any gives 0 with the
     graph intact.
     """
-
-    needs = frozenset({"latent", "label"})
 
     def __init__(
         self, modalities: Sequence[str], dims: Mapping[str, Dims], **_options: object

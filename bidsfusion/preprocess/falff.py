@@ -21,9 +21,7 @@ import numpy as np
 import scipy.fft
 
 from bidsfusion.errors import InputDataError
-
-DEFAULT_BAND: tuple[float, float] = (0.01, 0.1)
-"""The low-frequency band in Hz used by the paper."""
+from bidsfusion.modality import FALFF_BAND
 
 
 def padded_length(n_timepoints: int) -> int:
@@ -32,7 +30,7 @@ def padded_length(n_timepoints: int) -> int:
 
 
 def band_bins(
-    n_timepoints: int, tr: float, band: tuple[float, float] = DEFAULT_BAND
+    n_timepoints: int, tr: float, band: tuple[float, float] = FALFF_BAND
 ) -> tuple[int, int]:
     """Return the first and last (inclusive, 0-based) rfft bins inside ``band``.
 
@@ -70,7 +68,7 @@ def band_bins(
 def falff(
     data: np.ndarray,
     tr: float,
-    band: tuple[float, float] = DEFAULT_BAND,
+    band: tuple[float, float] = FALFF_BAND,
     mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Compute the fALFF map of a 4D BOLD series.

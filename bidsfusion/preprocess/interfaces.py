@@ -21,7 +21,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bidsfusion.modality import FALFF_BAND
 from bidsfusion.nifti import read_data, save_image
+from bidsfusion.tsv import write_tsv
 
 
 def _out(name: str) -> str:
@@ -76,10 +78,7 @@ CONFOUND_COLUMNS = (
 
 def write_confounds(params: np.ndarray, fd: np.ndarray, path: str) -> str:
     """Write the (T, 6) rigid parameters and FD (T,) as a BIDS confounds TSV."""
-    rows = np.column_stack([params, fd])
-    lines = ["\t".join(CONFOUND_COLUMNS)]
-    lines += ["\t".join(f"{value:.6g}" for value in row) for row in rows]
-    Path(path).write_text("\n".join(lines) + "\n")
+    write_tsv(Path(path), CONFOUND_COLUMNS, np.column_stack([params, fd]).tolist())
     return path
 
 
@@ -87,7 +86,10 @@ class _FALFFInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="motion-corrected 4D BOLD")
     repetition_time = traits.Float(mandatory=True, desc="seconds")
     band = traits.Tuple(
-        traits.Float(0.01), traits.Float(0.1), usedefault=True, desc="low, high (Hz)"
+        traits.Float(FALFF_BAND[0]),
+        traits.Float(FALFF_BAND[1]),
+        usedefault=True,
+        desc="low, high (Hz)",
     )
     mask_file = File(exists=True, desc="native-space brain mask; default: an EPI mask of the mean")
 

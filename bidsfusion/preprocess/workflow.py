@@ -18,7 +18,7 @@ from typing import Any
 from nipype.interfaces.utility import Merge
 from nipype.pipeline import engine as pe
 
-from bidsfusion.modality import Modality
+from bidsfusion.modality import FALFF_BAND, Modality
 from bidsfusion.preprocess.backend import Backend
 from bidsfusion.preprocess.figures import QCFigure
 from bidsfusion.preprocess.interfaces import GridBrainMask, ResampleToGrid
@@ -76,7 +76,7 @@ def init_subject_wf(
     backend: Backend,
     modalities: Sequence[Modality],
     skull_strip: str = "template",
-    band: tuple[float, float] = (0.01, 0.1),
+    band: tuple[float, float] = FALFF_BAND,
 ) -> pe.Workflow:
     """The nipype workflow of one subject, ``sub_<label>`` (nest it in a parent to run)."""
     wf = pe.Workflow(name=subject_workflow_name(plan.subject))

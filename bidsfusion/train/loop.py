@@ -16,8 +16,8 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,64 +27,26 @@ from torch import Tensor, nn
 from torch.optim import RAdam
 from torch.optim.lr_scheduler import OneCycleLR
 
-from bidsfusion.atomic import write_text
-from bidsfusion.data.transforms import ClassBalancedSampler, random_crop, random_flip
-from bidsfusion.errors import InputDataError, UsageError
-from bidsfusion.train.checkpoint import load_checkpoint, save_checkpoint
+from bidsfusion.data.sampling import ClassBalancedSampler
+from bidsfusion.data.transforms import random_crop, random_flip
+from bidsfusion.errors import InputDataError
+from bidsfusion.train.history import TermMeans, history_row, write_history
 from bidsfusion.train.progress import ProgressBar
+from bidsfusion.train.resume import (
+    HISTORY,
+    LAST,
+    FoldState,
+    load_last,
+    repair_outputs,
+    save_best,
+    save_last,
+)
+from bidsfusion.train.settings import TrainSettings, resolve_device
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "cuda")
-CHECKPOINT = "checkpoint.pt"
-LAST = "last.pt"
-HISTORY = "history.tsv"
 _SEED_STRIDE = 100003
 """Epoch ``e`` runs under ``torch.manual_seed(seed * _SEED_STRIDE + e)``; validation under e = 0."""
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Optimisation settings (paper 3.2). ``lr`` is OneCycle's initial and ``max_lr`` its peak.
-
-    ``crop_pad``: maximal random translation in voxels; ``flip_p``: flip
-    probability per axis; ``progress``: an in-place progress bar on stderr
-    (None: only when stderr is a TTY).
-    """
-
-    epochs: int = 200
-    batch_size: int = 64
-    lr: float = 4e-4
-    max_lr: float = 0.01
-    seed: int = 0
-    device: str = "auto"
-    crop_pad: int = 4
-    flip_p: float = 0.5
-    progress: bool | None = None
-
-    def __post_init__(self) -> None:
-        checks = {
-            f"epochs must be >= 1, got {self.epochs}": self.epochs >= 1,
-            f"batch size must be >= 2, got {self.batch_size}": self.batch_size >= 2,
-            f"need 0 < lr <= max_lr, got lr {self.lr}, max_lr {self.max_lr}": (
-                0 < self.lr <= self.max_lr
-            ),
-            f"seed must be >= 0, got {self.seed}": self.seed >= 0,
-            f"device must be one of {', '.join(DEVICES)}, got {self.device!r}": (
-                self.device in DEVICES
-            ),
-            f"crop padding must be >= 0, got {self.crop_pad}": self.crop_pad >= 0,
-            f"flip probability must be in [0, 1], got {self.flip_p}": 0 <= self.flip_p <= 1,
-        }
-        problems = [message for message, ok in checks.items() if not ok]
-        if problems:
-            raise UsageError("; ".join(problems))
-
-    def resume_key(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the interrupted one (not device, progress)."""
-        key = asdict(self)
-        del key["device"], key["progress"]
-        return key
 
 
 @dataclass(frozen=True)
@@ -132,31 +94,6 @@ class FoldResult:
     epochs_run: int
     seconds: float
     history: list[dict[str, float]]
-
-
-@dataclass
-class _State:
-    """What ``last.pt`` carries besides the module, optimizer and scheduler states."""
-
-    epoch: int = 0
-    best_epoch: int = 0
-    best_validation_loss: float = math.inf
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_model: dict[str, Tensor] | None = None
-    best_objective: dict[str, Tensor] | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``."""
-    if name not in DEVICES:
-        raise UsageError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError(
-            f"device 'cuda' requested but no CUDA GPU is available to torch {torch.__version__}"
-        )
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -210,7 +147,7 @@ def train_fold(
         trained = fold.train_epoch(train, sampler, epoch, progress)
         validated = fold.validate(validation)
         bar.clear()
-        row = _row(epoch, trained, validated, lr, time.perf_counter() - epoch_started)
+        row = history_row(epoch, trained, validated, lr, time.perf_counter() - epoch_started)
         fold.finish_epoch(state, row)
         log.info(
             "%s: epoch %d/%d loss %.4g val %.4g %.1f s",
@@ -265,47 +202,8 @@ def _augment(
     return {**volumes, "label": batch["label"]}
 
 
-class _Means:
-    """Batch-size-weighted means of the scalar terms, accumulated on the device."""
-
-    def __init__(self) -> None:
-        self.totals: dict[str, Tensor] = {}
-        self.count = 0
-
-    def add(self, terms: Mapping[str, Tensor], size: int) -> None:
-        for key, value in terms.items():
-            weighted = value.detach().float() * size
-            self.totals[key] = self.totals[key] + weighted if key in self.totals else weighted
-        self.count += size
-
-    def means(self) -> dict[str, float]:
-        """Term -> mean, ``"loss"`` first then sorted by name (one device sync)."""
-        keys = ["loss", *sorted(k for k in self.totals if k != "loss")]
-        values = (torch.stack([self.totals[k] for k in keys]) / self.count).tolist()
-        return dict(zip(keys, values, strict=True))
-
-
-def _row(
-    epoch: int, trained: dict[str, float], validated: dict[str, float], lr: float, seconds: float
-) -> dict[str, float]:
-    """One history row: epoch, train_<term>..., val_<term>..., lr (the epoch's first), seconds."""
-    return {
-        "epoch": epoch,
-        **{f"train_{k}": v for k, v in trained.items()},
-        **{f"val_{k}": v for k, v in validated.items()},
-        "lr": lr,
-        "seconds": seconds,
-    }
-
-
 def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-
-
-def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
-    """Tab-separated rows; floats in their shortest exact form."""
-    lines = ["\t".join(rows[0])] + ["\t".join(repr(v) for v in row.values()) for row in rows]
-    write_text(path, "\n".join(lines) + "\n")
 
 
 class _Fold:
@@ -357,7 +255,7 @@ class _Fold:
         order = torch.tensor(list(sampler), dtype=torch.long)
         entropy = np.random.SeedSequence([seed, epoch, 1]).generate_state(1)[0]
         generator = torch.Generator(device=self.device).manual_seed(int(entropy))
-        means = _Means()
+        means = TermMeans()
         for step, index in enumerate(_batches(order, self.settings.batch_size), start=1):
             batch = _augment(data.batch(index, self.device), generator, self.settings)
             terms = self._terms(batch)
@@ -374,13 +272,13 @@ class _Fold:
         """Every term's mean over ``data``: eval mode, no augmentation, a fixed seed."""
         self._mode(False)
         torch.manual_seed(_epoch_seed(self.settings.seed, 0))
-        means = _Means()
+        means = TermMeans()
         n = len(data)
         for index in torch.arange(n).tensor_split(math.ceil(n / self.settings.batch_size)):
             means.add(self._terms(data.batch(index, self.device)), len(index))
         return means.means()
 
-    def finish_epoch(self, state: _State, row: dict[str, float]) -> None:
+    def finish_epoch(self, state: FoldState, row: dict[str, float]) -> None:
         """Record ``row``; write checkpoint.pt on a new best, then history.tsv and last.pt."""
         state.epoch = int(row["epoch"])
         state.history.append(row)
@@ -389,65 +287,33 @@ class _Fold:
             state.best_epoch, state.best_validation_loss = state.epoch, loss
             state.best_model = _cpu_state(self.model)
             state.best_objective = _cpu_state(self.objective)
-            self._write_best(state)
-        _write_history(self.out_dir / HISTORY, state.history)
-        save_checkpoint(
-            self.out_dir / LAST,
-            {
-                "settings": self.key,
-                "model": self.model.state_dict(),
-                "objective": self.objective.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                **vars(state),
-            },
-        )
+            save_best(self.out_dir, state)
+        write_history(self.out_dir / HISTORY, state.history)
+        save_last(self.out_dir, self.key, self.parts(), state)
 
-    def _write_best(self, state: _State) -> None:
-        save_checkpoint(
-            self.out_dir / CHECKPOINT,
-            {
-                "model": state.best_model,
-                "objective": state.best_objective,
-                "epoch": state.best_epoch,
-                "validation_loss": state.best_validation_loss,
-            },
-        )
+    def parts(self) -> dict[str, Any]:
+        """What ``last.pt`` holds the state of, by name."""
+        return {
+            "model": self.model,
+            "objective": self.objective,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+        }
 
-    def resume(self) -> _State:
-        """Load ``last.pt`` into the modules, optimizer, scheduler when its settings match.
-
-        Returns its progress, or a fresh state when there is none or its settings or
-        numbers of pairs differ.
-        """
-        path = self.out_dir / LAST
-        if not path.exists():
-            return _State()
-        saved = load_checkpoint(path)
-        if saved.get("settings") != self.key:
-            log.warning("%s was written with other settings or data; training from scratch", path)
-            return _State()
-        try:
-            self.model.load_state_dict(saved["model"])
-            self.objective.load_state_dict(saved["objective"])
-            self.optimizer.load_state_dict(saved["optimizer"])
-            self.scheduler.load_state_dict(saved["scheduler"])
-            state = _State(**{k: saved[k] for k in _State.__dataclass_fields__})
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise InputDataError(
-                f"{path} does not match this model and objective ({exc}); remove it to retrain"
-            ) from exc
+    def resume(self) -> FoldState:
+        """The progress of a matching ``last.pt`` (loaded into the parts), else a fresh state;
+        checkpoint.pt and history.tsv are repaired from it where needed."""
+        state = load_last(self.out_dir, self.key, self.parts())
         done, total = state.epoch, self.settings.epochs
         if done >= total:
             log.info("%s: finished run (%d epochs) found; not retraining", self.name, done)
-        else:
+        elif done:
             log.info("%s: resuming from %s after epoch %d/%d", self.name, LAST, done, total)
+        repair_outputs(self.out_dir, state)
         return state
 
-    def load_best(self, state: _State) -> None:
-        """Load the best states (eval mode); rewrite checkpoint.pt if a finished run lost it."""
+    def load_best(self, state: FoldState) -> None:
+        """Load the best states into the model and objective (eval mode)."""
         self.model.load_state_dict(state.best_model)
         self.objective.load_state_dict(state.best_objective)
         self._mode(False)
-        if not (self.out_dir / CHECKPOINT).exists():
-            self._write_best(state)

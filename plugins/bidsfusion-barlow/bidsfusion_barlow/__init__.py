@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from bidsfusion import hookimpl
-from bidsfusion.models.base import EncoderOutput
-from bidsfusion.objectives.base import Dims, Objective
+from bidsfusion.models.base import Dims, EncoderOutput
+from bidsfusion.objectives.base import Objective
 
 
 def barlow_twins(z1: Tensor, z2: Tensor, off_diagonal_weight: float = 5e-3) -> Tensor:
@@ -33,8 +33,6 @@ def barlow_twins(z1: Tensor, z2: Tensor, off_diagonal_weight: float = 5e-3) -> T
 
 class BarlowTwins(Objective):
     """Sum of :func:`barlow_twins` over every pair of modalities' latents."""
-
-    needs = frozenset({"latent"})
 
     def __init__(
         self,

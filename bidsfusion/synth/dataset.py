@@ -44,7 +44,9 @@ import nibabel as nib
 import numpy as np
 
 from bidsfusion import __version__
-from bidsfusion.data.anatomy import (
+from bidsfusion.errors import OutputError, UsageError
+from bidsfusion.rigid import volume_centre
+from bidsfusion.synth.anatomy import (
     HIPPOCAMPUS,
     MNI_AFFINE,
     PCC,
@@ -55,9 +57,8 @@ from bidsfusion.data.anatomy import (
     subject_maps,
     truth_masks,
 )
-from bidsfusion.data.scanner import random_placement, render_bold, render_t1
-from bidsfusion.errors import OutputError, UsageError
-from bidsfusion.preprocess.motion import volume_centre
+from bidsfusion.synth.scanner import random_placement, render_bold, render_t1
+from bidsfusion.tsv import write_tsv
 
 GROUPS = ("AD", "HC", "other")
 GROUP_EFFECT = {"AD": 1.0, "HC": 0.0, "other": 0.5}
@@ -68,7 +69,7 @@ MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 
 
 @dataclass(frozen=True)
-class SessionPlan:
+class SyntheticSession:
     """One session: label ("01"), days since the subject's entry, modalities acquired."""
 
     label: str
@@ -77,7 +78,7 @@ class SessionPlan:
 
 
 @dataclass(frozen=True)
-class SubjectPlan:
+class SyntheticSubject:
     """Everything drawn for one subject before any image is made."""
 
     index: int
@@ -87,7 +88,7 @@ class SubjectPlan:
     sex: str
     effect: float
     head_scale: float
-    sessions: tuple[SessionPlan, ...]
+    sessions: tuple[SyntheticSession, ...]
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def assign_diagnoses(n_subjects: int, seed: int) -> list[str]:
     return [str(g) for g in rng.permutation(labels)]
 
 
-def _plan_sessions(rng: np.random.Generator, max_sessions: int) -> tuple[SessionPlan, ...]:
+def _plan_sessions(rng: np.random.Generator, max_sessions: int) -> tuple[SyntheticSession, ...]:
     """1..max_sessions sessions; with several, each holds T1w, bold or both, each at least once."""
     n = int(rng.integers(1, max_sessions + 1))
     choices = (("T1w",), ("bold",), MODALITIES)
@@ -123,12 +124,12 @@ def _plan_sessions(rng: np.random.Generator, max_sessions: int) -> tuple[Session
         if all(any(m in c for c in contents) for m in MODALITIES):
             break
     days = np.concatenate([[0], np.cumsum(rng.integers(90, 541, n - 1))])
-    return tuple(SessionPlan(f"{i + 1:02d}", int(days[i]), contents[i]) for i in range(n))
+    return tuple(SyntheticSession(f"{i + 1:02d}", int(days[i]), contents[i]) for i in range(n))
 
 
 def plan_dataset(
     n_subjects: int, seed: int, max_sessions: int = 3, effect_strength: float = 1.0
-) -> list[SubjectPlan]:
+) -> list[SyntheticSubject]:
     """Draw every subject's group, demographics, effect, head size and sessions (no images)."""
     if n_subjects < 1:
         raise UsageError(f"--subjects must be at least 1, got {n_subjects}")
@@ -142,7 +143,7 @@ def plan_dataset(
         rng = np.random.default_rng([seed, index])
         age = float(np.clip(rng.normal(75.0 if diagnosis == "AD" else 71.0, 6.0), 55, 95))
         plans.append(
-            SubjectPlan(
+            SyntheticSubject(
                 index=index,
                 label=f"{index:0{width}d}",
                 diagnosis=diagnosis,
@@ -164,12 +165,10 @@ def _write_json(path: Path, content: object) -> None:
 
 def _write_tsv(path: Path, rows: list[dict[str, object]]) -> None:
     """Write dict rows (same keys, in order) as a tab-separated table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["\t".join(rows[0])] + ["\t".join(str(v) for v in row.values()) for row in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_tsv(path, list(rows[0]), [list(row.values()) for row in rows])
 
 
-def _participant_row(plan: SubjectPlan) -> dict[str, str]:
+def _participant_row(plan: SyntheticSubject) -> dict[str, str]:
     """The participants.tsv row of one subject."""
     return {
         "participant_id": f"sub-{plan.label}",
@@ -181,8 +180,8 @@ def _participant_row(plan: SubjectPlan) -> dict[str, str]:
 
 def _write_scan(
     root: Path,
-    plan: SubjectPlan,
-    session: SessionPlan,
+    plan: SyntheticSubject,
+    session: SyntheticSession,
     modality: str,
     maps: SubjectMaps,
     seed: int,
@@ -218,7 +217,7 @@ def _write_scan(
     _write_json(truth / xfm_name, {"source": relative.as_posix(), **xfm})
 
 
-def _write_subject(root: Path, plan: SubjectPlan, seed: int, n_volumes: int) -> dict:
+def _write_subject(root: Path, plan: SyntheticSubject, seed: int, n_volumes: int) -> dict:
     """Write one subject's sessions.tsv and scans; return its truth.json entry."""
     effects = Effects.from_strength(plan.effect)
     maps = subject_maps(load_phantom(), effects)
@@ -266,7 +265,7 @@ PARTICIPANTS_JSON = {
 }
 
 
-def _write_dataset_files(root: Path, plans: list[SubjectPlan], settings: dict) -> None:
+def _write_dataset_files(root: Path, plans: list[SyntheticSubject], settings: dict) -> None:
     """dataset_description.json, README, participants.tsv/.json and the truth masks."""
     description = ", ".join(f"{k}={v}" for k, v in settings.items())
     _write_json(
@@ -309,7 +308,7 @@ def _truth(settings: dict, subjects: dict[str, dict]) -> dict:
 
 
 def _write_subjects(
-    root: Path, plans: list[SubjectPlan], seed: int, n_volumes: int, n_jobs: int | None
+    root: Path, plans: list[SyntheticSubject], seed: int, n_volumes: int, n_jobs: int | None
 ) -> dict[str, dict]:
     """Write every subject, in ``n_jobs`` forked processes that inherit the phantom.
 

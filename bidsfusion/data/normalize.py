@@ -1,4 +1,4 @@
-"""One fold's tensors: pairs of cached volumes, normalised with training-only landmarks.
+"""Normalising a fold's volumes: histogram landmarks learned on its training subjects only.
 
 Per fold and modality, histogram landmarks are learned on the volumes of the
 fold's training subjects only (torchio's HistogramStandardization semantics),
@@ -33,11 +33,6 @@ class PairedVolumes:
 
     def __len__(self) -> int:
         return len(self.subjects)
-
-
-def label_of(group: str, positive: str, negative: str) -> int:
-    """1 for the positive class, 0 for the negative, -1 for anything else."""
-    return 1 if group == positive else 0 if group == negative else -1
 
 
 def learn_landmarks(

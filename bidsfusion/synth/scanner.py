@@ -12,7 +12,7 @@ is the bounding box of the head (T1w) or brain hull (bold) plus a margin.
 
 Motion. ``motion_parameters`` gives per volume ``t`` the row
 ``(trans_x, trans_y, trans_z, rot_x, rot_y, rot_z)`` in mm and radians. Its
-matrix ``T_t = rigid_matrix(row, centre)`` (:mod:`bidsfusion.preprocess.motion`,
+matrix ``T_t = rigid_matrix(row, centre)`` (:mod:`bidsfusion.rigid`,
 whose convention this is), with ``centre`` the world position of the
 voxel-grid centre, maps the world coordinates of volume ``t`` onto those of
 volume 0: the anatomy at ``x`` in volume ``t`` is at ``T_t @ x`` in volume 0,
@@ -31,11 +31,10 @@ import scipy.fft
 import SimpleITK as sitk
 from scipy import ndimage
 
-from bidsfusion.data.anatomy import PHANTOM_AFFINE, SubjectMaps
-from bidsfusion.preprocess.motion import rigid_matrix, rotation_matrix, volume_centre
+from bidsfusion.modality import FALFF_BAND
+from bidsfusion.rigid import rigid_matrix, rotation_matrix, volume_centre
+from bidsfusion.synth.anatomy import PHANTOM_AFFINE, SubjectMaps
 
-LF_BAND_HZ = (0.01, 0.1)
-"""Band of the planted BOLD fluctuations, Hz."""
 HF_AMPLITUDE = 0.003
 """Relative amplitude of the fast (respiration-like) oscillation."""
 
@@ -127,9 +126,9 @@ def motion_parameters(rng: np.random.Generator, n_volumes: int) -> np.ndarray:
 
 
 def band_limited(rng: np.random.Generator, n: int, n_volumes: int, tr: float) -> np.ndarray:
-    """``n`` independent series with power only in ``LF_BAND_HZ``, (n, n_volumes), overall std 1."""
+    """``n`` independent series with power only in ``FALFF_BAND``, (n, n_volumes), overall std 1."""
     freqs = np.fft.rfftfreq(n_volumes, tr)
-    band = np.flatnonzero((freqs >= LF_BAND_HZ[0]) & (freqs <= LF_BAND_HZ[1]))
+    band = np.flatnonzero((freqs >= FALFF_BAND[0]) & (freqs <= FALFF_BAND[1]))
     spectrum = np.zeros((n, freqs.size), dtype=np.complex64)
     noise = rng.standard_normal((2, n, band.size), dtype=np.float32)
     spectrum[:, band] = noise[0] + 1j * noise[1]

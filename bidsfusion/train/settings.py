@@ -1,0 +1,69 @@
+"""Optimisation settings of one fold's training and the device they run on."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from bidsfusion.errors import UsageError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings (paper 3.2). ``lr`` is OneCycle's initial and ``max_lr`` its peak.
+
+    ``crop_pad``: maximal random translation in voxels; ``flip_p``: flip
+    probability per axis; ``progress``: an in-place progress bar on stderr
+    (None: only when stderr is a TTY).
+    """
+
+    epochs: int = 200
+    batch_size: int = 64
+    lr: float = 4e-4
+    max_lr: float = 0.01
+    seed: int = 0
+    device: str = "auto"
+    crop_pad: int = 4
+    flip_p: float = 0.5
+    progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        checks = {
+            f"epochs must be >= 1, got {self.epochs}": self.epochs >= 1,
+            f"batch size must be >= 2, got {self.batch_size}": self.batch_size >= 2,
+            f"need 0 < lr <= max_lr, got lr {self.lr}, max_lr {self.max_lr}": (
+                0 < self.lr <= self.max_lr
+            ),
+            f"seed must be >= 0, got {self.seed}": self.seed >= 0,
+            f"device must be one of {', '.join(DEVICES)}, got {self.device!r}": (
+                self.device in DEVICES
+            ),
+            f"crop padding must be >= 0, got {self.crop_pad}": self.crop_pad >= 0,
+            f"flip probability must be in [0, 1], got {self.flip_p}": 0 <= self.flip_p <= 1,
+        }
+        problems = [message for message, ok in checks.items() if not ok]
+        if problems:
+            raise UsageError("; ".join(problems))
+
+    def resume_key(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the interrupted one (not device, progress)."""
+        key = asdict(self)
+        del key["device"], key["progress"]
+        return key
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``."""
+    if name not in DEVICES:
+        raise UsageError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError(
+            f"device 'cuda' requested but no CUDA GPU is available to torch {torch.__version__}"
+        )
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
