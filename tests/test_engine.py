@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -11,7 +18,7 @@ from nipype.pipeline import engine as pe
 
 from bidsfusion.config import make_config
 from bidsfusion.errors import InputDataError, InputMissingError, UsageError
-from bidsfusion.preprocess.engine import plugin_settings, run_workflow
+from bidsfusion.preprocess.engine import check_plugin, plugin_settings, run_workflow
 from bidsfusion.preprocess.interfaces import FALFF
 
 
@@ -45,6 +52,22 @@ def test_any_plugin_with_yaml_arguments(tmp_path: Path, wrapped: bool) -> None:
     )
 
 
+@pytest.mark.parametrize("name", ["Nope", "multiproc", ""])
+def test_an_unknown_plugin_is_a_usage_error(tmp_path: Path, name: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        plugin_settings(_config(tmp_path, nipype_plugin=name))
+    message = str(raised.value)
+    assert raised.value.exit_code == 64
+    assert f"--nipype-plugin {name} is not a nipype plugin" in message
+    assert all(known in message for known in ("Linear, ", "MultiProc, ", "SLURM, ", "SGE, "))
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("name", ["MultiProc", "Linear", "SLURM", "SGEGraph", "PBS"])
+def test_nipype_plugins_pass_the_check(name: str) -> None:
+    check_plugin(name)
+
+
 @pytest.mark.parametrize(
     ("content", "error", "words"),
     [
@@ -74,3 +97,115 @@ def test_a_crashed_node_comes_back_as_its_one_line_error(tmp_path: Path) -> None
     assert isinstance(failure, InputDataError)
     assert "holds no frequency bin" in str(failure)
     assert "\n" not in str(failure)
+
+
+NAPPING_RUN = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    from nipype.interfaces.utility import Function
+    from nipype.pipeline import engine as pe
+
+    from bidsfusion.config import make_config
+    from bidsfusion.preprocess.engine import run_workflow
+
+
+    def nap(marker):
+        import os, pathlib, time
+
+        pathlib.Path(marker).write_text(str(os.getpid()))
+        time.sleep(60)
+
+
+    root = Path(sys.argv[1])
+    wf = pe.Workflow(name="naps", base_dir=str(root / "work"))
+    for i in range(2):
+        node = pe.Node(Function(input_names=["marker"], function=nap), name=f"nap{i}")
+        node.inputs.marker = str(root / f"napping{i}")
+        wf.add_nodes([node])
+    config = {"bids_dir": root, "output_dir": root, "analysis_level": "participant"}
+    run_workflow(wf, make_config({**config, "nipype_plugin": "MultiProc", "nprocs": 2}))
+    """
+)
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state first), None if gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie has died, unreaped)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def _children(parent: int) -> set[int]:
+    """The pids whose parent is ``parent``, from /proc/*/stat."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and fields[1] == str(parent):
+                found.add(int(entry.name))
+    return found
+
+
+def _survivors(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running."""
+    return {pid for pid in pids if _alive(pid)}
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    """Whether ``condition()`` came true within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_multiproc_workers_die_with_a_killed_run(tmp_path: Path) -> None:
+    """SIGKILL of a run mid-workflow: its MultiProc workers, busy napping, go at once."""
+    script = tmp_path / "napping_run.py"
+    script.write_text(NAPPING_RUN)
+    log = (tmp_path / "run.log").open("w")
+    run = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path)],
+        cwd=tmp_path,
+        env={**os.environ, "NIPYPE_NO_ET": "1"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    markers = [tmp_path / f"napping{i}" for i in range(2)]
+    workers: set[int] = set()
+    try:
+        napping = _wait_for(lambda: all(m.exists() for m in markers) or run.poll() is not None, 15)
+        workers = _children(run.pid)
+        assert napping and run.poll() is None, (tmp_path / "run.log").read_text()
+        assert {int(m.read_text()) for m in markers} <= workers
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=5)
+        gone = _wait_for(lambda: not _survivors(workers), 3)
+        assert gone, f"workers {_survivors(workers)} outlived the run"
+    finally:
+        run.kill()
+        run.wait(timeout=5)
+        log.close()
+        for pid in _survivors(workers):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_worker_whose_parent_is_already_gone_exits() -> None:
+    """The parent died between fork and prctl: ``getppid`` is not the pid it was given."""
+    code = "from bidsfusion.preprocess.multiproc import die_with_parent as d; d(1); print('alive')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (1, "")

@@ -19,8 +19,29 @@ leaves the cores idle between the many short steps)."""
 ERROR_LINE = re.compile(r"^bidsfusion\.errors\.(\w+): (.*)$")
 
 
+def nipype_plugins() -> list[str]:
+    """The names nipype knows its execution plugins by (``Linear``, ``MultiProc``, ...)."""
+    from nipype.pipeline import plugins
+
+    return sorted(
+        name.removesuffix("Plugin")
+        for name, value in vars(plugins).items()
+        if name.endswith("Plugin") and isinstance(value, type)
+    )
+
+
+def check_plugin(name: str) -> None:
+    """Raise UsageError (exit 64) unless ``name`` is one of nipype's plugins."""
+    known = nipype_plugins()
+    if name not in known:
+        raise UsageError(
+            f"--nipype-plugin {name} is not a nipype plugin; choose one of {', '.join(known)}"
+        )
+
+
 def plugin_settings(config: Any) -> tuple[str, dict[str, Any]]:
     """nipype's (plugin name, plugin_args) from the nipype plugin options, nprocs and mem."""
+    check_plugin(config.nipype_plugin)
     args: dict[str, Any] = {}
     if config.nipype_plugin_args:
         args = _read_plugin_args(Path(config.nipype_plugin_args))
@@ -50,6 +71,16 @@ def _read_plugin_args(path: Path) -> dict[str, Any]:
     return content.get("plugin_args", content)
 
 
+def make_plugin(name: str, args: dict[str, Any]) -> Any:
+    """What ``Workflow.run`` takes as its plugin: the name, or for MultiProc a plugin
+    whose workers die with bidsfusion (even on SIGKILL)."""
+    if name != "MultiProc":
+        return name
+    from bidsfusion.preprocess.multiproc import OrphanFreeMultiProcPlugin
+
+    return OrphanFreeMultiProcPlugin(plugin_args=args)
+
+
 def run_workflow(
     wf: Any, config: Any, status_callback: Callable[[Any, str], None] | None = None
 ) -> dict[str, BidsFusionError]:
@@ -76,7 +107,7 @@ def run_workflow(
     if status_callback is not None and not plugin.endswith("Graph"):  # graph plugins refuse it
         args["status_callback"] = status_callback
     try:
-        wf.run(plugin=plugin, plugin_args=args)
+        wf.run(plugin=make_plugin(plugin, args), plugin_args=args)
     except RuntimeError as exc:
         failures = dict(crash_report(path) for path in sorted(crash_dir.glob("crash-*.txt")))
         if not failures:
