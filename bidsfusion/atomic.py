@@ -24,13 +24,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    tmp_path = path.with_name(f".{path.name.split('.')[0]}.{uuid.uuid4().hex[:12]}{suffix}")
+    tmp_path = temporary_sibling(path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A hidden name beside ``path``, unique to the call, with the same suffixes:
+    ``dir/.name.<12 hex>.nii.gz`` for ``dir/name.nii.gz``."""
+    suffix = "".join(path.suffixes)
+    return path.with_name(f".{path.name.split('.')[0]}.{uuid.uuid4().hex[:12]}{suffix}")
 
 
 def write_text(path: Path, text: str) -> None:

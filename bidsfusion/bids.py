@@ -1,4 +1,5 @@
-"""BIDS input and output: dataset checks, the pybids layout, label filters, derivative names.
+"""BIDS input and naming: dataset checks, the pybids layout, label filters, sidecar
+metadata, and the one place derivative names are built.
 
 Everything that knows BIDS naming lives here; stages ask this module for
 paths instead of formatting file names themselves.
@@ -12,33 +13,52 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bidsfusion import __version__
-from bidsfusion.atomic import write_text
 from bidsfusion.errors import (
     BidsValidationError,
     InputDataError,
     InputMissingError,
     NothingSelectedError,
-    OutputError,
     UsageError,
 )
+from bidsfusion.tsv import NA, read_tsv
 
 TEMPLATE_SPACE = "MNI152NLin2009aSym"
 GRID_RES = "3mm"
-ENTITY_ORDER = (
+RAW_ENTITIES = (
     "sub",
     "ses",
+    "sample",
     "task",
+    "tracksys",
     "acq",
+    "nuc",
+    "voi",
+    "ce",
+    "trc",
+    "stain",
+    "rec",
+    "dir",
     "run",
-    "from",
-    "to",
-    "mode",
-    "space",
-    "res",
-    "desc",
-    "stat",
+    "mod",
+    "echo",
+    "flip",
+    "inv",
+    "mt",
+    "part",
+    "proc",
+    "hemi",
+    "recording",
+    "chunk",
 )
+"""Entities of raw file names, in BIDS order (the BIDS schema's ``rules.entities``)."""
+DERIVED_ENTITIES = ("from", "to", "mode", "space", "res", "den", "label", "desc", "stat")
+"""Entities bidsfusion's derivatives add after the source's, in this order."""
+ENTITY_ORDER = RAW_ENTITIES + DERIVED_ENTITIES
+FINGERPRINT_KEY = "Fingerprint"
+"""Derivative sidecar key: the SHA-256 of what made the output (options, inputs, versions)."""
+QC_KEY = "QC"
+"""Derivative sidecar key: the scan's quality-control measures."""
+_ENTITY = re.compile(r"([a-zA-Z]+)-([A-Za-z0-9]+)")
 LABEL_RE = re.compile(r"^[A-Za-z0-9]+$")
 
 
@@ -49,10 +69,12 @@ def check_dataset(bids_dir: Path) -> dict[str, Any]:
     if not bids_dir.is_dir():
         raise InputMissingError(f"BIDS_DIR {bids_dir} is not a directory")
     description = bids_dir / "dataset_description.json"
-    if not description.is_file():
+    if not description.exists():
         raise InputMissingError(
             f"{description} is missing: BIDS_DIR must be the root of a BIDS dataset"
         )
+    if not description.is_file():
+        raise BidsValidationError(f"{description} is not a file: it must be a JSON file")
     try:
         content = json.loads(description.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -62,32 +84,6 @@ def check_dataset(bids_dir: Path) -> dict[str, Any]:
     if not isinstance(content, dict):
         raise BidsValidationError(f"{description} must hold a JSON object")
     return content
-
-
-def check_locations(bids_dir: Path, output_dir: Path, work_dir: Path | None) -> None:
-    """Refuse outputs that would write into the raw dataset (exit 64).
-
-    ``OUTPUT_DIR`` may be ``BIDS_DIR/derivatives/<name>``, nowhere else inside
-    BIDS_DIR; the work directory may not be inside BIDS_DIR at all.
-    """
-    bids, out = bids_dir.resolve(), output_dir.resolve()
-    if out == bids:
-        raise UsageError(
-            f"OUTPUT_DIR {output_dir} is BIDS_DIR: choose another folder, "
-            f"e.g. {bids_dir / 'derivatives' / 'bidsfusion'}"
-        )
-    if out.is_relative_to(bids) and not out.is_relative_to(bids / "derivatives"):
-        raise UsageError(
-            f"OUTPUT_DIR {output_dir} is inside BIDS_DIR; use a folder outside "
-            f"it or under {bids_dir / 'derivatives'}"
-        )
-    if out == bids / "derivatives":
-        raise UsageError(
-            f"OUTPUT_DIR {output_dir} must be a sub-folder of "
-            f"{bids / 'derivatives'}, e.g. {bids / 'derivatives' / 'bidsfusion'}"
-        )
-    if work_dir is not None and work_dir.resolve().is_relative_to(bids):
-        raise UsageError(f"--work-dir {work_dir} is inside BIDS_DIR; BIDS_DIR is read only")
 
 
 def validate_dataset(bids_dir: Path) -> None:
@@ -114,11 +110,14 @@ def validate_dataset(bids_dir: Path) -> None:
 
 
 def load_layout(bids_dir: Path, validate: bool) -> Any:
-    """A pybids ``BIDSLayout`` of the raw dataset (derivatives and sourcedata not indexed)."""
-    from bids import BIDSLayout
+    """A pybids ``BIDSLayout`` of the raw dataset's file names (derivatives, sourcedata and
+    sidecar contents not indexed: :func:`scan_metadata` reads a scan's sidecars, so a bad
+    one fails that scan only)."""
+    from bids import BIDSLayout, BIDSLayoutIndexer
 
+    indexer = BIDSLayoutIndexer(validate=validate, index_metadata=False)
     try:
-        return BIDSLayout(str(bids_dir), validate=validate, derivatives=False)
+        return BIDSLayout(str(bids_dir), validate=validate, derivatives=False, indexer=indexer)
     except Exception as exc:
         raise BidsValidationError(f"pybids cannot index {bids_dir}: {exc}") from exc
 
@@ -152,13 +151,39 @@ def select_subjects(available: Sequence[str], requested: Sequence[str]) -> list[
     return list(requested)
 
 
+def parse_name(name: str) -> tuple[dict[str, str], str]:
+    """Entities and suffix of a BIDS file name: ``sub-01_desc-brain_T1w.nii.gz`` ->
+    ``({"sub": "01", "desc": "brain"}, "T1w")``."""
+    parts = Path(name).name.split(".")[0].split("_")
+    entities = dict(m.groups() for p in parts[:-1] if (m := _ENTITY.fullmatch(p)))
+    return entities, parts[-1]
+
+
+def source_entities(path: Path | str) -> dict[str, str]:
+    """Every entity of a raw file's name, labels as written (``run-01`` stays ``01``)."""
+    return parse_name(str(path))[0]
+
+
 def derivative_name(entities: Mapping[str, str | None], suffix: str, extension: str) -> str:
-    """A BIDS file name from entities in canonical order, e.g. ``sub-01_desc-brain_T1w.nii.gz``."""
-    unknown = set(entities) - set(ENTITY_ORDER)
-    if unknown:
-        raise ValueError(f"unknown BIDS entities {sorted(unknown)}")
-    parts = [f"{key}-{entities[key]}" for key in ENTITY_ORDER if entities.get(key)]
+    """A BIDS file name from entities in BIDS order, e.g. ``sub-01_desc-brain_T1w.nii.gz``.
+
+    Entities bidsfusion does not know (a raw name read with --skip-bids-validation)
+    keep their relative order after the known raw entities.
+    """
+
+    def position(key: str) -> int:
+        if key in ENTITY_ORDER:
+            return ENTITY_ORDER.index(key)
+        return len(RAW_ENTITIES)
+
+    keys = sorted((k for k, v in entities.items() if v), key=position)
+    parts = [f"{key}-{entities[key]}" for key in keys]
     return "_".join([*parts, suffix]) + extension
+
+
+def sidecar_path(path: Path) -> Path:
+    """The JSON sidecar of a file: same name, ``.json`` instead of the extensions."""
+    return path.with_name(path.name.split(".")[0] + ".json")
 
 
 def derivative_dir(output_dir: Path, subject: str, session: str | None, datatype: str) -> Path:
@@ -169,58 +194,68 @@ def derivative_dir(output_dir: Path, subject: str, session: str | None, datatype
     return folder / datatype
 
 
-def dataset_description(container: str | None = None) -> dict[str, Any]:
-    """The derivatives dataset_description.json content."""
-    generated = {
-        "Name": "bidsfusion",
-        "Version": __version__,
-        "CodeURL": "https://github.com/bidsfusion/bidsfusion",
-    }
-    if container:
-        generated["Container"] = {
-            "Type": "docker" if "docker" in container else "other",
-            "Tag": container,
-        }
-    return {
-        "Name": "bidsfusion derivatives",
-        "BIDSVersion": "1.8.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [generated],
-    }
-
-
-def write_dataset_description(output_dir: Path, container: str | None = None) -> Path:
-    """Create OUTPUT_DIR and its dataset_description.json atomically (exit 73 if impossible).
-
-    Concurrent jobs each write the same content under a temporary name and
-    rename it into place, so readers never see a partial file.
-    """
-    path = output_dir / "dataset_description.json"
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        write_text(path, json.dumps(dataset_description(container), indent=2) + "\n")
-    except OSError as exc:
-        raise OutputError(
-            f"cannot create OUTPUT_DIR {output_dir}: {exc.strerror or exc}; "
-            "choose a writable folder"
-        ) from exc
-    return path
-
-
 def open_dataset(config: Any) -> tuple[Any, list[str]]:
-    """Check a run's BIDS_DIR, locations and labels; return (layout, selected subjects).
+    """Check a run's BIDS_DIR and labels; return (layout, selected subjects).
 
-    Raises, in this order: 66 (no dataset), 64 (bad locations or labels),
-    16 (validation, unless skipped), 18 (unknown participant labels).
+    Raises, in this order: 66 (no dataset), 64 (bad labels), 16 (validation, unless
+    skipped), 18 (unknown participant labels).
     """
     check_dataset(config.bids_dir)
-    check_locations(config.bids_dir, config.output_dir, config.work_dir)
     requested = normalize_labels(config.participant_label, "sub")
     normalize_labels(config.session_label, "ses")
     if not config.skip_bids_validation:
         validate_dataset(config.bids_dir)
     layout = load_layout(config.bids_dir, validate=not config.skip_bids_validation)
     return layout, select_subjects(layout.get_subjects(), requested)
+
+
+def select_sessions(available: Iterable[str], requested: Sequence[str]) -> tuple[str, ...]:
+    """The requested session labels; those no selected subject has raise (exit 18)."""
+    existing = sorted(set(available))
+    missing = [label for label in requested if label not in existing]
+    if missing:
+        raise NothingSelectedError(
+            f"session label(s) {', '.join(missing)} not found for the selected subjects; "
+            f"they have: {', '.join(existing) or 'no sessions'}"
+        )
+    return tuple(requested)
+
+
+def scan_metadata(path: Path, bids_dir: Path) -> dict[str, Any]:
+    """A scan's sidecar metadata under the BIDS inheritance principle.
+
+    Every ``.json`` from BIDS_DIR down to the scan's folder whose suffix is the scan's
+    and whose entities are a subset of its entities applies; deeper files, then
+    files with more entities, override. An unreadable or invalid sidecar raises
+    InputDataError naming it (exit 65 for that scan only).
+    """
+    entities, suffix = parse_name(path.name)
+    parts = path.parent.relative_to(bids_dir).parts
+    found = []
+    for depth in range(len(parts) + 1):
+        folder = bids_dir.joinpath(*parts[:depth])
+        for candidate in folder.glob(f"*{suffix}.json"):
+            keys, candidate_suffix = parse_name(candidate.name)
+            if candidate_suffix == suffix and keys.items() <= entities.items():
+                found.append((depth, len(keys), candidate))
+    metadata: dict[str, Any] = {}
+    for _, _, sidecar in sorted(found):
+        metadata.update(_read_sidecar(sidecar))
+    return metadata
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputDataError(f"{path}: cannot read the sidecar ({exc})") from None
+    except ValueError as exc:
+        raise InputDataError(
+            f"{path}: invalid JSON sidecar ({exc}); fix it, or remove the scan"
+        ) from None
+    if not isinstance(content, dict):
+        raise InputDataError(f"{path}: a JSON sidecar must hold an object")
+    return content
 
 
 DAYS_COLUMNS = ("days_since_entry", "days")
@@ -232,20 +267,18 @@ def session_days(bids_dir: Path, subject: str) -> dict[str, float]:
     Uses the ``days_since_entry`` (or ``days``) column, else ``acq_time``
     (days after the earliest session); sessions without a value are absent.
     """
-    import csv
     from datetime import datetime
 
     path = bids_dir / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
     if not path.is_file():
         return {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
+    columns, rows = read_tsv(path)
     days: dict[str, float] = {}
-    column = next((c for c in DAYS_COLUMNS if rows and c in rows[0]), None)
+    column = next((c for c in DAYS_COLUMNS if c in columns), None)
     for row in rows:
         label = row.get("session_id", "").removeprefix("ses-")
         value = row.get(column) if column else row.get("acq_time")
-        if not label or value in (None, "", "n/a"):
+        if not label or value in (None, "", NA):
             continue
         try:
             days[label] = (
@@ -262,15 +295,23 @@ def session_days(bids_dir: Path, subject: str) -> dict[str, float]:
 
 
 def participants_table(bids_dir: Path) -> dict[str, dict[str, str]]:
-    """Rows of participants.tsv by subject label (without ``sub-``); empty if absent."""
-    import csv
+    """Rows of participants.tsv by subject label (without ``sub-``).
 
+    Raises InputMissingError (66) when the file is absent and InputDataError (65)
+    when it is empty, has no ``participant_id`` column or no rows.
+    """
     path = bids_dir / "participants.tsv"
-    if not path.is_file():
-        return {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        return {
-            row["participant_id"].removeprefix("sub-"): row
-            for row in csv.DictReader(handle, delimiter="\t")
-            if row.get("participant_id")
-        }
+    if not path.exists():
+        raise InputMissingError(
+            f"{path} is missing; the group level needs it, with a participant_id column "
+            "and a column of group labels"
+        )
+    columns, rows = read_tsv(path)
+    if "participant_id" not in columns:
+        raise InputDataError(f"{path} has no participant_id column; columns: {', '.join(columns)}")
+    table = {
+        row["participant_id"].removeprefix("sub-"): row for row in rows if row["participant_id"]
+    }
+    if not table:
+        raise InputDataError(f"{path} lists no participants")
+    return table

@@ -2,13 +2,16 @@
 
 This layer only parses, builds a :class:`~bidsfusion.config.RunConfig`, and maps
 :class:`~bidsfusion.errors.BidsFusionError` to its exit code with a one-line
-message (a traceback only with ``-v``).
+message (a traceback only with ``-v``). ``--config FILE.toml`` fills click's
+defaults (``ctx.default_map``), so a file's values go through the same types and
+checks as command-line values, after a stricter check of their TOML types.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import sys
 import traceback
@@ -97,21 +100,25 @@ def _level_options(fn: Any) -> Any:
         click.option(
             "--omp-nthreads",
             type=click.IntRange(min=1),
-            help="Threads per process (SimpleITK, torch).",
+            help="Threads per process (SimpleITK, numpy; torch at the group level). "
+            "Default: 1 at the participant level, --nprocs at the group level.",
         ),
         click.option(
             "--mem",
             "mem_gb",
+            type=Memory(),
             metavar="GB",
-            callback=_parse_memory,
             help="Memory limit for nipype scheduling, e.g. 8 or 8GB.",
         ),
         click.option("--seed", type=int, help="Seed for every random choice (recorded)."),
         click.option(
             "--config",
-            "config_file",
             type=click.Path(path_type=Path),
-            help="TOML file with default settings (option names as keys).",
+            is_eager=True,
+            expose_value=False,
+            callback=_load_config,
+            help="TOML file with default settings (option names as keys); "
+            "command-line options override it.",
         ),
         click.option(
             "-v", "--verbose", count=True, help="More log output; with -v, tracebacks on errors."
@@ -119,9 +126,9 @@ def _level_options(fn: Any) -> Any:
         click.option("--task", help="[participant] BOLD task label to use. Default: rest."),
         click.option(
             "--falff-band",
-            type=(float, float),
+            type=Band(),
             metavar="LOW HIGH",
-            help="[participant] fALFF band in Hz. Default: 0.01 0.1.",
+            help="[participant] fALFF band in Hz, 0 < LOW < HIGH. Default: 0.01 0.1.",
         ),
         click.option(
             "--skull-strip",
@@ -157,16 +164,22 @@ def _level_options(fn: Any) -> Any:
         click.option("--batch-size", type=click.IntRange(min=2), help="[group] Default: 64."),
         click.option(
             "--input-size",
-            type=click.Choice(["64", "32", "16"]),
-            callback=_to_int,
+            type=IntChoice([64, 32, 16]),
             help="[group] volume size the model sees. Default: 64 (the paper).",
         ),
         click.option("--folds", type=click.IntRange(min=2), help="[group] CV folds. Default: 5."),
         click.option(
             "--holdout",
-            type=click.FloatRange(min=0),
-            help="[group] hold-out subjects: a count (>= 1), a fraction, or 0 for none. "
-            "Default: 0.15.",
+            type=Holdout(),
+            metavar="N",
+            help="[group] hold-out subjects: 0 for none, a fraction in (0, 1), "
+            "or a whole count >= 1. Default: 0.15.",
+        ),
+        click.option(
+            "--include-flagged",
+            is_flag=True,
+            default=None,
+            help="[group] also train on scans whose registration QC flagged them",
         ),
         click.option(
             "--label-column",
@@ -185,18 +198,222 @@ def _level_options(fn: Any) -> Any:
     return fn
 
 
-def _parse_memory(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
+class Holdout(click.ParamType):
+    """``--holdout``: 0 (none), a fraction in (0, 1), or a whole count >= 1.
+
+    Converts to an ``int`` for 0 and counts, a ``float`` for fractions.
+    """
+
+    name = "holdout"
+    rule = "0 (none), a fraction in (0, 1), or a whole count >= 1"
+    toml_kinds = (int, float)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = _finite_number(value)
+        if number is None or number < 0 or (number >= 1 and not number.is_integer()):
+            self.fail(f"{value!r}: expected {self.rule}", param, ctx)
+        return int(number) if number.is_integer() else number
+
+
+class Band(click.Tuple):
+    """``--falff-band LOW HIGH``: two finite frequencies in Hz with 0 < LOW < HIGH."""
+
+    rule = "two finite numbers LOW HIGH (Hz) with 0 < LOW < HIGH"
+
+    def __init__(self) -> None:
+        super().__init__([float, float])
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        low, high = super().convert(value, param, ctx)
+        if not (math.isfinite(high) and 0 < low < high):
+            self.fail(f"{' '.join(map(str, value))}: expected {self.rule}", param, ctx)
+        return low, high
+
+
+class Memory(click.ParamType):
+    """``--mem``: a size in GB, as a number or text such as 8, 8GB or 512MB."""
+
+    name = "memory"
+    rule = "a memory size such as 8, 8GB or 512MB"
+    toml_kinds = (int, float, str)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        size = _gigabytes(value)
+        if size is None:
+            self.fail(f"{value!r}: expected {self.rule}", param, ctx)
+        return size
+
+
+class IntChoice(click.Choice):
+    """One of a few integers, as a TOML integer or its command-line text."""
+
+    toml_kinds = (int, str)
+
+    def __init__(self, choices: Sequence[int]) -> None:
+        super().__init__([str(choice) for choice in choices])
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return int(super().convert(str(value), param, ctx))
+
+
+def _gigabytes(value: Any) -> float | None:
+    """A memory size in GB from a number (GB) or text such as 8GB or 512MB, else None."""
+    if not isinstance(value, str):
+        number = _finite_number(value)
+        return number if number is not None and number >= 0 else None
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(g|gb|m|mb)?\s*", value, re.IGNORECASE)
     if not match:
-        raise click.BadParameter(f"{value!r} is not a memory size such as 8 or 8GB")
+        return None
     amount, unit = float(match.group(1)), (match.group(2) or "g").lower()
     return amount / 1024 if unit.startswith("m") else amount
 
 
-def _to_int(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    return None if value is None else int(value)
+def _finite_number(value: Any) -> float | None:
+    """``value`` (a number or its text) as a finite float, else None; booleans are not numbers."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, path: Path | None) -> None:
+    """Eager ``--config`` callback: the file's checked values become click's defaults."""
+    if path is not None:
+        ctx.default_map = {**(ctx.default_map or {}), **_config_defaults(ctx, path)}
+
+
+def _config_defaults(ctx: click.Context, path: Path) -> dict[str, Any]:
+    """The settings of the TOML file ``path`` by option name, each checked like a CLI value."""
+    from bidsfusion.config import read_toml
+
+    settings = read_toml(path)
+    options = _options_by_key(ctx.command)
+    unknown = sorted(key for key in settings if _key(key) not in options)
+    if unknown:
+        raise UsageError(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
+            "see 'bidsfusion run --help' for the options"
+        )
+    defaults: dict[str, Any] = {}
+    keys: dict[str, str] = {}
+    for key, value in settings.items():
+        option = options[_key(key)]
+        name = str(option.name)
+        if name in keys:
+            raise UsageError(
+                f"config file {path}: {keys[name]} and {key} both set {option.opts[0]}"
+            )
+        keys[name] = key
+        defaults[name] = _config_value(ctx, option, value, f"config file {path}: {key}")
+    return defaults
+
+
+def _options_by_key(command: click.Command) -> dict[str, click.Option]:
+    """Each option by every key a config file may name it with: its name and long flags."""
+    options: dict[str, click.Option] = {}
+    for param in command.params:
+        if isinstance(param, click.Option) and param.expose_value:
+            names = [str(param.name), *(flag for flag in param.opts if flag.startswith("--"))]
+            options.update({_key(name): param for name in names})
+    return options
+
+
+def _key(name: str) -> str:
+    return name.lstrip("-").replace("-", "_")
+
+
+def _config_value(ctx: click.Context, option: click.Option, value: Any, where: str) -> Any:
+    """``value`` ready for ``ctx.default_map``; raises UsageError (64) unless the option takes it.
+
+    Stricter than click about TOML types (no ``true`` or ``1.5`` for an integer),
+    then the option's own type, range, choices and callback.
+    """
+    problem = UsageError(f"{where} = {_shown(value)}: expected {_expected(option)}")
+    if option.multiple and isinstance(value, str):
+        value = [value]
+    if not _fits_toml(option, value):
+        raise problem
+    try:
+        checked = option.type_cast_value(ctx, value)
+        if option.callback is not None:
+            option.callback(ctx, option, checked)
+    except click.UsageError:
+        raise problem from None
+    return value
+
+
+def _fits_toml(option: click.Option, value: Any) -> bool:
+    """Whether ``value`` has the TOML type(s) ``option`` takes."""
+    if option.multiple:
+        return isinstance(value, list) and all(_is_kind(v, _toml_kinds(option.type)) for v in value)
+    if isinstance(option.type, click.Tuple):
+        types = option.type.types
+        return (
+            isinstance(value, list)
+            and len(value) == len(types)
+            and all(_is_kind(v, _toml_kinds(t)) for v, t in zip(value, types, strict=True))
+        )
+    return _is_kind(value, _toml_kinds(option.type))
+
+
+def _is_kind(value: Any, kinds: tuple[type, ...]) -> bool:
+    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+
+
+def _toml_kinds(param_type: click.ParamType) -> tuple[type, ...]:
+    """The Python types of the TOML values a click type accepts."""
+    kinds = getattr(param_type, "toml_kinds", None)
+    if kinds is not None:
+        return kinds
+    if isinstance(param_type, click.types.BoolParamType):
+        return (bool,)
+    if isinstance(param_type, click.types.IntParamType):
+        return (int,)
+    if isinstance(param_type, click.types.FloatParamType):
+        return (int, float)
+    return (str,)
+
+
+def _expected(option: click.Option) -> str:
+    """What ``option`` takes, e.g. ``an integer >= 1``."""
+    one = _describe(option.type)
+    return f"{one}, or a list of such values" if option.multiple else one
+
+
+def _describe(param_type: click.ParamType) -> str:
+    rule = getattr(param_type, "rule", None)
+    if rule is not None:
+        return rule
+    if isinstance(param_type, click.types.BoolParamType):
+        return "true or false"
+    if isinstance(param_type, click.Choice):
+        return f"one of {', '.join(map(str, param_type.choices))}"
+    if isinstance(param_type, click.types.IntParamType):
+        return "an integer" + _bounds(param_type)
+    if isinstance(param_type, click.types.FloatParamType):
+        return "a number" + _bounds(param_type)
+    if isinstance(param_type, click.Path):
+        return "a path"
+    return "a string"
+
+
+def _bounds(param_type: click.ParamType) -> str:
+    """A range type's bounds, e.g. `` >= 1``; empty for a plain number type."""
+    low, high = getattr(param_type, "min", None), getattr(param_type, "max", None)
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if param_type.min_open else '>='} {low}")
+    if high is not None:
+        bounds.append(f"{'<' if param_type.max_open else '<='} {high}")
+    return " " + " and ".join(bounds) if bounds else ""
+
+
+def _shown(value: Any) -> str:
+    """``value`` as one line, booleans as TOML writes them."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
 @cli.command("run", context_settings={"help_option_names": ["-h", "--help"]})
@@ -205,7 +422,7 @@ def _to_int(ctx: click.Context, param: click.Parameter, value: str | None) -> in
 @click.argument("analysis_level", metavar="{participant,group}")
 @_level_options
 @click.version_option(__version__, "--version", prog_name="bidsfusion")
-def run_command(config_file: Path | None, **options: Any) -> None:
+def run_command(**options: Any) -> None:
     """Run one analysis level on BIDS_DIR, writing derivatives to OUTPUT_DIR.
 
     participant: raw T1w + resting BOLD -> brain-masked T1 and fALFF in MNI space
@@ -215,7 +432,7 @@ def run_command(config_file: Path | None, **options: Any) -> None:
 
     _configure_logging(options["verbose"])
     with user_errors(options["verbose"]):
-        config = make_config(options, config_file)
+        config = make_config(options)
         run_level(config)
 
 
@@ -317,9 +534,9 @@ def user_errors(verbose: int) -> Iterator[None]:
     except KeyboardInterrupt:
         _fail("bidsfusion: interrupted", 130, verbose)
     except Exception as exc:
+        advice = "see the traceback above" if verbose else "run with -v for the traceback"
         _fail(
-            f"bidsfusion: internal error: {type(exc).__name__}: {exc} "
-            "(run with -v for the traceback and report it)",
+            f"bidsfusion: internal error: {type(exc).__name__}: {exc} ({advice} and report it)",
             1,
             verbose,
         )
@@ -364,6 +581,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = expand_multi_values(sys.argv[1:] if argv is None else argv)
     try:
         code = cli.main(args=args, prog_name="bidsfusion", standalone_mode=False)
+    except BidsFusionError as exc:  # raised while parsing, by --config
+        _fail(f"bidsfusion: error: {exc}", exc.exit_code, verbose=0)
     except click.UsageError as exc:
         exc.show()
         code = USAGE_EXIT

@@ -1,8 +1,10 @@
-"""The run configuration: one frozen dataclass, read from TOML and the CLI, saved as TOML.
+"""The run configuration: one frozen dataclass, built from the CLI's values, saved as TOML.
 
-Precedence: built-in defaults < ``--config FILE.toml`` < command-line options.
-The effective configuration is written next to the outputs so a run can be
-repeated exactly.
+Precedence: built-in defaults < ``--config FILE.toml`` < command-line options;
+the CLI reads the file (:func:`read_toml`) into click's defaults, so what
+:func:`make_config` receives is already merged and type-checked. Checks that
+involve several settings live in :meth:`RunConfig.__post_init__`. The effective
+configuration is written next to the outputs so a run can be repeated exactly.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ class RunConfig:
     skip_bids_validation: bool = False
     work_dir: Path | None = None
     nprocs: int = max(1, os.cpu_count() or 1)
-    omp_nthreads: int = 1
+    omp_nthreads: int | None = None
+    """Threads per process; None: 1 at the participant level, ``nprocs`` at the group level."""
     mem_gb: float | None = None
     seed: int = 0
     verbose: int = 0
@@ -56,11 +59,20 @@ class RunConfig:
     batch_size: int = 64
     input_size: int = 64
     folds: int = 5
-    holdout: float = 0.15
+    holdout: int | float = 0.15
+    """0 (none), a fraction in (0, 1) as a float, or a count >= 1 as an int."""
+    include_flagged: bool = False
     label_column: str = "diagnosis"
     positive: str = "AD"
     negative: str = "HC"
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        """Check what involves several settings, wherever they came from (exit 64)."""
+        if self.positive == self.negative:
+            raise UsageError(
+                f"--positive and --negative are both {self.positive!r}; the two classes must differ"
+            )
 
     @property
     def work(self) -> Path:
@@ -86,32 +98,22 @@ def _to_toml_value(value: Any) -> Any:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """Settings from a TOML file, keys normalised to field names (``-`` -> ``_``)."""
-    path = Path(path)
+    """The top-level table of a TOML file; raises InputMissingError (66) or UsageError (64)."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise InputMissingError(f"config file {path} does not exist") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise InputMissingError(f"config file {path} cannot be read: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from exc
-    settings = {key.replace("-", "_"): value for key, value in raw.items()}
-    unknown = sorted(set(settings) - set(FIELDS))
-    if unknown:
-        raise UsageError(
-            f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
-            f"see 'bidsfusion --help' for the options"
-        )
-    return settings
 
 
-def make_config(cli: Mapping[str, Any], config_file: Path | None = None) -> RunConfig:
-    """Merge defaults, an optional TOML file and explicit CLI values into a RunConfig."""
-    settings = read_toml(config_file) if config_file else {}
-    settings.update({k: v for k, v in cli.items() if v is not None and v != ()})
+def make_config(options: Mapping[str, Any]) -> RunConfig:
+    """A RunConfig from the CLI's values; ``None`` and ``()`` mean "not given" (the default)."""
+    settings = {k: _coerce(k, v) for k, v in options.items() if v is not None and v != ()}
     try:
-        return RunConfig(**{k: _coerce(k, v) for k, v in settings.items()})
+        return RunConfig(**settings)
     except TypeError as exc:
         raise UsageError(f"incomplete configuration: {exc}") from exc
 
@@ -119,7 +121,7 @@ def make_config(cli: Mapping[str, Any], config_file: Path | None = None) -> RunC
 def _coerce(name: str, value: Any) -> Any:
     kind = str(FIELDS[name].type)
     if "Path" in kind:
-        return Path(value).expanduser().absolute() if value is not None else None
+        return Path(value).expanduser().absolute()
     if kind.startswith("tuple"):
         return tuple(value) if isinstance(value, list | tuple) else (value,)
     return value

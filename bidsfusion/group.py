@@ -9,8 +9,6 @@ validation loss, and save the representations of every evaluation subject.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,15 +19,18 @@ from bidsfusion import __version__
 from bidsfusion.atomic import atomic_path, write_text
 from bidsfusion.bids import (
     check_dataset,
-    check_locations,
     normalize_labels,
     participants_table,
+    select_sessions,
+    select_subjects,
     session_days,
 )
 from bidsfusion.config import RunConfig
 from bidsfusion.data.pairs import OTHER_GROUP, Pair, Scan
-from bidsfusion.data.volumes import VolumeCache, file_stamp
+from bidsfusion.data.volumes import VolumeCache
 from bidsfusion.errors import InputDataError, InputMissingError, UsageError
+from bidsfusion.fingerprint import digest, file_stamp
+from bidsfusion.locations import check_locations, check_work_dir, is_bidsfusion_dataset
 from bidsfusion.modality import BUILTIN_MODALITIES
 from bidsfusion.plugins import registered
 
@@ -47,8 +48,10 @@ def run(config: RunConfig) -> None:
     specs = objective_specs(config.objective)
     modalities = [registered("modalities")[name] for name in BUILTIN_MODALITIES]
     group_dir = config.output_dir / "group"
-    subjects = normalize_labels(config.participant_label, "sub")
-    caches, scans = _cached_scans(config, _find_scans(config, modalities, subjects))
+    found = _find_scans(config, modalities)
+    check_work_dir(config.work)
+    _limit_threads(config.omp_nthreads or config.nprocs)
+    caches, scans = _cached_scans(config, found)
     groups = subject_groups(config, {s.subject for s in scans})
     pairs = _pairs(scans, [m.name for m in modalities], groups, group_dir)
     evaluated = sorted({p.subject for p in pairs})
@@ -82,17 +85,37 @@ def objective_specs(requested: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(specs))
 
 
-def _find_scans(config: RunConfig, modalities, subjects: Sequence[str]) -> list[Scan]:
+def _limit_threads(n: int) -> None:
+    """Threads of torch's intra-op pool (``--omp-nthreads``, else ``--nprocs``)."""
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def _find_scans(config: RunConfig, modalities) -> list[Scan]:
+    """The usable derivatives of the selected subjects and sessions (flagged ones left
+    out unless --include-flagged); labels with no derivative: exit 18."""
     from bidsfusion.data.derivatives import find_scans
 
-    if not (config.output_dir / "dataset_description.json").is_file():
+    if not is_bidsfusion_dataset(config.output_dir):
         raise InputMissingError(
-            f"{config.output_dir} holds no bidsfusion derivatives; run "
-            "'bidsfusion BIDS_DIR OUTPUT_DIR participant' first"
+            f"{config.output_dir} holds no bidsfusion derivatives (no dataset_description.json "
+            "by bidsfusion); run 'bidsfusion BIDS_DIR OUTPUT_DIR participant' first"
         )
     raw_subjects = [p.name[4:] for p in config.bids_dir.glob("sub-*") if p.is_dir()]
     days = {s: session_days(config.bids_dir, s) for s in raw_subjects}
-    scans = find_scans(config.output_dir, modalities, days, subjects)
+    every = find_scans(config.output_dir, modalities, days, include_flagged=True).scans
+    subjects = select_subjects(sorted({s.subject for s in every}), _labels(config, "sub"))
+    sessions = _labels(config, "ses")
+    if sessions:
+        chosen = [s.session for s in every if s.subject in subjects and s.session]
+        select_sessions(chosen, sessions)
+    found = find_scans(
+        config.output_dir, modalities, days, subjects, sessions, config.include_flagged
+    )
+    for path, reason in found.flagged.items():
+        log.warning("excluded %s: %s; pass --include-flagged to train on it", path, reason)
+    scans = found.scans
     missing = [m.name for m in modalities if not any(s.modality == m.name for s in scans)]
     if missing:
         raise InputMissingError(
@@ -102,14 +125,14 @@ def _find_scans(config: RunConfig, modalities, subjects: Sequence[str]) -> list[
     return scans
 
 
+def _labels(config: RunConfig, entity: str) -> tuple[str, ...]:
+    requested = config.participant_label if entity == "sub" else config.session_label
+    return normalize_labels(requested, entity)
+
+
 def subject_groups(config: RunConfig, subjects: set[str]) -> dict[str, str]:
     """The ``--label-column`` value of each subject (``other`` when empty or n/a)."""
     table = participants_table(config.bids_dir)
-    if not table:
-        raise InputMissingError(
-            f"{config.bids_dir / 'participants.tsv'} is missing; the group "
-            f"level needs its {config.label_column!r} column"
-        )
     first = next(iter(table.values()))
     if config.label_column not in first:
         raise InputDataError(
@@ -192,14 +215,15 @@ def _train_all(
 def data_key(
     config: RunConfig, spec: str, train: Sequence[Pair], validation: Sequence[Pair]
 ) -> str:
-    """SHA-256 of what a fold's training depends on beyond its settings: the model
-    (encoder, latent size, input size, objective spec) and each training and
-    validation file (path, size, modification time)."""
+    """SHA-256 of what a fold's training depends on beyond its settings: the
+    bidsfusion version, the model (encoder, latent size, input size, objective spec)
+    and each training and validation file (path, size, modification time)."""
 
     def stamps(pairs: Sequence[Pair]) -> list[dict[str, object]]:
         return [file_stamp(Path(p)) for p in sorted(p for q in pairs for p in q.paths.values())]
 
     record = {
+        "version": __version__,
         "encoder": config.encoder,
         "latent_dim": config.latent_dim,
         "input_size": config.input_size,
@@ -207,7 +231,7 @@ def data_key(
         "train": stamps(train),
         "validation": stamps(validation),
     }
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    return digest(record)
 
 
 def _cached_scans(

@@ -52,12 +52,20 @@ def read_data(path: Path, ndim: int | None = None) -> tuple[np.ndarray, nib.Nift
 
 
 def save_image(
-    data: np.ndarray, affine: np.ndarray, path: Path, header: nib.Nifti1Header | None = None
+    data: np.ndarray,
+    affine: np.ndarray,
+    path: Path,
+    header: nib.Nifti1Header | None = None,
+    space: str = "scanner",
 ) -> Path:
-    """Write ``data`` with ``affine`` (sform and qform, scanner code) to ``path`` atomically."""
+    """Write ``data`` with ``affine`` to ``path`` atomically.
+
+    sform and qform both hold ``affine`` with the NIfTI code of ``space``:
+    ``"scanner"`` (1, a native image) or ``"mni"`` (4, MNI152 space).
+    """
     image = nib.Nifti1Image(data, affine, header)
-    image.set_sform(affine, code=1)
-    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=space)
+    image.set_qform(affine, code=space)
     image.header.set_xyzt_units("mm", "sec")
     with atomic_path(Path(path)) as tmp:
         nib.save(image, tmp)

@@ -1,8 +1,11 @@
 """The participant level: raw T1w + BOLD -> T1 and fALFF derivatives in MNI space.
 
-For each selected subject: plan what to do (skipping derivatives that are
-complete and valid, refusing bad scans with a one-line reason), build the
-nipype workflow of :mod:`bidsfusion.preprocess.workflow`, run it, and report.
+Before any work: the dataset, the labels, OUTPUT_DIR, the work directory and the
+nipype plugin are checked. For each selected subject: plan what to do (skipping
+scans whose outputs are complete, intact and made with the current settings;
+refusing bad scans with a one-line reason), build the nipype workflow of
+:mod:`bidsfusion.preprocess.workflow`, run it, rebuild the QC tables, report.
+The effective configuration of every run is saved under ``OUTPUT_DIR/logs/``.
 """
 
 from __future__ import annotations
@@ -10,12 +13,23 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
-from bidsfusion import errors
-from bidsfusion.bids import normalize_labels, open_dataset, write_dataset_description
+from bidsfusion import __version__, errors
+from bidsfusion.atomic import write_text
+from bidsfusion.bids import normalize_labels, open_dataset, select_sessions
 from bidsfusion.config import RunConfig
-from bidsfusion.errors import BidsFusionError, NothingSelectedError, UsageError
+from bidsfusion.errors import BidsFusionError, NothingSelectedError, OutputError, UsageError
+from bidsfusion.locations import (
+    check_locations,
+    check_output_dir,
+    check_work_dir,
+    raw_link,
+    write_dataset_description,
+)
 from bidsfusion.plugins import registered
 
 log = logging.getLogger("bidsfusion.participant")
@@ -41,15 +55,26 @@ class Summary:
 
 def run(config: RunConfig) -> Summary:
     """Process every selected subject; raise only if nothing could be processed."""
+    from bidsfusion.preprocess.engine import check_plugin
     from bidsfusion.preprocess.plan import plan_subject
+    from bidsfusion.preprocess.qc import write_tables
 
     layout, subjects = open_dataset(config)
-    sessions = normalize_labels(config.session_label, "ses")
+    check_locations(config.bids_dir, config.output_dir, config.work_dir)
+    check_output_dir(config.output_dir, config.work)
+    check_plugin(config.nipype_plugin)
+    sessions = _sessions(layout, subjects, config)
     backend = _backend(config.backend)
     modalities = list(registered("modalities").values())
     _check_task(layout, config.task)
-    write_dataset_description(config.output_dir, os.environ.get("BIDSFUSION_CONTAINER"))
-    _limit_threads(config.omp_nthreads)
+    check_work_dir(config.work)
+    write_dataset_description(
+        config.output_dir,
+        raw_link(config.bids_dir, config.output_dir),
+        os.environ.get("BIDSFUSION_CONTAINER"),
+    )
+    _record(config, subjects)
+    _limit_threads(config.omp_nthreads or 1)
     summary = Summary()
     plans = []
     for subject in subjects:
@@ -62,6 +87,7 @@ def run(config: RunConfig) -> Summary:
             log.info("sub-%s: all derivatives complete, skipped", subject)
     if plans:
         _run_plans(plans, config, backend, modalities, summary)
+    _report_flagged(write_tables(config.output_dir, subjects), subjects)
     for line in summary.lines():
         log.info(line)
     _raise_if_failed(summary)
@@ -73,6 +99,45 @@ def _backend(name: str):
     if name not in backends:
         raise UsageError(f"unknown --backend {name!r}; registered: {', '.join(sorted(backends))}")
     return backends[name]
+
+
+def _sessions(layout, subjects: list[str], config: RunConfig) -> tuple[str, ...]:
+    """The requested sessions (none: all); labels no selected subject has: exit 18."""
+    requested = normalize_labels(config.session_label, "ses")
+    if not requested:
+        return ()
+    return select_sessions(layout.get_sessions(subject=subjects), requested)
+
+
+def _record(config: RunConfig, subjects: list[str]) -> Path:
+    """Save the run's effective configuration as ``logs/participant_<time>_<id>.toml``."""
+    import tomli_w
+
+    stamp = f"{datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4().hex[:6]}"
+    path = config.output_dir / "logs" / f"participant_{stamp}.toml"
+    extra = {"subjects": subjects, "versions": {"bidsfusion": __version__}}
+    try:
+        write_text(path, config.to_toml() + tomli_w.dumps(extra))
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _report_flagged(table: Path, subjects: list[str]) -> None:
+    """Warn about every scan of ``subjects`` whose registration QC flagged it."""
+    from bidsfusion.tsv import read_tsv
+
+    _, rows = read_tsv(table)
+    for row in rows:
+        if row["subject"] in subjects and row["flagged"] == "True":
+            log.warning(
+                "%s: registration flagged by QC (similarity %s < %s); see %s and the figures; "
+                "the group level leaves it out unless --include-flagged",
+                row["source"].removeprefix("bids:raw:"),
+                row["registration_similarity"],
+                row["similarity_threshold"],
+                table,
+            )
 
 
 def _check_task(layout, task: str) -> None:
@@ -97,7 +162,8 @@ def _run_plans(plans, config: RunConfig, backend, modalities, summary: Summary) 
     from bidsfusion.preprocess.engine import run_workflow
     from bidsfusion.preprocess.workflow import init_subject_wf, subject_workflow_name
 
-    wf = pe.Workflow(name="participant", base_dir=str(config.work))
+    # cached nodes of another bidsfusion version are never reused: one cache per version
+    wf = pe.Workflow(name="participant", base_dir=str(config.work / f"bidsfusion-{__version__}"))
     progress = SubjectProgress()
     for plan in plans:
         log.info(
@@ -168,6 +234,9 @@ def _raise_if_failed(summary: Summary) -> None:
         if len(summary.failed) > 1
         else ""
     )
+    full = next((error for error in summary.failed if isinstance(error, OutputError)), None)
+    if full is not None:
+        raise OutputError(f"{len(summary.failed)} scan(s) failed; first output error: {full}")
     if summary.processed or summary.skipped:
         raise errors.BidsFusionError(
             f"{len(summary.failed)} scan(s) failed, the others finished; first: {first}"

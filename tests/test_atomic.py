@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bidsfusion.atomic import atomic_path, write_text
-from bidsfusion.bids import dataset_description, write_dataset_description
+from bidsfusion.locations import dataset_description, write_dataset_description
 
 
 def test_failure_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:

@@ -164,3 +164,96 @@ def test_help_lists_levels_and_subcommands(run_cli):
 def test_memory_option_parses_units(run_cli, tiny_bids, tmp_path):
     bad = run_cli(tiny_bids, Path(tmp_path / "out"), "participant", "--mem", "lots")
     assert bad.code == 64 and "lots" in bad.err
+
+
+@pytest.fixture
+def recorded(monkeypatch) -> list:
+    """The RunConfig of each CLI call, recorded instead of running a level."""
+    configs: list = []
+    monkeypatch.setattr("bidsfusion.cli.run_level", configs.append)
+    return configs
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1.5", "-1", "abc"])
+def test_bad_holdout_is_64_naming_value_and_rule(run_cli, tiny_bids, tmp_path, value):
+    result = run_cli(tiny_bids, tmp_path / "out", "group", "--holdout", value)
+    assert result.code == 64
+    assert (
+        f"'{value}': expected 0 (none), a fraction in (0, 1), or a whole count >= 1" in result.err
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("0", 0), ("0.0", 0), ("3", 3), ("3.0", 3), ("0.25", 0.25)]
+)
+def test_holdout_is_an_int_count_or_a_float_fraction(run_cli, recorded, tmp_path, value, expected):
+    assert run_cli(tmp_path, tmp_path / "out", "group", "--holdout", value).code == 0
+    holdout = recorded[0].holdout
+    assert holdout == expected and type(holdout) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "band", [("0.1", "0.01"), ("-0.01", "0.1"), ("0", "0.1"), ("0.1", "0.1"), ("0.01", "inf")]
+)
+def test_bad_falff_band_is_64_naming_values(run_cli, tiny_bids, tmp_path, band):
+    result = run_cli(tiny_bids, tmp_path / "out", "participant", "--falff-band", *band)
+    assert result.code == 64
+    assert (
+        f"{band[0]} {band[1]}: expected two finite numbers LOW HIGH (Hz) with 0 < LOW < HIGH"
+        in (result.err)
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_same_positive_and_negative_is_64(run_cli, tiny_bids, tmp_path):
+    result = run_cli(tiny_bids, tmp_path / "out", "group", "--positive", "MCI", "--negative", "MCI")
+    assert result.code == 64
+    assert result.err == (
+        "bidsfusion: error: --positive and --negative are both 'MCI'; the two classes must differ\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("spec", "term"), [("L-L", "'L'"), ("DCCAE-AE", "'AE'")])
+def test_repeated_objective_term_is_64(run_cli, tiny_bids, tmp_path, spec, term):
+    result = run_cli(tiny_bids, tmp_path / "out", "group", "--objective", spec)
+    assert result.code == 64
+    assert f"objective {spec!r} has the term(s) {term} more than once" in result.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_include_flagged_and_omp_nthreads_defaults(run_cli, recorded, tmp_path):
+    run_cli(tmp_path, tmp_path / "out", "group")
+    run_cli(tmp_path, tmp_path / "out", "group", "--include-flagged", "--omp-nthreads", "4")
+    assert [(c.include_flagged, c.omp_nthreads) for c in recorded] == [(False, None), (True, 4)]
+    help_text = " ".join(run_cli("run", "--help").out.split())
+    assert "[group] also train on scans whose registration QC flagged them" in help_text
+    assert (
+        "Threads per process (SimpleITK, numpy; torch at the group level). "
+        "Default: 1 at the participant level, --nprocs at the group level." in help_text
+    )
+
+
+def test_input_size_is_an_int(run_cli, recorded, tmp_path):
+    assert run_cli(tmp_path, tmp_path / "out", "group", "--input-size", "32").code == 0
+    assert recorded[0].input_size == 32
+    assert run_cli(tmp_path, tmp_path / "out", "group", "--input-size", "17").code == 64
+
+
+@pytest.mark.parametrize(
+    ("flags", "advice"),
+    [((), "(run with -v for the traceback and report it)"), (("-v",), "(see the traceback above")],
+)
+def test_internal_error_message(run_cli, monkeypatch, tmp_path, flags, advice):
+    def broken(config):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("bidsfusion.cli.run_level", broken)
+    result = run_cli(tmp_path, tmp_path / "out", "participant", *flags)
+    assert result.code == 1
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("bidsfusion: internal error: RuntimeError: boom " + advice)
+    assert last.endswith("report it)")
+    assert ("Traceback" in result.err) == bool(flags)
+    assert ("run with -v" in result.err) != bool(flags)

@@ -86,7 +86,8 @@ def test_bad_plugin_arguments_file(tmp_path: Path, content, error, words) -> Non
 
 
 def test_a_crashed_node_comes_back_as_its_one_line_error(tmp_path: Path) -> None:
-    """fALFF of a 3-volume series: the band holds no bin; the node's InputDataError survives."""
+    """fALFF of a 3-volume series (6 s, shorter than a 0.01 Hz period): the node's InputDataError
+    survives."""
     bold = tmp_path / "short_bold.nii.gz"
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((4, 4, 4, 3)), np.eye(4)), bold)
     wf = pe.Workflow(name="crash_test", base_dir=str(tmp_path / "work"))
@@ -95,7 +96,7 @@ def test_a_crashed_node_comes_back_as_its_one_line_error(tmp_path: Path) -> None
     assert list(failures) == ["crash_test.falff"]
     failure = failures["crash_test.falff"]
     assert isinstance(failure, InputDataError)
-    assert "holds no frequency bin" in str(failure)
+    assert "needs one full period" in str(failure)
     assert "\n" not in str(failure)
 
 

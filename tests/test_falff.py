@@ -42,7 +42,7 @@ def _series(shape: tuple[int, ...], n_volumes: int, seed: int = 0) -> np.ndarray
     return offsets + drifts + slow + rng.normal(0, 10, (*shape, n_volumes))
 
 
-@pytest.mark.parametrize(("n_volumes", "tr"), [(150, 2.0), (128, 2.5), (97, 0.8)])
+@pytest.mark.parametrize(("n_volumes", "tr"), [(150, 2.0), (128, 2.5), (131, 0.8)])
 def test_matches_loop_reference(n_volumes: int, tr: float) -> None:
     data = _series((4, 3, 2), n_volumes)
     result = falff(data, tr)
@@ -97,8 +97,8 @@ def test_planted_sinusoids() -> None:
 def test_band_bins_by_hand() -> None:
     # T = 200 -> P = 256; 0.01 * 256 * 2 = 5.12 -> 6; 0.1 * 256 * 2 = 51.2 -> 51
     assert band_bins(200, 2.0) == (6, 51)
-    # P = 16, TR 2: 0.32 -> 1, 3.2 -> 3
-    assert band_bins(10, 2.0) == (1, 3)
+    # P = 16, TR 10: 1.6 -> 2, 16 -> clipped to the Nyquist bin 8
+    assert band_bins(10, 10.0) == (2, 8)
     # the upper edge is clipped to the Nyquist bin P / 2
     assert band_bins(100, 2.0, (0.01, 10.0)) == (3, 64)
 
@@ -106,11 +106,14 @@ def test_band_bins_by_hand() -> None:
 @pytest.mark.parametrize(
     ("n_volumes", "tr", "band", "words"),
     [
-        (4, 2.0, (0.01, 0.1), "no frequency bin"),
+        (49, 2.0, (0.01, 0.1), "needs one full period, 100 s = 50 volumes"),
+        (3, 2.0, (0.01, 0.1), "6 s of data"),
+        (200, 2.0, (0.01, 0.0101), "no frequency bin"),
         (100, 0.0, (0.01, 0.1), "tr=0.0"),
         (100, -2.0, (0.01, 0.1), "tr=-2.0"),
-        (100, 2.0, (0.1, 0.01), "0 <= low < high"),
+        (100, 2.0, (0.1, 0.01), "0 < low < high"),
         (2, 20.0, (0.01, 0.1), "at least 3 volumes"),
+        (100, 2.0, (0.0, 0.1), "0 < low < high"),
     ],
 )
 def test_band_errors(n_volumes: int, tr: float, band: tuple[float, float], words: str) -> None:

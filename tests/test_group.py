@@ -18,7 +18,8 @@ from group_outputs import check_group_outputs, read_pairs
 from runner import run_main
 from scipy import ndimage
 
-from bidsfusion.bids import GRID_RES, TEMPLATE_SPACE, write_dataset_description
+from bidsfusion.bids import GRID_RES, TEMPLATE_SPACE
+from bidsfusion.locations import write_dataset_description
 
 SIDE = 16
 GROUPS = ["AD"] * 6 + ["HC"] * 10 + ["other"] * 3

@@ -221,7 +221,7 @@ def test_identity_latent_head_needs_matching_sizes() -> None:
 def test_parse_spec(registry) -> None:
     assert parse_spec("L-CL", registry) == ["L", "CL"]
     assert parse_spec("DCCAE", registry) == ["AE", "CCA"]
-    assert parse_spec("L-CCA-DCCAE-L", registry) == ["L", "CCA", "AE"]
+    assert parse_spec("L-DCCAE", registry) == ["L", "AE", "CCA"]
     with pytest.raises(UsageError) as error:
         parse_spec("L-XYZ", registry)
     message = str(error.value)
@@ -229,6 +229,17 @@ def test_parse_spec(registry) -> None:
     assert message.endswith(", ".join(sorted(registry)))
     with pytest.raises(UsageError, match="itself"):
         parse_spec("A", {"A": "B", "B": "A"})
+
+
+@pytest.mark.parametrize(
+    ("spec", "repeated"), [("L-L", "'L'"), ("DCCAE-AE", "'AE'"), ("L-CCA-DCCAE-L", "'CCA', 'L'")]
+)
+def test_parse_spec_refuses_a_term_twice(registry, spec, repeated) -> None:
+    with pytest.raises(UsageError) as error:
+        parse_spec(spec, registry)
+    message = str(error.value)
+    assert repr(spec) in message and f"term(s) {repeated} more than once" in message
+    assert error.value.exit_code == 64
 
 
 def test_expand_all_dim(registry) -> None:

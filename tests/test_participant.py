@@ -150,7 +150,7 @@ def test_bold_without_any_t1w_is_registered_to_the_template(studyforrest_run):
     ("label", "reason"),
     [
         ("3d", "must be a 4D series"),
-        ("short", "holds no frequency bin"),
+        ("short", "needs one full period"),
         ("notr", "RepetitionTime is missing"),
         ("nan", "NaN"),
         ("corrupt", "unreadable NIfTI"),

@@ -24,7 +24,7 @@ def _image(path: Path, shape: tuple[int, ...]) -> None:
 
 def _bold(root: Path, subject: str, session: str) -> None:
     stem = root / f"sub-{subject}" / f"ses-{session}" / "func" / f"sub-{subject}_ses-{session}"
-    _image(Path(f"{stem}_task-rest_bold.nii.gz"), (8, 8, 8, 40))
+    _image(Path(f"{stem}_task-rest_bold.nii.gz"), (8, 8, 8, 50))
     Path(f"{stem}_task-rest_bold.json").write_text('{"RepetitionTime": 2.0, "TaskName": "rest"}')
 
 
@@ -85,8 +85,9 @@ def test_workflow_marks_heavy_and_quick_nodes(dataset: Path) -> None:
     wf = init_subject_wf(plan, backend, list(registered("modalities").values()))
     nodes = {name: wf.get_node(name) for name in wf.list_node_names()}
     heavy = {n for n, node in nodes.items() if node.mem_gb == HEAVY_MEM_GB}
-    steps = {n for n in nodes if "_ds_" not in n}
-    expected = {n for n in steps if n.endswith(("_register", "_realign", "_falff"))}
+    expected = {n for n in nodes if n.endswith(("_register", "_realign", "_falff"))}
     assert heavy == expected and len(heavy) == 2 + 2 * 2  # 2 T1w; per BOLD: realign, fALFF
     quick = {n for n, node in nodes.items() if node.run_without_submitting}
-    assert quick and all("_ds_" in n or n.endswith("_chain") for n in quick)
+    assert quick == {n for n in nodes if n.endswith(("_sink", "_outputs", "_chain"))}
+    sinks = [n for n in nodes if n.endswith("_sink")]
+    assert len(sinks) == 2 + 2  # one per scan: its outputs are published as a set

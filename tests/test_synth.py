@@ -298,13 +298,13 @@ def _arrays(root: Path) -> dict[str, np.ndarray]:
 def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     first = make_dataset(
-        tmp_path / "empty", n_subjects=2, seed=5, max_sessions=1, n_volumes=24, n_jobs=1
+        tmp_path / "empty", n_subjects=2, seed=5, max_sessions=1, n_volumes=50, n_jobs=1
     )
     again = make_dataset(
-        tmp_path / "b", n_subjects=2, seed=5, max_sessions=1, n_volumes=24, n_jobs=2
+        tmp_path / "b", n_subjects=2, seed=5, max_sessions=1, n_volumes=50, n_jobs=2
     )
     other = make_dataset(
-        tmp_path / "c", n_subjects=2, seed=6, max_sessions=1, n_volumes=24, n_jobs=1
+        tmp_path / "c", n_subjects=2, seed=6, max_sessions=1, n_volumes=50, n_jobs=1
     )
     a, b, c = _arrays(first.out_dir), _arrays(again.out_dir), _arrays(other.out_dir)
     assert a.keys() == b.keys() and len(a) >= 6

@@ -1,24 +1,29 @@
-"""Finding the participant-level derivatives of each modality in OUTPUT_DIR."""
+"""Finding the participant-level derivatives of each modality in OUTPUT_DIR.
+
+A derivative is found by its modality's entities on the grid (``space``, ``res``
+and the modality's own, e.g. ``stat-falff``) in its datatype folder; its JSON
+sidecar tells whether the registration QC flagged it
+(:mod:`bidsfusion.preprocess.qc`).
+"""
 
 from __future__ import annotations
 
-import re
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from bidsfusion.bids import GRID_RES, TEMPLATE_SPACE
+from bidsfusion.bids import GRID_RES, QC_KEY, TEMPLATE_SPACE, parse_name, sidecar_path
 from bidsfusion.data.pairs import Scan
 from bidsfusion.modality import Modality
 
-_ENTITY = re.compile(r"([a-z]+)-([A-Za-z0-9]+)")
 
+@dataclass
+class Found:
+    """The usable scans, and the flagged ones left out (path -> why)."""
 
-def derivative_entities(name: str) -> tuple[dict[str, str], str]:
-    """Entities and suffix of a BIDS file name: ``sub-01_desc-brain_T1w.nii.gz`` ->
-    ``({"sub": "01", "desc": "brain"}, "T1w")``."""
-    parts = name.split(".")[0].split("_")
-    entities = dict(m.groups() for p in parts[:-1] if (m := _ENTITY.fullmatch(p)))
-    return entities, parts[-1]
+    scans: list[Scan] = field(default_factory=list)
+    flagged: dict[Path, str] = field(default_factory=dict)
 
 
 def find_scans(
@@ -26,14 +31,16 @@ def find_scans(
     modalities: Sequence[Modality],
     days: Mapping[str, Mapping[str, float]],
     subjects: Sequence[str] = (),
-) -> list[Scan]:
+    sessions: Sequence[str] = (),
+    include_flagged: bool = False,
+) -> Found:
     """Every grid derivative of ``modalities`` in OUTPUT_DIR as a :class:`Scan`.
 
     ``days[subject][session]`` gives days since entry (0 when unknown);
-    ``subjects`` restricts the search (all when empty).
+    ``subjects`` and ``sessions`` restrict the search (all when empty). Scans the
+    registration QC flagged are left out unless ``include_flagged``.
     """
-    wanted = set(subjects)
-    scans = []
+    found = Found()
     for modality in modalities:
         required = {
             "space": TEMPLATE_SPACE,
@@ -42,13 +49,17 @@ def find_scans(
         }
         pattern = f"sub-*/**/{modality.datatype}/*_{modality.entities['suffix']}.nii.gz"
         for path in sorted(output_dir.glob(pattern)):
-            entities, suffix = derivative_entities(path.name)
+            entities, suffix = parse_name(path.name)
             if any(entities.get(k) != v for k, v in required.items()):
                 continue
-            if suffix != modality.entities["suffix"] or (wanted and entities["sub"] not in wanted):
+            if suffix != modality.entities["suffix"] or not _selected(entities, subjects, sessions):
+                continue
+            reason = flag_reason(path)
+            if reason and not include_flagged:
+                found.flagged[path] = reason
                 continue
             session = entities.get("ses")
-            scans.append(
+            found.scans.append(
                 Scan(
                     entities["sub"],
                     session,
@@ -57,4 +68,26 @@ def find_scans(
                     days.get(entities["sub"], {}).get(session or "", 0.0),
                 )
             )
-    return scans
+    return found
+
+
+def _selected(
+    entities: Mapping[str, str], subjects: Sequence[str], sessions: Sequence[str]
+) -> bool:
+    if subjects and entities["sub"] not in subjects:
+        return False
+    return not sessions or entities.get("ses") in sessions
+
+
+def flag_reason(path: Path) -> str | None:
+    """Why the QC in ``path``'s sidecar flagged it, or None (not flagged, or no QC recorded)."""
+    try:
+        qc = json.loads(sidecar_path(path).read_text(encoding="utf-8")).get(QC_KEY, {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(qc, dict) or not qc.get("Flagged"):
+        return None
+    return (
+        f"registration flagged by QC (similarity {qc.get('RegistrationSimilarity')} "
+        f"< {qc.get('SimilarityThreshold')})"
+    )

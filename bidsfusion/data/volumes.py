@@ -26,20 +26,12 @@ import torch.nn.functional as F
 
 from bidsfusion.atomic import atomic_path, write_text
 from bidsfusion.errors import BidsFusionError, InputDataError, InputMissingError, UsageError
+from bidsfusion.fingerprint import file_stamp
 from bidsfusion.nifti import read_data
 
 _FORMAT = 1
 _CHUNK = 64
 """Volumes decoded per round of the thread pool (bounds memory to ~64 volumes)."""
-
-
-def file_stamp(path: Path) -> dict[str, object]:
-    """``{path, mtime_ns, size}`` of a file (-1 if unreadable): what identifies an input."""
-    try:
-        info = path.stat()
-    except OSError:
-        return {"path": str(path), "mtime_ns": -1, "size": -1}
-    return {"path": str(path), "mtime_ns": info.st_mtime_ns, "size": info.st_size}
 
 
 def _read(path: Path) -> np.ndarray:

@@ -23,12 +23,20 @@ Registry = Mapping[str, ObjectiveFactory | str]
 
 
 def parse_spec(spec: str, registry: Registry) -> list[str]:
-    """Term names of ``spec``: split on ``-``, aliases expanded, duplicates dropped.
+    """Term names of ``spec``: split on ``-``, aliases expanded.
 
-    Raises UsageError (one line, listing the registered names) on an unknown or
-    empty term or an alias cycle.
+    Raises UsageError (one line) on an unknown or empty term (listing the
+    registered names), an alias cycle, or a term given twice (also via an alias).
     """
-    return list(dict.fromkeys(_expand(spec, registry, ())))
+    names = _expand(spec, registry, ())
+    repeated = [name for i, name in enumerate(names) if name in names[:i]]
+    if repeated:
+        terms = ", ".join(map(repr, dict.fromkeys(repeated)))
+        raise UsageError(
+            f"objective {spec!r} has the term(s) {terms} more than once "
+            "(aliases expanded); give each term once"
+        )
+    return names
 
 
 def _expand(spec: str, registry: Registry, seen: tuple[str, ...]) -> list[str]:

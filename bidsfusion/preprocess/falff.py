@@ -29,6 +29,15 @@ def padded_length(n_timepoints: int) -> int:
     return 1 << max(int(n_timepoints) - 1, 0).bit_length()
 
 
+def minimum_volumes(tr: float, f_low: float) -> int:
+    """The fewest volumes whose duration ``T * tr`` holds one period of ``f_low`` (Hz).
+
+    The rule: a band's lowest frequency must complete at least one cycle in the run
+    (0.01 Hz: 100 s, 50 volumes at TR 2 s); shorter runs are refused.
+    """
+    return math.ceil(1 / (f_low * tr) - 1e-9)
+
+
 def band_bins(
     n_timepoints: int, tr: float, band: tuple[float, float] = FALFF_BAND
 ) -> tuple[int, int]:
@@ -37,23 +46,30 @@ def band_bins(
     Args:
         n_timepoints: number of volumes ``T``.
         tr: repetition time in seconds.
-        band: ``(f_low, f_high)`` in Hz, ``0 <= f_low < f_high``.
+        band: ``(f_low, f_high)`` in Hz, ``0 < f_low < f_high``.
 
     Returns:
         ``(k_low, k_high)`` with ``k_low = ceil(f_low*P*tr)`` and
         ``k_high = min(floor(f_high*P*tr), P//2)``, ``P = padded_length(T)``.
 
     Raises:
-        InputDataError: ``tr <= 0``, an invalid band, fewer than 3 volumes, or no
+        InputDataError: ``tr <= 0``, an invalid band, fewer than 3 volumes, a run
+            shorter than one period of ``f_low`` (:func:`minimum_volumes`), or no
             bin in the band (too few volumes for the band's frequency resolution).
     """
     f_low, f_high = (float(f) for f in band)
     if not tr > 0:
         raise InputDataError(f"fALFF needs a positive repetition time, got tr={tr}")
-    if not 0 <= f_low < f_high:
-        raise InputDataError(f"fALFF band must satisfy 0 <= low < high Hz, got {band}")
+    if not 0 < f_low < f_high:
+        raise InputDataError(f"fALFF band must satisfy 0 < low < high Hz, got {band}")
     if n_timepoints < 3:
         raise InputDataError(f"fALFF needs at least 3 volumes after detrending, got {n_timepoints}")
+    needed = minimum_volumes(tr, f_low)
+    if n_timepoints < needed:
+        raise InputDataError(
+            f"{n_timepoints} volumes at TR {tr:g} s are {n_timepoints * tr:g} s of data; fALFF "
+            f"from {f_low:g} Hz needs one full period, {1 / f_low:g} s = {needed} volumes"
+        )
     n_padded = padded_length(n_timepoints)
     k_low = math.ceil(f_low * n_padded * tr)
     k_high = min(math.floor(f_high * n_padded * tr), n_padded // 2)

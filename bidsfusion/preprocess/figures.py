@@ -27,31 +27,16 @@ def _pyplot():
     return plt
 
 
-def _template_on_grid() -> tuple[np.ndarray, np.ndarray]:
-    """(template intensities, brain mask) resampled onto the 64^3 grid."""
-    from nilearn.image import resample_img
-
-    from bidsfusion.preprocess.grid import MNI_GRID_AFFINE, MNI_GRID_SHAPE, mni_template
-    from bidsfusion.preprocess.mask import grid_brain_mask
-
-    template = resample_img(
-        mni_template(1),
-        target_affine=MNI_GRID_AFFINE,
-        target_shape=MNI_GRID_SHAPE,
-        interpolation="continuous",
-        force_resample=True,
-        copy_header=True,
-    )
-    return np.asarray(template.get_fdata()), grid_brain_mask()
-
-
 def registration_figure(grid_file: Path, out_png: Path, title: str) -> Path:
     """Slices of a 64^3 grid image with the template's brain outline and WM edge in red."""
     from bidsfusion.nifti import read_data
 
     plt = _pyplot()
+    from bidsfusion.preprocess.grid import grid_template
+    from bidsfusion.preprocess.mask import grid_brain_mask
+
     data = read_data(grid_file, ndim=3)[0]
-    template, mask = _template_on_grid()
+    template, mask = grid_template(), grid_brain_mask()
     vmax = np.percentile(data[mask > 0], 99) if np.any(mask > 0) else data.max()
     fig, axes = plt.subplots(3, len(SLICES), figsize=(2 * len(SLICES), 6.4))
     for row, axis in enumerate((2, 1, 0)):

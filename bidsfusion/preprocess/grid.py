@@ -52,3 +52,22 @@ def mni_brain_mask(resolution_mm: int = 1) -> nib.Nifti1Image:
         resolution_mm: isotropic voxel size in mm (1 is the stored image, others resample).
     """
     return datasets.load_mni152_brain_mask(resolution=resolution_mm)
+
+
+@functools.lru_cache(maxsize=1)
+def grid_template() -> np.ndarray:
+    """The 1 mm MNI152 template resampled (trilinear) onto the 64^3 grid: float ``MNI_GRID_SHAPE``,
+    read-only."""
+    from nilearn.image import resample_img
+
+    template = resample_img(
+        mni_template(1),
+        target_affine=MNI_GRID_AFFINE,
+        target_shape=MNI_GRID_SHAPE,
+        interpolation="continuous",
+        force_resample=True,
+        copy_header=True,
+    )
+    data = np.asarray(template.get_fdata())
+    data.setflags(write=False)
+    return data

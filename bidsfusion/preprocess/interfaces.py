@@ -21,6 +21,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bidsfusion.errors import InputDataError
 from bidsfusion.modality import FALFF_BAND
 from bidsfusion.nifti import read_data, save_image
 from bidsfusion.tsv import write_tsv
@@ -38,6 +39,7 @@ class _RealignOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="motion-corrected 4D series, first volume's grid")
     mean_file = File(exists=True, desc="temporal mean of the corrected series")
     confounds_file = File(exists=True, desc="TSV: trans_x..rot_z (mm, rad), FD (mm)")
+    sd_file = File(exists=True, desc="temporal sd of the detrended corrected series (tSNR)")
 
 
 class Realign(SimpleInterface):
@@ -48,8 +50,10 @@ class Realign(SimpleInterface):
 
     def _run_interface(self, runtime):
         from bidsfusion.preprocess.motion import framewise_displacement, realign
+        from bidsfusion.preprocess.qc import residual_sd
 
         data, image = read_data(self.inputs.in_file, ndim=4)
+        check_not_constant(self.inputs.in_file, data)
         corrected, params = realign(data, image.affine)
         header = image.header.copy()
         header.set_data_dtype(np.float32)
@@ -62,7 +66,18 @@ class Realign(SimpleInterface):
         self._results["confounds_file"] = write_confounds(
             params, framewise_displacement(params), _out("confounds.tsv")
         )
+        self._results["sd_file"] = str(
+            save_image(residual_sd(corrected), image.affine, _out("sd.nii.gz"))
+        )
         return runtime
+
+
+def check_not_constant(path: str, data: np.ndarray) -> None:
+    """Refuse an image whose voxels all hold one value (an all-zero T1w, say): exit 65."""
+    if data.size and data.min() == data.max():
+        raise InputDataError(
+            f"{path}: every voxel is {data.flat[0]:g}; the image holds no data to register"
+        )
 
 
 CONFOUND_COLUMNS = (
@@ -140,6 +155,7 @@ class RegisterToTemplate(SimpleInterface):
         from bidsfusion.preprocess.register import register_to_template
 
         data, image = read_data(self.inputs.in_file, ndim=3)
+        check_not_constant(self.inputs.in_file, data)
         transform = register_to_template(
             array_to_sitk(data, image.affine), skull_stripped=self.inputs.skull_strip == "none"
         )
@@ -187,11 +203,16 @@ class _ResampleInputSpec(BaseInterfaceInputSpec):
     apply_mask = traits.Bool(True, usedefault=True, desc="zero voxels outside the brain mask")
 
 
+class _ResampleOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="the image on the grid (masked when apply_mask)")
+    unmasked_file = File(exists=True, desc="the image on the grid before masking")
+
+
 class ResampleToGrid(SimpleInterface):
     """Resample once, through the composed transforms, onto the 3 mm 64^3 MNI grid."""
 
     input_spec = _ResampleInputSpec
-    output_spec = _MapOutputSpec
+    output_spec = _ResampleOutputSpec
 
     def _run_interface(self, runtime):
         from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
@@ -202,10 +223,12 @@ class ResampleToGrid(SimpleInterface):
         data, image = read_data(self.inputs.in_file, ndim=3)
         transforms = [sitk.ReadTransform(f) for f in self.inputs.transform_files]
         result = resample_to_grid(array_to_sitk(data, image.affine), compose(*transforms))
+        unmasked = save_image(result, MNI_GRID_AFFINE, _out("unmasked.nii.gz"), space="mni")
+        self._results["unmasked_file"] = str(unmasked)
         if self.inputs.apply_mask:
-            result = result * grid_brain_mask()
+            result = (result * grid_brain_mask()).astype(np.float32)
         self._results["out_file"] = str(
-            save_image(result.astype(np.float32), MNI_GRID_AFFINE, _out("grid.nii.gz"))
+            save_image(result, MNI_GRID_AFFINE, _out("grid.nii.gz"), space="mni")
         )
         return runtime
 
@@ -225,6 +248,11 @@ class GridBrainMask(SimpleInterface):
         from bidsfusion.preprocess.mask import grid_brain_mask
 
         self._results["out_file"] = str(
-            save_image(grid_brain_mask().astype(np.uint8), MNI_GRID_AFFINE, _out("mask.nii.gz"))
+            save_image(
+                grid_brain_mask().astype(np.uint8),
+                MNI_GRID_AFFINE,
+                _out("mask.nii.gz"),
+                space="mni",
+            )
         )
         return runtime

@@ -1,7 +1,10 @@
 """Planning one subject: which scans to process, where each output goes, what it records.
 
-Bad scans are refused here, before any workflow runs, with a one-line reason;
-derivatives that are complete and valid are not planned again.
+Bad scans are refused here, before any workflow runs, with a one-line reason
+(:mod:`bidsfusion.preprocess.inputs`). A scan whose published outputs are
+complete, intact and carry the fingerprint of the current settings, inputs and
+versions (:mod:`bidsfusion.preprocess.verify`) is not planned again; any other
+is redone as a whole.
 """
 
 from __future__ import annotations
@@ -9,22 +12,76 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bidsfusion import __version__
-from bidsfusion.bids import GRID_RES, TEMPLATE_SPACE, derivative_dir, derivative_name, session_days
-from bidsfusion.errors import BidsFusionError, InputDataError
+from bidsfusion.bids import (
+    FINGERPRINT_KEY,
+    GRID_RES,
+    TEMPLATE_SPACE,
+    derivative_dir,
+    derivative_name,
+    scan_metadata,
+    session_days,
+    source_entities,
+)
+from bidsfusion.errors import BidsFusionError
+from bidsfusion.fingerprint import digest, file_stamp
 from bidsfusion.modality import Modality
-from bidsfusion.nifti import load_image, read_data
-from bidsfusion.preprocess.grid import MNI_GRID_SHAPE
-from bidsfusion.preprocess.workflow import AnatJob, FuncJob, Output, SubjectPlan
+from bidsfusion.nifti import load_image
+from bidsfusion.preprocess.inputs import check_duration, check_image, repetition_time
+from bidsfusion.preprocess.outputs import Output
+from bidsfusion.preprocess.verify import set_problem
 
 log = logging.getLogger("bidsfusion.participant")
 
 RESOLUTION = "3 mm isotropic, 64x64x64"
 TEMPLATE = "MNI152NLin2009aSym: ICBM 2009a nonlinear symmetric T1 template as bundled with nilearn"
 IMAGE_EXTENSIONS = [".nii", ".nii.gz"]
+MOTION = "rigid (6 dof) to the first volume, least squares, trilinear resampling"
+
+
+@dataclass(frozen=True)
+class AnatJob:
+    """A T1w scan (of ``session``): registered for its own outputs and/or as a BOLD reference.
+
+    ``outputs`` keys: ``T1w``, ``mask``, ``xfm``, ``figure``; empty when the
+    derivatives exist already and the scan only serves as a reference.
+    ``fingerprint`` identifies what its outputs are made from.
+    """
+
+    key: str
+    t1w: Path
+    session: str | None = None
+    fingerprint: str = ""
+    outputs: Mapping[str, Output] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FuncJob:
+    """A BOLD run: its TR, the T1w job it coregisters to (``None``: straight to MNI).
+
+    ``outputs`` keys: each bold modality's name, ``<name>_figure``, ``confounds``
+    and ``motion_figure``.
+    """
+
+    key: str
+    bold: Path
+    repetition_time: float
+    anat_key: str | None
+    fingerprint: str = ""
+    outputs: Mapping[str, Output] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubjectPlan:
+    """Everything one subject's workflow does."""
+
+    subject: str
+    anat: Sequence[AnatJob]
+    func: Sequence[FuncJob]
 
 
 def plan_subject(
@@ -34,43 +91,35 @@ def plan_subject(
     filters: dict[str, Any] = {"subject": subject, "extension": IMAGE_EXTENSIONS}
     if sessions:
         filters["session"] = list(sessions)
-    t1ws = layout.get(suffix="T1w", datatype="anat", **filters)
-    bolds = layout.get(suffix="bold", datatype="func", task=config.task, **filters)
     problems: list[BidsFusionError] = []
     anat_jobs = {}
-    for t1w in t1ws:
+    for t1w in layout.get(suffix="T1w", datatype="anat", **filters):
         try:
-            anat_jobs[_key("anat", t1w)] = _anat_job(t1w, config)
+            anat_jobs[_key("anat", t1w.path)] = _anat_job(Path(t1w.path), config)
         except BidsFusionError as error:
             problems.append(error)
     days = session_days(config.bids_dir, subject)
     func_jobs = []
-    for bold in bolds:
+    for bold in layout.get(suffix="bold", datatype="func", task=config.task, **filters):
         try:
-            job = _func_job(bold, layout, config, anat_jobs, days, modalities)
+            job = _func_job(Path(bold.path), config, anat_jobs, days, modalities)
         except BidsFusionError as error:
             problems.append(error)
             continue
-        if job is not None:
+        if job.outputs:
             func_jobs.append(job)
     needed = {job.anat_key for job in func_jobs}
     anat = [job for key, job in anat_jobs.items() if job.outputs or key in needed]
     return SubjectPlan(subject, anat, func_jobs), problems
 
 
-def _key(prefix: str, bids_file: Any) -> str:
-    stem = Path(bids_file.path).name.split(".")[0]
+def _key(prefix: str, path: str | Path) -> str:
+    stem = Path(path).name.split(".")[0]
     return f"{prefix}_" + re.sub(r"[^A-Za-z0-9]", "_", stem)
 
 
-def _entities(bids_file: Any, keys: Sequence[str]) -> dict[str, str]:
-    names = {"subject": "sub", "session": "ses", "task": "task", "acquisition": "acq", "run": "run"}
-    found = bids_file.get_entities()
-    return {names[k]: str(found[k]) for k in keys if k in found}
-
-
-def _source(bids_file: Any, config: Any) -> str:
-    return "bids:raw:" + Path(bids_file.path).relative_to(config.bids_dir).as_posix()
+def _source(path: Path, config: Any) -> str:
+    return "bids:raw:" + path.relative_to(config.bids_dir).as_posix()
 
 
 def _software() -> dict[str, str]:
@@ -84,12 +133,32 @@ def _software() -> dict[str, str]:
     }
 
 
-def _anat_job(t1w: Any, config: Any) -> AnatJob:
-    image = load_image(Path(t1w.path))
-    if len(image.shape) != 3:
-        raise InputDataError(f"{t1w.path}: T1w must be 3D, got shape {image.shape}")
-    _check_coverage(t1w.path, image)
-    entities = _entities(t1w, ("subject", "session", "acquisition", "run"))
+def _anat_record(t1w: Path, config: Any) -> dict[str, Any]:
+    """What a T1w's outputs are made from: versions, options, the input file."""
+    return {
+        "software": _software(),
+        "backend": config.backend,
+        "skull_strip": config.skull_strip,
+        "t1w": file_stamp(t1w, config.bids_dir),
+    }
+
+
+def _pending(
+    outputs: dict[str, Output], fingerprint: str, what: Path, n_volumes: int | None = None
+) -> dict[str, Output]:
+    """``outputs`` when they must be (re)made, else an empty dict; logs why a set is redone."""
+    problem = set_problem(outputs, fingerprint, n_volumes)
+    if problem is None:
+        return {}
+    if any(output.path.exists() for output in outputs.values()):
+        log.info("%s: redoing its outputs: %s", what.name, problem)
+    return outputs
+
+
+def _anat_job(t1w: Path, config: Any) -> AnatJob:
+    check_image(t1w, load_image(t1w), ndim=3)
+    fingerprint = digest(_anat_record(t1w, config))
+    entities = source_entities(t1w)
     folder = derivative_dir(config.output_dir, entities["sub"], entities.get("ses"), "anat")
     grid = {**entities, "space": TEMPLATE_SPACE, "res": GRID_RES}
     common = {
@@ -98,10 +167,11 @@ def _anat_job(t1w: Any, config: Any) -> AnatJob:
         "Template": TEMPLATE,
         "SpatialReference": TEMPLATE_SPACE,
         "Software": _software(),
+        FINGERPRINT_KEY: fingerprint,
     }
     registration = {
         "Registration": "similarity (7 dof: rotation, translation, isotropic scale),"
-        " Mattes mutual information, multi-resolution, centre-of-mass initialised",
+        " Mattes mutual information, multi-resolution, multi-start initialisation",
         "SkullStripping": config.skull_strip,
     }
     outputs = {
@@ -127,97 +197,53 @@ def _anat_job(t1w: Any, config: Any) -> AnatJob:
             / derivative_name({**grid, "desc": "registration"}, "T1w", ".png")
         ),
     }
-    if _complete(outputs, ("T1w", "mask")):
-        outputs = {}
-    return AnatJob(_key("anat", t1w), Path(t1w.path), entities.get("ses"), outputs)
-
-
-def _complete(outputs: Mapping[str, Output], grids: Sequence[str]) -> bool:
-    """Every output exists (with its sidecar) and the grid images load with the grid shape."""
-    from bidsfusion.preprocess.sink import sidecar_path
-
-    for name, output in outputs.items():
-        if not output.path.is_file():
-            return False
-        if output.sidecar is not None and not sidecar_path(output.path).is_file():
-            return False
-        if name in grids:
-            try:
-                data, _ = read_data(output.path, ndim=3)
-            except BidsFusionError:
-                return False
-            if data.shape != MNI_GRID_SHAPE:
-                return False
-    return True
-
-
-MIN_COVERAGE_MM = 60.0
-"""Smallest field of view (mm, along every axis) that registration can work with."""
-
-
-def _check_coverage(path: str, image: Any) -> None:
-    extent = [n * z for n, z in zip(image.shape[:3], image.header.get_zooms()[:3], strict=True)]
-    if min(extent) < MIN_COVERAGE_MM:
-        raise InputDataError(
-            f"{path}: too little coverage to register: field of view "
-            f"{' x '.join(f'{e:.0f}' for e in extent)} mm, need at least {MIN_COVERAGE_MM:.0f} mm "
-            "along every axis"
-        )
-
-
-def _repetition_time(bold: Any, layout: Any) -> float:
-    value = layout.get_metadata(bold.path).get("RepetitionTime")
-    if value is None:
-        raise InputDataError(
-            f"{bold.path}: RepetitionTime is missing from the JSON sidecar; add it (seconds)"
-        )
-    try:
-        tr = float(value)
-    except (TypeError, ValueError):
-        raise InputDataError(f"{bold.path}: RepetitionTime {value!r} is not a number") from None
-    if not tr > 0:
-        raise InputDataError(f"{bold.path}: RepetitionTime {tr} must be positive")
-    return tr
+    return AnatJob(
+        _key("anat", t1w),
+        t1w,
+        entities.get("ses"),
+        fingerprint,
+        _pending(outputs, fingerprint, t1w),
+    )
 
 
 def _func_job(
-    bold: Any,
-    layout: Any,
+    bold: Path,
     config: Any,
     anat_jobs: Mapping[str, AnatJob],
     days: Mapping[str, float],
     modalities: Sequence[Modality],
-) -> FuncJob | None:
-    """The run's job, or ``None`` when its derivatives are complete."""
-    from bidsfusion.preprocess.falff import band_bins
-
-    image = load_image(Path(bold.path))
-    if len(image.shape) != 4 or image.shape[3] < 2:
-        raise InputDataError(f"{bold.path}: BOLD must be a 4D series, got shape {image.shape}")
-    _check_coverage(bold.path, image)
-    tr = _repetition_time(bold, layout)
-    try:
-        band_bins(image.shape[3], tr, tuple(config.falff_band))
-    except InputDataError as error:
-        raise InputDataError(f"{bold.path}: {error}") from None
+) -> FuncJob:
+    """The run's job; its ``outputs`` are empty when its derivatives are complete."""
+    image = load_image(bold)
+    check_image(bold, image, ndim=4)
+    tr = repetition_time(bold, scan_metadata(bold, config.bids_dir))
+    check_duration(bold, image.shape[3], tr, tuple(config.falff_band))
     anat_key = _reference_t1w(bold, anat_jobs, days)
+    anat = anat_jobs.get(anat_key) if anat_key else None
     maps = [m for m in modalities if m.source == "bold" and m.map_interface]
-    outputs = _func_outputs(bold, config, maps, tr, anat_jobs.get(anat_key) if anat_key else None)
-    if _complete(outputs, [m.name for m in maps]):
-        return None
-    return FuncJob(_key("func", bold), Path(bold.path), tr, anat_key, outputs)
+    record = {
+        "software": _software(),
+        "backend": config.backend,
+        "band": list(config.falff_band),
+        "maps": {m.name: {"parameters": dict(m.parameters), **m.entities} for m in maps},
+        "repetition_time": tr,
+        "bold": file_stamp(bold, config.bids_dir),
+        "reference": anat.fingerprint if anat else None,
+    }
+    fingerprint = digest(record)
+    outputs = _func_outputs(bold, config, maps, tr, anat, fingerprint)
+    pending = _pending(outputs, fingerprint, bold, n_volumes=image.shape[3])
+    return FuncJob(_key("func", bold), bold, tr, anat_key, fingerprint, pending)
 
 
 def _reference_t1w(
-    bold: Any, anat_jobs: Mapping[str, AnatJob], days: Mapping[str, float]
+    bold: Path, anat_jobs: Mapping[str, AnatJob], days: Mapping[str, float]
 ) -> str | None:
     """The T1w job to coregister to: same session, else nearest in days, else ``None``."""
     if not anat_jobs:
-        log.warning(
-            "%s: the subject has no T1w; BOLD is registered directly to the template", bold.path
-        )
+        log.warning("%s: the subject has no T1w; BOLD is registered directly to the template", bold)
         return None
-    session = bold.get_entities().get("session")
+    session = source_entities(bold).get("ses")
     sessions = {key: job.session for key, job in anat_jobs.items()}
     same = [key for key, ses in sessions.items() if ses == session]
     if same:
@@ -234,15 +260,20 @@ def _reference_t1w(
 
 
 def _func_outputs(
-    bold: Any, config: Any, maps: Sequence[Modality], tr: float, anat: AnatJob | None
+    bold: Path,
+    config: Any,
+    maps: Sequence[Modality],
+    tr: float,
+    anat: AnatJob | None,
+    fingerprint: str,
 ) -> dict[str, Output]:
-    entities = _entities(bold, ("subject", "session", "task", "acquisition", "run"))
+    entities = source_entities(bold)
     folder = derivative_dir(config.output_dir, entities["sub"], entities.get("ses"), "func")
     figures = config.output_dir / f"sub-{entities['sub']}" / "figures"
     grid = {**entities, "space": TEMPLATE_SPACE, "res": GRID_RES}
     sources = [_source(bold, config)]
     if anat is not None:
-        sources.append("bids:raw:" + anat.t1w.relative_to(config.bids_dir).as_posix())
+        sources.append(_source(anat.t1w, config))
         registration = (
             "mean motion-corrected BOLD -> T1w rigid (6 dof, Mattes mutual "
             "information), composed with T1w -> MNI similarity (7 dof); "
@@ -252,19 +283,23 @@ def _func_outputs(
         registration = (
             "mean motion-corrected BOLD -> MNI similarity (7 dof) directly: the subject has no T1w"
         )
-    common = {"Sources": sources, "RepetitionTime": tr, "Software": _software()}
+    common: dict[str, Any] = {
+        "Sources": sources,
+        "RepetitionTime": tr,
+        "Software": _software(),
+        FINGERPRINT_KEY: fingerprint,
+    }
     if anat is None:
         common["Warnings"] = [
             "the subject has no T1w: BOLD registered to the template "
             "without an anatomical reference"
         ]
-    motion = "rigid (6 dof) to the first volume, least squares, trilinear resampling"
     outputs = {
         "confounds": Output(
             folder / derivative_name({**entities, "desc": "confounds"}, "timeseries", ".tsv"),
             {
                 **common,
-                "MotionCorrection": motion,
+                "MotionCorrection": MOTION,
                 "framewise_displacement": "Power et al. 2012, 50 mm radius",
             },
         ),
@@ -282,7 +317,7 @@ def _func_outputs(
                 "Resolution": RESOLUTION,
                 "Template": TEMPLATE,
                 "SpatialReference": TEMPLATE_SPACE,
-                "MotionCorrection": motion,
+                "MotionCorrection": MOTION,
                 "Registration": registration,
                 "Band": list(config.falff_band),
                 "Parameters": dict(modality.parameters),

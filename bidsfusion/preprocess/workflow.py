@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from nipype.interfaces.utility import Merge
@@ -22,53 +20,10 @@ from bidsfusion.modality import FALFF_BAND, Modality
 from bidsfusion.preprocess.backend import Backend
 from bidsfusion.preprocess.figures import QCFigure
 from bidsfusion.preprocess.interfaces import GridBrainMask, ResampleToGrid
-from bidsfusion.preprocess.sink import DerivativeSink
-
-
-@dataclass(frozen=True)
-class Output:
-    """One file to publish: its destination and sidecar (``None``: no sidecar)."""
-
-    path: Path
-    sidecar: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class AnatJob:
-    """A T1w scan (of ``session``): registered for its own outputs and/or as a BOLD reference.
-
-    ``outputs`` keys: ``T1w``, ``mask``, ``xfm``, ``figure``; empty when the
-    derivatives exist already and the scan only serves as a reference.
-    """
-
-    key: str
-    t1w: Path
-    session: str | None = None
-    outputs: Mapping[str, Output] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class FuncJob:
-    """A BOLD run: its TR, the T1w job it coregisters to (``None``: straight to MNI).
-
-    ``outputs`` keys: each bold modality's name, ``<name>_figure``, ``confounds``
-    and ``motion_figure``.
-    """
-
-    key: str
-    bold: Path
-    repetition_time: float
-    anat_key: str | None
-    outputs: Mapping[str, Output] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SubjectPlan:
-    """Everything one subject's workflow does."""
-
-    subject: str
-    anat: Sequence[AnatJob]
-    func: Sequence[FuncJob]
+from bidsfusion.preprocess.outputs import Output
+from bidsfusion.preprocess.plan import AnatJob, FuncJob, SubjectPlan
+from bidsfusion.preprocess.qc import ScanQC
+from bidsfusion.preprocess.sink import ScanSink
 
 
 def init_subject_wf(
@@ -126,22 +81,35 @@ def _node(
 
 
 def _sink(
-    wf: pe.Workflow, source: pe.Node, field_name: str, output: Output | None, name: str
+    wf: pe.Workflow,
+    key: str,
+    outputs: Mapping[str, Output],
+    sources: Mapping[str, tuple[pe.Node, str]],
+    qc: pe.Node,
 ) -> None:
-    if output is None:
-        return
-    sidecar = json.dumps(dict(output.sidecar), default=str) if output.sidecar else ""
+    """One sink publishing every output of a scan as a set (none if any step failed);
+    ``sources[name]`` is the (node, field) that makes ``outputs[name]``."""
+    names = list(outputs)
+    gather = _node(wf, Merge(len(names)), f"{key}_outputs", quick=True)
+    for index, name in enumerate(names, start=1):
+        node, field_name = sources[name]
+        wf.connect(node, field_name, gather, f"in{index}")
     # sinks always run: a cached sink would not rewrite an output deleted since
     sink = _node(
         wf,
-        DerivativeSink(),
-        name,
+        ScanSink(),
+        f"{key}_sink",
         overwrite=True,
         quick=True,
-        out_path=str(output.path),
-        sidecar=sidecar,
+        out_paths=[str(outputs[name].path) for name in names],
+        sidecars=[_sidecar_text(outputs[name]) for name in names],
     )
-    wf.connect(source, field_name, sink, "in_file")
+    wf.connect(gather, "out", sink, "in_files")
+    wf.connect(qc, "out_file", sink, "qc_file")
+
+
+def _sidecar_text(output: Output) -> str:
+    return json.dumps(dict(output.sidecar), default=str) if output.sidecar is not None else ""
 
 
 def _add_anat(wf: pe.Workflow, job: AnatJob, backend: Backend, skull_strip: str) -> pe.Node:
@@ -170,10 +138,15 @@ def _add_anat(wf: pe.Workflow, job: AnatJob, backend: Backend, skull_strip: str)
         title=f"{job.t1w.name} in MNI space (red: template brain mask)",
     )
     wf.connect(resample, "out_file", figure, "in_file")
-    _sink(wf, resample, "out_file", job.outputs.get("T1w"), f"{job.key}_ds_t1w")
-    _sink(wf, mask, "out_file", job.outputs.get("mask"), f"{job.key}_ds_mask")
-    _sink(wf, register, "transform_file", job.outputs.get("xfm"), f"{job.key}_ds_xfm")
-    _sink(wf, figure, "out_file", job.outputs.get("figure"), f"{job.key}_ds_figure")
+    qc = _node(wf, ScanQC(), f"{job.key}_qc", source="T1w")
+    wf.connect(resample, "unmasked_file", qc, "grid_file")
+    sources = {
+        "T1w": (resample, "out_file"),
+        "mask": (mask, "out_file"),
+        "xfm": (register, "transform_file"),
+        "figure": (figure, "out_file"),
+    }
+    _sink(wf, job.key, job.outputs, sources, qc)
     return register
 
 
@@ -195,41 +168,53 @@ def _add_func(
         title=f"{job.bold.name}: head motion",
     )
     wf.connect(realign, "confounds_file", motion_figure, "in_file")
-    _sink(wf, realign, "confounds_file", job.outputs.get("confounds"), f"{job.key}_ds_conf")
-    _sink(wf, motion_figure, "out_file", job.outputs.get("motion_figure"), f"{job.key}_ds_mfig")
+    sources = {
+        "confounds": (realign, "confounds_file"),
+        "motion_figure": (motion_figure, "out_file"),
+    }
     for modality in modalities:
-        if modality.name not in job.outputs:
-            continue
-        native = _node(
-            wf,
-            modality.map_interface(**modality.parameters),
-            f"{job.key}_{modality.name}",
-            heavy=True,
-            repetition_time=job.repetition_time,
-            band=band,
-        )
-        wf.connect(realign, "out_file", native, "in_file")
-        resample = _node(
-            wf, ResampleToGrid(), f"{job.key}_{modality.name}_resample", apply_mask=True
-        )
-        wf.connect(native, "out_file", resample, "in_file")
-        wf.connect(chain, "out", resample, "transform_files")
-        figure = _node(
-            wf,
-            QCFigure(),
-            f"{job.key}_{modality.name}_figure",
-            kind="registration",
-            title=f"{modality.name} of {job.bold.name} in MNI space",
-        )
-        wf.connect(resample, "out_file", figure, "in_file")
-        _sink(wf, resample, "out_file", job.outputs[modality.name], f"{job.key}_ds_{modality.name}")
-        _sink(
-            wf,
-            figure,
-            "out_file",
-            job.outputs.get(f"{modality.name}_figure"),
-            f"{job.key}_ds_{modality.name}_figure",
-        )
+        if modality.name in job.outputs:
+            sources.update(_add_map(wf, job, modality, realign, chain, band))
+    mean = _node(wf, ResampleToGrid(), f"{job.key}_mean_resample", apply_mask=False)
+    wf.connect(realign, "mean_file", mean, "in_file")
+    wf.connect(chain, "out", mean, "transform_files")
+    qc = _node(wf, ScanQC(), f"{job.key}_qc", source="bold")
+    wf.connect(mean, "out_file", qc, "grid_file")
+    for field_name in ("confounds_file", "mean_file", "sd_file"):
+        wf.connect(realign, field_name, qc, field_name)
+    _sink(wf, job.key, job.outputs, sources, qc)
+
+
+def _add_map(
+    wf: pe.Workflow,
+    job: FuncJob,
+    modality: Modality,
+    realign: pe.Node,
+    chain: pe.Node,
+    band: tuple[float, float],
+) -> dict[str, tuple[pe.Node, str]]:
+    """The nodes of one bold modality's map: native map, one resampling, its figure."""
+    native = _node(
+        wf,
+        modality.map_interface(**modality.parameters),
+        f"{job.key}_{modality.name}",
+        heavy=True,
+        repetition_time=job.repetition_time,
+        band=band,
+    )
+    wf.connect(realign, "out_file", native, "in_file")
+    resample = _node(wf, ResampleToGrid(), f"{job.key}_{modality.name}_resample", apply_mask=True)
+    wf.connect(native, "out_file", resample, "in_file")
+    wf.connect(chain, "out", resample, "transform_files")
+    figure = _node(
+        wf,
+        QCFigure(),
+        f"{job.key}_{modality.name}_figure",
+        kind="registration",
+        title=f"{modality.name} of {job.bold.name} in MNI space",
+    )
+    wf.connect(resample, "out_file", figure, "in_file")
+    return {modality.name: (resample, "out_file"), f"{modality.name}_figure": (figure, "out_file")}
 
 
 def _bold_to_template(

@@ -63,7 +63,8 @@ from bidsfusion.tsv import write_tsv
 GROUPS = ("AD", "HC", "other")
 GROUP_EFFECT = {"AD": 1.0, "HC": 0.0, "other": 0.5}
 MODALITIES = ("T1w", "bold")
-MIN_VOLUMES = 20
+MIN_VOLUMES = 50
+"""At TR 2 s, 100 s of data: one period of the fALFF band's lowest frequency (0.01 Hz)."""
 MASK_NAME = "space-MNI152NLin2009aSym_res-2mm_desc-{}_mask.nii.gz"
 MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 

@@ -1,0 +1,133 @@
+"""``--config FILE.toml`` through click's own checks, and the RunConfig it builds."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bidsfusion.config import make_config
+from bidsfusion.errors import UsageError
+
+
+@pytest.fixture
+def recorded(monkeypatch) -> list:
+    """The RunConfig of each CLI call, recorded instead of running a level."""
+    configs: list = []
+    monkeypatch.setattr("bidsfusion.cli.run_level", configs.append)
+    return configs
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('epochs = "ten"', "epochs = 'ten': expected an integer >= 1"),
+        ("epochs = 1.5", "epochs = 1.5: expected an integer >= 1"),
+        ("epochs = true", "epochs = true: expected an integer >= 1"),
+        ("objective = 3", "objective = 3: expected a string, or a list of such values"),
+        ('seed = "abc"', "seed = 'abc': expected an integer"),
+        ('seed = "5"', "seed = '5': expected an integer"),
+        ("input_size = 17", "input_size = 17: expected one of 64, 32, 16"),
+        ("input-size = 64.0", "input-size = 64.0: expected one of 64, 32, 16"),
+        (
+            "falff_band = [0.1, 0.01]",
+            "falff_band = [0.1, 0.01]: expected two finite numbers LOW HIGH (Hz) "
+            "with 0 < LOW < HIGH",
+        ),
+        (
+            "holdout = 1.5",
+            "holdout = 1.5: expected 0 (none), a fraction in (0, 1), or a whole count",
+        ),
+        ("holdout = true", "holdout = true: expected 0 (none), a fraction"),
+        ("skull_strip = 1", "skull_strip = 1: expected one of template, none"),
+        ("skip-bids-validation = 1", "skip-bids-validation = 1: expected true or false"),
+        ("participant_label = [1]", "participant_label = [1]: expected a string, or a list of"),
+        ('mem = "lots"', "mem = 'lots': expected a memory size such as 8, 8GB or 512MB"),
+        ("no_such_setting = 1", "unknown setting(s) no_such_setting; see 'bidsfusion run --help'"),
+        ("nprocs = 2\nn_cpus = 3", "nprocs and n_cpus both set --nprocs"),
+        ("epochs: 3", "is not valid TOML"),
+    ],
+)
+def test_bad_config_value_is_64_in_one_line(run_cli, tiny_bids, tmp_path, toml, message):
+    config = tmp_path / "run.toml"
+    config.write_text(toml + "\n")
+    result = run_cli(tiny_bids, tmp_path / "out", "group", "--config", config)
+    assert result.code == 64
+    assert result.err.startswith(f"bidsfusion: error: config file {config}")
+    assert message in result.err
+    assert len(result.err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_config_file_is_66(run_cli, tiny_bids, tmp_path):
+    result = run_cli(tiny_bids, tmp_path / "out", "group", "--config", tmp_path / "none.toml")
+    assert result.code == 66
+    assert result.err == f"bidsfusion: error: config file {tmp_path / 'none.toml'} does not exist\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_same_positive_and_negative_in_the_file_is_64(run_cli, tiny_bids, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('positive = "HC"\n')
+    result = run_cli(tiny_bids, tmp_path / "out", "group", "--config", config)
+    assert result.code == 64 and "both 'HC'" in result.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_values_reach_the_run_config(run_cli, recorded, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(
+        'input_size = 32\nholdout = 3\nobjective = "L-CL"\nmem = "512MB"\n'
+        "falff-band = [0.02, 0.08]\ninclude_flagged = true\nn_cpus = 3\n"
+    )
+    assert run_cli(tmp_path, tmp_path / "out", "group", "--config", config).code == 0
+    run = recorded[0]
+    assert (run.input_size, run.holdout, run.objective) == (32, 3, ("L-CL",))
+    assert type(run.holdout) is int
+    assert (run.mem_gb, run.falff_band, run.include_flagged, run.nprocs) == (
+        0.5,
+        (0.02, 0.08),
+        True,
+        3,
+    )
+
+
+def test_command_line_wins_over_the_file(run_cli, recorded, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('epochs = 3\nholdout = 0.5\ninput-size = "16"\nobjective = ["L", "S"]\n')
+    args = ("--epochs", "5", "--objective", "CL", "--config", config, "--input-size", "64")
+    assert run_cli(tmp_path, tmp_path / "out", "group", *args).code == 0
+    run = recorded[0]
+    assert (run.epochs, run.holdout, run.input_size, run.objective) == (5, 0.5, 64, ("CL",))
+
+
+def test_make_config_takes_given_values_and_defaults(tmp_path):
+    config = make_config(
+        {
+            "bids_dir": tmp_path / "bids",
+            "output_dir": "out",
+            "analysis_level": "group",
+            "epochs": None,
+            "objective": (),
+            "holdout": 0,
+        }
+    )
+    assert config.output_dir.is_absolute() and config.epochs == 200 and config.objective == ()
+    assert config.omp_nthreads is None and config.include_flagged is False
+    saved = config.to_toml()
+    assert "omp_nthreads" not in saved
+    assert "holdout = 0\n" in saved and "include_flagged = false\n" in saved
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 1  # type: ignore[misc]
+
+
+def test_same_positive_and_negative_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="both 'AD'"):
+        make_config(
+            {
+                "bids_dir": tmp_path,
+                "output_dir": tmp_path,
+                "analysis_level": "group",
+                "negative": "AD",
+            }
+        )
