@@ -59,7 +59,7 @@ def run(config: RunConfig) -> None:
         evaluated,
         [groups[s] for s in evaluated],
         config.folds,
-        _holdout(config.holdout),
+        config.holdout,
         config.seed,
         evaluated_groups=(config.positive, config.negative),
     )
@@ -155,10 +155,6 @@ def _pairs(
     write_pairs_tsv(pairs, groups, group_dir / "pairs.tsv")
     log.info("%d pairs from %d subjects", len(pairs), len({p.subject for p in pairs}))
     return pairs
-
-
-def _holdout(value: float) -> int | float:
-    return int(value) if value >= 1 else value
 
 
 def _config_record(config: RunConfig, specs: Sequence[str]) -> str:

@@ -225,3 +225,35 @@ def test_a_rerun_resumes_only_folds_whose_data_are_unchanged(run_cli, tmp_path) 
     assert third.code == 0
     # the subject trains in every fold but the one that validates it: all folds retrain
     assert third.err.count("training from scratch") == FOLDS
+
+
+def _quick(bids: Path, out: Path, work: Path, *extra: object) -> list[object]:
+    return [bids, out, "group", "--objective", "S", "-w", work, *GROUP_ARGS, "--epochs", "1",
+            "--folds", "2", *extra]  # fmt: skip
+
+
+def test_scans_flagged_by_qc_are_left_out_unless_included(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path)
+    flagged = next(out.glob("sub-02/ses-1/func/*_boldmap.nii.gz"))
+    qc = {"RegistrationSimilarity": 0.2, "SimilarityThreshold": 0.45, "Flagged": True}
+    flagged.with_name(flagged.name.split(".")[0] + ".json").write_text(json.dumps({"QC": qc}))
+    result = run_cli(*_quick(bids, out, tmp_path / "work"))
+    assert result.code == 0, result.err
+    assert f"excluded {flagged}: registration flagged by QC (similarity 0.2 < 0.45)" in result.err
+    assert str(flagged) not in {r["path_falff"] for r in read_pairs(out)}
+    included = run_cli(*_quick(bids, out, tmp_path / "work", "--include-flagged"))
+    assert included.code == 0, included.err
+    assert str(flagged) in {r["path_falff"] for r in read_pairs(out)}
+
+
+def test_session_and_participant_labels_select_derivatives(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path)
+    result = run_cli(*_quick(bids, out, tmp_path / "work", "--session-label", "2"))
+    assert result.code == 0, result.err
+    rows = read_pairs(out)
+    assert {(r["session_T1w"], r["session_falff"]) for r in rows} == {("2", "2")}
+    missing = run_cli(*_quick(bids, out, tmp_path / "work", "--session-label", "9"))
+    assert missing.code == 18
+    assert "session label(s) 9 not found" in missing.err and "they have: 1, 2" in missing.err
+    nobody = run_cli(*_quick(bids, out, tmp_path / "work", "--participant-label", "77"))
+    assert nobody.code == 18 and "participant label(s) 77 not found" in nobody.err

@@ -91,3 +91,27 @@ def test_workflow_marks_heavy_and_quick_nodes(dataset: Path) -> None:
     assert quick == {n for n in nodes if n.endswith(("_sink", "_outputs", "_chain"))}
     sinks = [n for n in nodes if n.endswith("_sink")]
     assert len(sinks) == 2 + 2  # one per scan: its outputs are published as a set
+
+
+def test_an_unknown_session_label_is_18_listing_the_sessions(dataset: Path, run_cli) -> None:
+    out = dataset.parent / "out"
+    result = run_cli(dataset, out, "participant", "--session-label", "09", "--skip-bids-validation")
+    assert result.code == 18, result.err
+    assert "session label(s) 09 not found" in result.err and "they have: 1, 2, 3" in result.err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("affine", "words"),
+    [
+        (np.diag([108.0, 1.0, 1.0, 1.0]), "voxel size 108 x 1 x 1 mm is outside 0.1-10 mm"),
+        (np.array([[10, 3, 0, 0], [0, 10, 0, 0], [0, 0, 10, 0], [0, 0, 0, 1.0]]), "shear"),
+    ],
+)
+def test_absurd_voxels_and_sheared_axes_are_refused_naming_the_file(dataset, affine, words):
+    t1w = dataset / "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((80, 8, 8), dtype=np.float32), affine), t1w)
+    plan, problems = _plan(dataset, "01")
+    (problem,) = problems
+    assert str(t1w) in str(problem) and words in str(problem) and problem.exit_code == 65
+    assert [job.t1w.name for job in plan.anat] == ["sub-01_ses-3_T1w.nii.gz"]

@@ -201,6 +201,42 @@ def test_a_finished_run_is_not_retrained(reference: Run, caplog: pytest.LogCaptu
     assert before == {name: (reference.out_dir / name).read_bytes() for name in FILES}
 
 
+@pytest.mark.parametrize(
+    ("damaged", "damage"),
+    [("checkpoint.pt", lambda p: p.write_bytes(p.read_bytes()[:1000])), ("history.tsv", None)],
+)
+def test_damaged_outputs_of_a_finished_run_are_rewritten_without_retraining(
+    reference: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture, damaged: str, damage
+) -> None:
+    out_dir = tmp_path / "fold-0"
+    shutil.copytree(reference.out_dir, out_dir)
+    intact = (reference.out_dir / damaged).read_bytes()
+    (damage or (lambda p: p.write_bytes(b"")))(out_dir / damaged)
+    epochs: list[int] = []
+    with caplog.at_level(logging.WARNING):
+        train_fold(*build(), TRAIN, VALIDATION, SETTINGS, out_dir, epochs.append)
+    assert epochs == [] and f"{damaged} is missing, unreadable or stale" in caplog.text
+    if damaged == "history.tsv":
+        assert (out_dir / damaged).read_bytes() == intact
+    else:
+        saved = load_checkpoint(out_dir / damaged)
+        assert saved["epoch"] == reference.result.best_epoch
+        assert states_equal(saved["model"], load_checkpoint(reference.out_dir / damaged)["model"])
+
+
+def test_an_unreadable_last_checkpoint_trains_from_scratch(
+    reference: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out_dir = tmp_path / "fold-0"
+    shutil.copytree(reference.out_dir, out_dir)
+    (out_dir / "last.pt").write_bytes((out_dir / "last.pt").read_bytes()[:1000])
+    epochs: list[int] = []
+    with caplog.at_level(logging.WARNING):
+        train_fold(*build(), TRAIN, VALIDATION, SETTINGS, out_dir, epochs.append)
+    assert epochs == [1, 2, 3] and "training from scratch" in caplog.text
+    assert len(read_history(out_dir / "history.tsv")[1]) == 3
+
+
 @pytest.mark.parametrize("change", ["settings", "data"])
 def test_other_settings_or_data_train_from_scratch(
     reference: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture, change: str
@@ -283,8 +319,9 @@ def test_a_bad_checkpoint_is_an_input_data_error(tmp_path: Path, damage) -> None
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"epoch": 1, "weight": torch.ones(1000)})
     damage(path)
-    with pytest.raises(InputDataError, match=re.escape(str(path))):
+    with pytest.raises(InputDataError, match=re.escape(str(path))) as error:
         load_checkpoint(path)
+    assert "weights_only" not in str(error.value) and "\n" not in str(error.value)
 
 
 def test_a_missing_checkpoint_is_an_input_missing_error(tmp_path: Path) -> None:

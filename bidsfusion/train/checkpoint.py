@@ -6,6 +6,7 @@ checkpoint from an untrusted source cannot run code.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as exc:
         raise InputMissingError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
+    except pickle.UnpicklingError as exc:
+        raise InputDataError(
+            f"checkpoint {path} holds objects other than tensors and plain values, so it was "
+            "not written by bidsfusion and is not loaded; remove it"
+        ) from exc
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputDataError(f"checkpoint {path} is corrupt or truncated: {reason}") from exc
+        raise InputDataError(
+            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}); remove it"
+        ) from exc
     if not isinstance(state, dict):
         raise InputDataError(
             f"checkpoint {path} holds a {type(state).__name__}, not a dict of states"
