@@ -4,7 +4,9 @@
 output goes, what its sidecar says) into nodes: per T1w, registration to the
 template, resampling and masking; per BOLD run, motion correction, each bold
 modality's native map (fALFF), coregistration to the subject's T1w, and one
-resampling onto the MNI grid through the composed transforms.
+resampling onto the MNI grid through the composed transforms. Every scan ends in
+a QC node (:mod:`~bidsfusion.preprocess.qc`) and one sink that publishes all its
+outputs as a set (:mod:`~bidsfusion.preprocess.sink`): none if any step failed.
 """
 
 from __future__ import annotations
@@ -108,6 +110,15 @@ def _sink(
     wf.connect(qc, "out_file", sink, "qc_file")
 
 
+def _figure(
+    wf: pe.Workflow, name: str, source: tuple[pe.Node, str], kind: str, title: str
+) -> pe.Node:
+    """A QC figure node (``kind`` registration or motion) drawing ``source``'s file."""
+    figure = _node(wf, QCFigure(), name, kind=kind, title=title)
+    wf.connect(*source, figure, "in_file")
+    return figure
+
+
 def _sidecar_text(output: Output) -> str:
     return json.dumps(dict(output.sidecar), default=str) if output.sidecar is not None else ""
 
@@ -130,14 +141,8 @@ def _add_anat(wf: pe.Workflow, job: AnatJob, backend: Backend, skull_strip: str)
     wf.connect(register, "transform_file", chain, "in1")
     wf.connect(chain, "out", resample, "transform_files")
     mask = _node(wf, GridBrainMask(), f"{job.key}_mask")
-    figure = _node(
-        wf,
-        QCFigure(),
-        f"{job.key}_figure",
-        kind="registration",
-        title=f"{job.t1w.name} in MNI space (red: template brain mask)",
-    )
-    wf.connect(resample, "out_file", figure, "in_file")
+    title = f"{job.t1w.name} in MNI space (red: template brain mask)"
+    figure = _figure(wf, f"{job.key}_figure", (resample, "out_file"), "registration", title)
     qc = _node(wf, ScanQC(), f"{job.key}_qc", source="T1w")
     wf.connect(resample, "unmasked_file", qc, "grid_file")
     sources = {
@@ -160,14 +165,10 @@ def _add_func(
 ) -> None:
     realign = _node(wf, backend.realign(), f"{job.key}_realign", heavy=True, in_file=str(job.bold))
     chain = _bold_to_template(wf, job, backend, realign, anat)
-    motion_figure = _node(
-        wf,
-        QCFigure(),
-        f"{job.key}_motion_figure",
-        kind="motion",
-        title=f"{job.bold.name}: head motion",
+    title = f"{job.bold.name}: head motion"
+    motion_figure = _figure(
+        wf, f"{job.key}_motion_figure", (realign, "confounds_file"), "motion", title
     )
-    wf.connect(realign, "confounds_file", motion_figure, "in_file")
     sources = {
         "confounds": (realign, "confounds_file"),
         "motion_figure": (motion_figure, "out_file"),
@@ -206,14 +207,9 @@ def _add_map(
     resample = _node(wf, ResampleToGrid(), f"{job.key}_{modality.name}_resample", apply_mask=True)
     wf.connect(native, "out_file", resample, "in_file")
     wf.connect(chain, "out", resample, "transform_files")
-    figure = _node(
-        wf,
-        QCFigure(),
-        f"{job.key}_{modality.name}_figure",
-        kind="registration",
-        title=f"{modality.name} of {job.bold.name} in MNI space",
-    )
-    wf.connect(resample, "out_file", figure, "in_file")
+    title = f"{modality.name} of {job.bold.name} in MNI space"
+    name = f"{job.key}_{modality.name}_figure"
+    figure = _figure(wf, name, (resample, "out_file"), "registration", title)
     return {modality.name: (resample, "out_file"), f"{modality.name}_figure": (figure, "out_file")}
 
 
