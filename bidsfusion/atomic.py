@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from bidsfusion.errors import OutputError
 
 
 @contextlib.contextmanager
@@ -20,14 +23,20 @@ def atomic_path(path: Path) -> Iterator[Path]:
     The temporary name is unique to the call (concurrent writers of one path do
     not collide) and keeps the suffixes (``.nii.gz``) so writers that sniff the
     extension work; the writer creates the file, so its mode follows the umask.
-    On error the temporary file is removed.
+    On error the temporary file is removed; an OS error (a full disk, no
+    permission) becomes :class:`~bidsfusion.errors.OutputError` (exit 73) naming
+    ``path``, and ``path`` keeps its previous content.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = temporary_sibling(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {path}: {exc.strerror or exc}; free space or fix permissions, then rerun"
+        ) from exc
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -37,6 +46,20 @@ def temporary_sibling(path: Path) -> Path:
     ``dir/.name.<12 hex>.nii.gz`` for ``dir/name.nii.gz``."""
     suffix = "".join(path.suffixes)
     return path.with_name(f".{path.name.split('.')[0]}.{uuid.uuid4().hex[:12]}{suffix}")
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporaries of ``path`` that a killed writer left behind; return them.
+
+    Only for files one writer at a time produces (a scan's outputs), never for
+    files concurrent jobs share (dataset_description.json).
+    """
+    stem, suffix = path.name.split(".")[0], "".join(path.suffixes)
+    pattern = re.compile(rf"\.{re.escape(stem)}\.[0-9a-f]{{12}}{re.escape(suffix)}")
+    stale = [p for p in path.parent.glob(f".{stem}.*") if pattern.fullmatch(p.name)]
+    for leftover in stale:
+        leftover.unlink(missing_ok=True)
+    return stale
 
 
 def write_text(path: Path, text: str) -> None:

@@ -116,10 +116,7 @@ def _record(config: RunConfig, subjects: list[str]) -> Path:
     stamp = f"{datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4().hex[:6]}"
     path = config.output_dir / "logs" / f"participant_{stamp}.toml"
     extra = {"subjects": subjects, "versions": {"bidsfusion": __version__}}
-    try:
-        write_text(path, config.to_toml() + tomli_w.dumps(extra))
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    write_text(path, config.to_toml() + tomli_w.dumps(extra))
     return path
 
 

@@ -53,3 +53,16 @@ def test_concurrent_jobs_never_expose_a_partial_dataset_description(tmp_path: Pa
         assert writer.exitcode == 0
     assert reads > 0
     assert [p.name for p in tmp_path.iterdir()] == ["dataset_description.json"]
+
+
+def test_stale_temporaries_of_one_file_are_removed(tmp_path: Path) -> None:
+    from bidsfusion.atomic import remove_stale_temporaries, temporary_sibling
+
+    target = tmp_path / "sub-01_T1w.nii.gz"
+    stale = temporary_sibling(target)
+    stale.write_bytes(b"half")
+    others = [tmp_path / ".sub-01_T1w.notours.nii.gz", temporary_sibling(tmp_path / "sub-01.json")]
+    for other in others:
+        other.write_bytes(b"keep")
+    assert remove_stale_temporaries(target) == [stale]
+    assert not stale.exists() and all(other.exists() for other in others)

@@ -6,7 +6,8 @@ write succeeded are they renamed into place, data files first and sidecars
 last (a sidecar carries the fingerprint a rerun trusts, so it must never
 describe data that is not there yet). A failed write (a full disk, say) removes
 the temporaries, leaves the previous files untouched and raises OutputError
-(exit 73) naming the file.
+(exit 73) naming the file. Temporaries a killed run left behind are removed
+when the scan is published again.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from bidsfusion.atomic import temporary_sibling
+from bidsfusion.atomic import remove_stale_temporaries, temporary_sibling
 from bidsfusion.bids import QC_KEY, sidecar_path
 from bidsfusion.errors import OutputError
 
@@ -63,6 +64,7 @@ def _stage(destination: Path, write: Callable[[Path], object]) -> Path:
     tmp = temporary_sibling(destination)
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(destination)
         write(tmp)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -23,7 +23,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     strings, lists, dicts, tuples, None) only.
     """
     with atomic_path(Path(path)) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as exc:  # torch's writer reports a full disk this way
+            raise OSError(str(exc).splitlines()[0]) from exc
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
