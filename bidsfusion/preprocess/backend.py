@@ -50,13 +50,20 @@ def _interface(name: str) -> Callable[[], Any]:
     return factory
 
 
+def _register_mean_bold() -> Any:
+    """RegisterToTemplate from an upright start: EPI contrast misleads the rotation search."""
+    from bidsfusion.preprocess.interfaces import RegisterToTemplate
+
+    return RegisterToTemplate(search_rotations=False)
+
+
 SIMPLEITK = Backend(
     name="simpleitk",
     description="SimpleITK rigid/similarity registration, numpy/scipy; no external binaries",
     realign=_interface("Realign"),
     register_anat=_interface("RegisterToTemplate"),
     coregister=_interface("Coregister"),
-    register_func=_interface("RegisterToTemplate"),
+    register_func=_register_mean_bold,
 )
 
 

@@ -138,6 +138,9 @@ class _RegisterInputSpec(BaseInterfaceInputSpec):
     skull_strip = traits.Enum(
         "template", "none", usedefault=True, desc="'none': the input is already skull-stripped"
     )
+    search_rotations = traits.Bool(
+        True, usedefault=True, desc="search tilts up to 20 degrees (False: upright start)"
+    )
 
 
 class _TransformOutputSpec(TraitedSpec):
@@ -157,7 +160,9 @@ class RegisterToTemplate(SimpleInterface):
         data, image = read_data(self.inputs.in_file, ndim=3)
         check_not_constant(self.inputs.in_file, data)
         transform = register_to_template(
-            array_to_sitk(data, image.affine), skull_stripped=self.inputs.skull_strip == "none"
+            array_to_sitk(data, image.affine),
+            skull_stripped=self.inputs.skull_strip == "none",
+            search_rotations=self.inputs.search_rotations,
         )
         self._results["transform_file"] = _write_transform(transform, "to_template.tfm")
         return runtime
