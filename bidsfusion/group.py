@@ -212,8 +212,9 @@ def data_key(
     config: RunConfig, spec: str, train: Sequence[Pair], validation: Sequence[Pair]
 ) -> str:
     """SHA-256 of what a fold's training depends on beyond its settings: the
-    bidsfusion version, the model (encoder, latent size, input size, objective spec)
-    and each training and validation file (path, size, modification time)."""
+    bidsfusion version, the model (encoder, latent size, input size, objective spec),
+    the labels (column, positive and negative values: the sampler and Supervised use
+    them) and each training and validation file (path, size, modification time)."""
 
     def stamps(pairs: Sequence[Pair]) -> list[dict[str, object]]:
         return [file_stamp(Path(p)) for p in sorted(p for q in pairs for p in q.paths.values())]
@@ -224,6 +225,7 @@ def data_key(
         "latent_dim": config.latent_dim,
         "input_size": config.input_size,
         "objective": spec,
+        "labels": [config.label_column, config.positive, config.negative],
         "train": stamps(train),
         "validation": stamps(validation),
     }

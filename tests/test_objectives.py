@@ -248,3 +248,23 @@ def test_expand_all_dim(registry) -> None:
     assert specs[:4] == ["L", "CL", "CS", "S"] and specs[-1] == "L-CL-CS-S"
     assert "CL-S" in specs and "S-CL" not in specs
     assert all(parse_spec(spec, registry) == spec.split("-") for spec in specs)
+
+
+@pytest.mark.parametrize("spec", ["L", "CL", "CS", "S", "AE", "CCA", "Supervised"])
+def test_terms_are_float32_under_bf16_autocast(spec, registry) -> None:
+    """The same encoder outputs give the same loss with and without bf16 autocast."""
+    encoders = _encoders()
+    objective = _build(spec, encoders, registry).eval()
+    torch.manual_seed(1)
+    batch = {m: torch.randn(6, 1, SIZE, SIZE, SIZE) for m in encoders}
+    batch["label"] = torch.tensor([1, 0, -1, 0, 1, -1])
+    with torch.no_grad():
+        outputs = {m: e.eval()(batch[m]) for m, e in encoders.items()}
+        torch.manual_seed(2)
+        plain = objective(outputs, batch)
+        torch.manual_seed(2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = objective(outputs, batch)
+    for key, value in plain.items():
+        assert mixed[key].dtype == torch.float32, key
+        torch.testing.assert_close(mixed[key], value, rtol=1e-3, atol=1e-6)

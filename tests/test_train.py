@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import re
 import shutil
 from dataclasses import asdict, dataclass
@@ -369,3 +370,15 @@ def test_progress_bar_draws_in_place_only_when_enabled(capsys: pytest.CaptureFix
     quiet.reporter("x", 10)(10)
     quiet.clear()
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("spec", ["L-S", "DCCAE"])
+def test_validation_never_forms_a_one_sample_batch(tmp_path: Path, spec: str) -> None:
+    """3 validation pairs at batch size 2: one batch of 3, not 2 + 1 (InfoNCE would give 0
+    for the single sample and CCA's Cholesky would fail)."""
+    settings = TrainSettings(epochs=1, batch_size=2, device="cpu", progress=False)
+    result = train_fold(*build(spec), random_data(4, 0), random_data(3, 1), settings, tmp_path)
+    row = result.history[0]
+    terms = [k for k in row if k.startswith("val_") and not k.endswith("penalty")]
+    assert all(math.isfinite(row[k]) for k in terms)
+    assert row.get("val_S", 1.0) > 0.5 and row.get("val_L", 1.0) > 0.5  # about log(4) chance

@@ -59,10 +59,10 @@ class DeepCCA(Objective):
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
-        """``{"CCA", "loss"}``, in the latents' dtype."""
+        """``{"CCA", "loss"}``, float32 (float64 inside)."""
         loss = sum(
             cca_loss(outputs[i].latent, outputs[j].latent, self.ridge, self.ridge)
             for i, j in combinations(self.modalities, 2)
         )
-        loss = loss.to(outputs[self.modalities[0]].latent.dtype)
+        loss = loss.float()
         return {"CCA": loss, "loss": loss}

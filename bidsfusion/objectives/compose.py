@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from itertools import combinations
 
+import torch
 from torch import Tensor, nn
 
 from bidsfusion.errors import UsageError
@@ -69,7 +70,10 @@ class ComposedObjective(Objective):
 
     ``forward`` returns every term's values (a term's ``"loss"`` under the term's
     name unless the term reports that name itself; a key already taken becomes
-    ``"<term>.<key>"``) and ``"loss"``, the sum of the terms' losses.
+    ``"<term>.<key>"``) and ``"loss"``, the sum of the terms' losses. Every term is
+    computed in float32, autocast off, from float32 copies of the encoder outputs
+    and inputs: under bf16 autocast the scores, log-sum-exp and losses would be
+    rounded to bf16 (a loss near 66 to steps of 0.5).
     """
 
     def __init__(self, terms: Mapping[str, Objective], heads: Heads) -> None:
@@ -80,11 +84,14 @@ class ComposedObjective(Objective):
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
-        """Every term's named values and the total ``"loss"``."""
+        """Every term's named values and the total ``"loss"``, all float32."""
+        outputs = {m: _float32_output(output) for m, output in outputs.items()}
+        batch = {k: v.float() if v.is_floating_point() else v for k, v in batch.items()}
         values: dict[str, Tensor] = {}
         total: Tensor | int = 0
         for name, term in self.terms.items():
-            result = dict(term(outputs, batch))
+            with torch.autocast(_device_type(outputs), enabled=False):
+                result = {k: v.float() for k, v in term(outputs, batch).items()}
             loss = result.pop("loss")
             total = total + loss
             result.setdefault(name, loss)
@@ -92,6 +99,14 @@ class ComposedObjective(Objective):
                 values[f"{name}.{key}" if key in values else key] = value
         values["loss"] = total
         return values
+
+
+def _float32_output(output: EncoderOutput) -> EncoderOutput:
+    return EncoderOutput(output.latent.float(), {k: v.float() for k, v in output.features.items()})
+
+
+def _device_type(outputs: Mapping[str, EncoderOutput]) -> str:
+    return next(iter(outputs.values())).latent.device.type
 
 
 def build_objective(

@@ -129,9 +129,9 @@ def train_fold(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     steps = steps_per_epoch(len(train), settings.batch_size)
-    if steps == 0 or len(validation) == 0:
+    if steps == 0 or len(validation) < 2:
         raise InputDataError(
-            f"{out_dir}: training needs at least 2 training and 1 validation pairs, "
+            f"{out_dir}: training needs at least 2 training and 2 validation pairs, "
             f"got {len(train)} and {len(validation)}"
         )
     device = resolve_device(settings.device)
@@ -274,7 +274,9 @@ class _Fold:
         torch.manual_seed(_epoch_seed(self.settings.seed, 0))
         means = TermMeans()
         n = len(data)
-        for index in torch.arange(n).tensor_split(math.ceil(n / self.settings.batch_size)):
+        # chunks of at least batch_size (the rest joins the last): a one-sample batch
+        # would make InfoNCE return 0 and CCA's Cholesky fail
+        for index in torch.arange(n).tensor_split(max(1, n // self.settings.batch_size)):
             means.add(self._terms(data.batch(index, self.device)), len(index))
         return means.means()
 
