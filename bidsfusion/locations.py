@@ -54,7 +54,8 @@ def check_locations(bids_dir: Path, output_dir: Path, work_dir: Path | None) -> 
 def check_output_dir(output_dir: Path, work_dir: Path) -> None:
     """Refuse an OUTPUT_DIR that is neither absent, empty, nor a bidsfusion dataset (exit 64).
 
-    The work directory inside it does not count as content.
+    Hidden entries (another job's temporary dataset_description.json, the default
+    work directory) and the work directory do not count as content.
     """
     if not output_dir.exists():
         return
@@ -70,7 +71,11 @@ def check_output_dir(output_dir: Path, work_dir: Path) -> None:
             f"({description}); bidsfusion writes only into an empty folder or its own "
             "derivatives: choose another OUTPUT_DIR"
         )
-    content = sorted(p.name for p in output_dir.iterdir() if p.resolve() != work_dir.resolve())
+    content = sorted(
+        p.name
+        for p in output_dir.iterdir()
+        if not p.name.startswith(".") and p.resolve() != work_dir.resolve()
+    )
     if content:
         shown = ", ".join(content[:5]) + (" ..." if len(content) > 5 else "")
         raise UsageError(
