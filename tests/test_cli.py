@@ -257,3 +257,10 @@ def test_internal_error_message(run_cli, monkeypatch, tmp_path, flags, advice):
     assert last.endswith("report it)")
     assert ("Traceback" in result.err) == bool(flags)
     assert ("run with -v" in result.err) != bool(flags)
+
+
+def test_unknown_nipype_plugin_is_64_before_any_work(run_cli, tiny_bids, tmp_path):
+    result = run_cli(tiny_bids, tmp_path / "out", "participant", "--nipype-plugin", "Nope")
+    assert result.code == 64
+    assert "Nope" in result.err and "MultiProc" in result.err and "SLURM" in result.err
+    assert not (tmp_path / "out").exists()

@@ -257,3 +257,16 @@ def test_session_and_participant_labels_select_derivatives(run_cli, tmp_path) ->
     assert "session label(s) 9 not found" in missing.err and "they have: 1, 2" in missing.err
     nobody = run_cli(*_quick(bids, out, tmp_path / "work", "--participant-label", "77"))
     assert nobody.code == 18 and "participant label(s) 77 not found" in nobody.err
+
+
+def test_omp_nthreads_sets_torch_threads(run_cli, tmp_path) -> None:
+    import torch
+
+    bids, out = write_group_inputs(tmp_path)
+    before = torch.get_num_threads()
+    try:
+        result = run_cli(*_quick(bids, out, tmp_path / "work", "--omp-nthreads", "1"))
+        assert result.code == 0, result.err
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -96,15 +96,6 @@ def nib_to_sitk(img: nib.spatialimages.SpatialImage, dtype: type = np.float32) -
     return array_to_sitk(np.asanyarray(img.dataobj).astype(dtype, copy=False), img.affine)
 
 
-def sitk_to_nib(image: sitk.Image) -> nib.Nifti1Image:
-    """Convert a 3D SimpleITK image to a NIfTI-1 image (sform and qform set, code 1)."""
-    data, affine = sitk_to_array(image)
-    img = nib.Nifti1Image(data, affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    return img
-
-
 def reference_image(affine: np.ndarray, shape: tuple[int, int, int]) -> sitk.Image:
     """Return an empty (uint8) SimpleITK image defining the grid ``shape`` with ``affine``."""
     image = sitk.Image([int(n) for n in shape], sitk.sitkUInt8)
