@@ -193,10 +193,16 @@ def test_registration_is_reproducible() -> None:
         nib_to_sitk(template), transform_from_matrix(planted), template.affine, template.shape
     )
     image = array_to_sitk(moving, template.affine)
-    first = register_to_template(image, skull_stripped=True)
-    second = register_to_template(image, skull_stripped=True)
-    # equal up to the order of multithreaded sums (~1e-15); clock seeds differ by ~1e-4
-    np.testing.assert_allclose(first.GetParameters(), second.GetParameters(), atol=1e-8)
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # as the participant level runs it
+    try:
+        first = register_to_template(image, skull_stripped=True)
+        second = register_to_template(image, skull_stripped=True)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    # identical on one thread; seeds from the clock differ by ~1e-4, and the order of
+    # multithreaded sums by ~2e-6 once amplified by the optimiser
+    np.testing.assert_array_equal(first.GetParameters(), second.GetParameters())
 
 
 @pytest.fixture(scope="module")
