@@ -1,0 +1,35 @@
+"""Downstream evaluation of frozen representations: logistic regression tuned by
+Optuna per (objective, modality, fold), and the group's evaluation tables."""
+
+from bidsfusion.evaluate.logreg import (
+    COLUMNS,
+    EvaluationRow,
+    classifier,
+    evaluate_representations,
+    load_fold,
+    modalities,
+)
+from bidsfusion.evaluate.study import mask_url, open_storage
+from bidsfusion.evaluate.summary import (
+    CONTROL,
+    read_evaluation,
+    summarize,
+    summary_table,
+    write_evaluation,
+)
+
+__all__ = [
+    "COLUMNS",
+    "CONTROL",
+    "EvaluationRow",
+    "classifier",
+    "evaluate_representations",
+    "load_fold",
+    "mask_url",
+    "modalities",
+    "open_storage",
+    "read_evaluation",
+    "summarize",
+    "summary_table",
+    "write_evaluation",
+]

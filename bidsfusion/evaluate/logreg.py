@@ -1,0 +1,246 @@
+"""Linear evaluation of frozen representations (the paper's protocol, section 4).
+
+Per (objective, modality, fold): the labelled subjects (label 1 or 0) of a fold's
+``representations.npz``; z standardised with the mean and sd (ddof 0) of the fold's
+train subjects; a logistic regression (saga, balanced classes) fit on train, its C
+and penalty chosen by an Optuna TPE study on the validation ROC AUC; the best
+trial's classifier scores the hold-out subjects (ROC AUC, balanced accuracy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import zipfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import optuna
+import sklearn
+from optuna.storages import BaseStorage
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+from bidsfusion.errors import InputDataError, InputMissingError
+from bidsfusion.evaluate.study import complete_trials, open_storage, run_study, study_name
+from bidsfusion.fingerprint import digest
+
+log = logging.getLogger("bidsfusion.evaluate")
+
+PROTOCOL = "logreg-1"
+"""Version of the search below; part of every study's key (change it with the search)."""
+
+C_RANGE = (1e-6, 1e3)
+"""C is drawn log-uniformly in this range."""
+
+PENALTIES = {"l1": 1.0, "l2": 0.0, "elasticnet": None}
+"""Penalty name -> its l1_ratio (elastic net: drawn uniformly in [0, 1])."""
+
+MAX_ITER = 20_000
+"""saga epochs: enough to converge (tol 1e-4) at every C of the search on standardised
+features, measured up to ~9,000 epochs at C = 1e3 on near-collinear features
+(benchmarks/evaluate.py); a fit that needs more is reported, not silenced."""
+
+PARTS = ("train", "validation", "holdout")
+
+_SKLEARN = ".".join(sklearn.__version__.split(".")[:2])
+_PENALTY_DEPRECATED = (  # scikit-learn >= 1.8: the penalty follows l1_ratio
+    inspect.signature(LogisticRegression).parameters["penalty"].default == "deprecated"
+)
+
+
+@dataclass(frozen=True)
+class EvaluationRow:
+    """One line of ``group/evaluation.tsv``: the best trial of one study.
+
+    ``l1_ratio`` is the one the classifier used (1.0 for l1, 0.0 for l2); refitting
+    :func:`classifier` (``C``, ``l1_ratio``, ``seed``) on the standardised train
+    features reproduces the AUCs.
+    """
+
+    objective: str
+    modality: str
+    fold: int
+    n_train: int
+    n_validation: int
+    n_holdout: int
+    C: float
+    penalty: str
+    l1_ratio: float
+    validation_auc: float
+    holdout_auc: float
+    holdout_bacc: float
+    n_trials: int
+    seed: int
+    max_iter: int
+    study: str
+
+
+COLUMNS = tuple(f.name for f in fields(EvaluationRow))
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """Standardised features ``x[part]`` (n, d float64) and labels ``y[part]`` (n, 0/1)
+    of one modality and fold; ``key`` hashes them."""
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    key: str
+
+
+def modalities(path: Path) -> list[str]:
+    """The modalities of a ``representations.npz`` (its ``z_<modality>`` keys)."""
+    return [k[2:] for k in _load(Path(path)) if k.startswith("z_")]
+
+
+def load_fold(path: Path, modality: str, fold: int) -> FoldData:
+    """The labelled train, validation and hold-out subjects of one modality.
+
+    Raises InputMissingError (66) when the file cannot be read and InputDataError (65)
+    when it lacks the modality, holds non-finite values, or a part lacks a class.
+    """
+    path = Path(path)
+    arrays = _load(path)
+    if f"z_{modality}" not in arrays:
+        found = ", ".join(k[2:] for k in arrays if k.startswith("z_")) or "none"
+        raise InputDataError(f"{path} has no z_{modality}; modalities: {found}")
+    z, label, role = arrays[f"z_{modality}"], arrays["label"], arrays["role"].astype(str)
+    z = z.astype(np.float64)
+    if z.ndim != 2 or len(z) != len(label) or not np.isfinite(z).all():
+        raise InputDataError(f"{path}: z_{modality} is not a finite (subjects, dims) array")
+    parts = {p: (role == p) & np.isin(label, (0, 1)) for p in PARTS}
+    _check_classes(path, fold, {p: label[m] for p, m in parts.items()})
+    mean, sd = z[parts["train"]].mean(axis=0), z[parts["train"]].std(axis=0)
+    sd[sd == 0] = 1.0
+    x = {p: np.ascontiguousarray((z[m] - mean) / sd) for p, m in parts.items()}
+    y = {p: label[m].astype(np.int64) for p, m in parts.items()}
+    return FoldData(x, y, _data_key(arrays["subject"], label, role, z))
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except OSError as error:
+        raise InputMissingError(f"cannot read {path}: {error}") from None
+    except (ValueError, zipfile.BadZipFile) as error:
+        raise InputDataError(f"{path} is not a readable .npz: {error}") from None
+    missing = [k for k in ("subject", "label", "role") if k not in arrays]
+    if missing:
+        raise InputDataError(f"{path} lacks {', '.join(missing)}; rerun the group level")
+    return arrays
+
+
+def _check_classes(path: Path, fold: int, labels: dict[str, np.ndarray]) -> None:
+    counts = {p: (int((y == 1).sum()), int((y == 0).sum())) for p, y in labels.items()}
+    for part in ("train", "validation"):
+        positive, negative = counts[part]
+        if not (positive and negative):
+            raise InputDataError(
+                f"{path}: fold-{fold} {part} part has {positive} positive and {negative} "
+                "negative subjects; both classes are needed: use fewer --folds or check "
+                "--positive/--negative"
+            )
+    positive, negative = counts["holdout"]
+    if not (positive and negative):
+        raise InputDataError(
+            f"{path}: the hold-out has {positive} positive and {negative} negative "
+            "subjects; both classes are needed for its ROC AUC: use a larger --holdout"
+        )
+
+
+def _data_key(*arrays: np.ndarray) -> str:
+    sha = hashlib.sha256()
+    for a in arrays:
+        sha.update(f"{a.dtype.str}{a.shape}".encode())
+        sha.update(np.ascontiguousarray(a).tobytes())
+    return sha.hexdigest()
+
+
+def classifier(C: float, l1_ratio: float, seed: int) -> LogisticRegression:
+    """The protocol's unfitted classifier: saga, balanced classes, intercept,
+    ``MAX_ITER`` epochs; the penalty is given by ``l1_ratio`` (0 l2, 1 l1, else
+    elastic net), as scikit-learn >= 1.8 asks (older versions get ``penalty``)."""
+    options: dict[str, object] = {"l1_ratio": l1_ratio}
+    if not _PENALTY_DEPRECATED:
+        name = {0.0: "l2", 1.0: "l1"}.get(l1_ratio, "elasticnet")
+        options = {"penalty": name, "l1_ratio": l1_ratio if name == "elasticnet" else None}
+    return LogisticRegression(
+        C=C,
+        solver="saga",
+        class_weight="balanced",
+        fit_intercept=True,
+        max_iter=MAX_ITER,
+        random_state=seed,
+        **options,
+    )
+
+
+def fit(data: FoldData, C: float, l1_ratio: float, seed: int) -> LogisticRegression:
+    """The classifier fit on the standardised train subjects."""
+    return classifier(C, l1_ratio, seed).fit(data.x["train"], data.y["train"])
+
+
+def auc(model: LogisticRegression, data: FoldData, part: str) -> float:
+    """ROC AUC of ``model`` on one part."""
+    return float(roc_auc_score(data.y[part], model.decision_function(data.x[part])))
+
+
+def suggest(trial: optuna.Trial) -> tuple[float, str, float]:
+    """``(C, penalty, l1_ratio)`` of a trial, from the search space above."""
+    C = trial.suggest_float("C", *C_RANGE, log=True)
+    penalty = trial.suggest_categorical("penalty", list(PENALTIES))
+    ratio = PENALTIES[penalty]
+    return C, penalty, trial.suggest_float("l1_ratio", 0.0, 1.0) if ratio is None else ratio
+
+
+def evaluate_representations(
+    path: Path,
+    objective: str,
+    fold: int,
+    modality: str,
+    n_trials: int = 500,
+    seed: int = 0,
+    storage: str | BaseStorage | None = None,
+) -> EvaluationRow:
+    """Search, refit and score one (objective, modality, fold); see the module docstring.
+
+    ``storage``: an Optuna RDB URL, an open storage, or None (in memory). A rerun on
+    the same storage continues the study to ``n_trials`` COMPLETE trials.
+    """
+    data = load_fold(path, modality, fold)
+    key = digest({"protocol": PROTOCOL, "seed": seed, "data": data.key, "sklearn": _SKLEARN})
+    name = study_name(objective, modality, fold, key)
+
+    def score(trial: optuna.Trial) -> float:
+        C, _, l1_ratio = suggest(trial)
+        return auc(fit(data, C, l1_ratio, seed), data, "validation")
+
+    study = run_study(name, open_storage(storage), score, n_trials, seed)
+    C, penalty, l1_ratio = suggest(optuna.trial.FixedTrial(study.best_trial.params))
+    model = fit(data, C, l1_ratio, seed)
+    if model.n_iter_.max() >= MAX_ITER:
+        log.warning("%s: the best classifier did not converge in %d epochs", name, MAX_ITER)
+    row = EvaluationRow(
+        objective=objective,
+        modality=modality,
+        fold=fold,
+        **{f"n_{p}": len(data.y[p]) for p in PARTS},
+        C=C,
+        penalty=penalty,
+        l1_ratio=l1_ratio,
+        validation_auc=auc(model, data, "validation"),
+        holdout_auc=auc(model, data, "holdout"),
+        holdout_bacc=float(
+            balanced_accuracy_score(data.y["holdout"], model.predict(data.x["holdout"]))
+        ),
+        n_trials=len(complete_trials(study)),
+        seed=seed,
+        max_iter=MAX_ITER,
+        study=name,
+    )
+    log.info("%s: hold-out AUC %.3f, validation %.3f", name, row.holdout_auc, row.validation_auc)
+    return row

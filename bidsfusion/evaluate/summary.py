@@ -1,0 +1,119 @@
+"""The evaluation tables: ``group/evaluation.tsv`` (one row per objective, modality and
+fold) and ``group/evaluation_summary.tsv`` (mean +- sd of hold-out ROC AUC over folds,
+sorted like the paper's Fig. 2, and whether each objective beats the untrained
+``Random`` control in every fold)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import astuple, fields
+from pathlib import Path
+
+import numpy as np
+
+from bidsfusion.errors import InputDataError
+from bidsfusion.evaluate.logreg import COLUMNS, EvaluationRow
+from bidsfusion.tsv import read_tsv, write_tsv
+
+CONTROL = "Random"
+"""The control objective (untrained encoders) every objective must beat."""
+
+SUMMARY_COLUMNS = (
+    "objective",
+    "modality",
+    "n_folds",
+    "holdout_auc_mean",
+    "holdout_auc_sd",
+    "beats_random",
+)
+
+
+def write_evaluation(rows: Sequence[EvaluationRow], group_dir: Path) -> tuple[Path, Path]:
+    """Write ``group_dir/evaluation.tsv`` (one row per objective, modality, fold) and
+    ``group_dir/evaluation_summary.tsv`` (see :func:`summarize`); returns both paths."""
+    keys = [(r.objective, r.modality, r.fold) for r in rows]
+    if len(set(keys)) != len(keys):
+        raise ValueError("two evaluation rows for one (objective, modality, fold)")
+    ordered = sorted(rows, key=lambda r: (r.objective, r.modality, r.fold))
+    table = write_tsv(group_dir / "evaluation.tsv", COLUMNS, [astuple(r) for r in ordered])
+    summary = write_tsv(group_dir / "evaluation_summary.tsv", SUMMARY_COLUMNS, summarize(rows))
+    return table, summary
+
+
+def read_evaluation(path: Path) -> list[EvaluationRow]:
+    """The rows of an ``evaluation.tsv`` (InputDataError when its columns differ)."""
+    columns, rows = read_tsv(path)
+    if tuple(columns) != COLUMNS:
+        raise InputDataError(f"{path}: columns {columns} instead of {list(COLUMNS)}")
+    kinds = {f.name: f.type for f in fields(EvaluationRow)}
+    cast = {"int": int, "float": float, "str": str}
+    return [EvaluationRow(**{k: cast[kinds[k]](v) for k, v in row.items()}) for row in rows]
+
+
+def summarize(rows: Sequence[EvaluationRow]) -> list[tuple[object, ...]]:
+    """Rows ``SUMMARY_COLUMNS``: per objective and modality, the number of folds and the
+    mean and sd (ddof 1; n/a for one fold) of the hold-out AUC over folds, and whether
+    the objective beats ``Random`` in every fold (None: Random absent, or itself).
+
+    Ordered like the paper's Fig. 2: objectives by their mean hold-out AUC over
+    modalities, descending; modalities in the order they first appear.
+    """
+    scores = _scores(rows)
+    out = []
+    for objective in _ranked(scores):
+        for modality, by_fold in scores[objective].items():
+            values = np.array(list(by_fold.values()))
+            sd = float(values.std(ddof=1)) if len(values) > 1 else None
+            beats = _beats_control(scores, objective, modality)
+            out.append((objective, modality, len(values), float(values.mean()), sd, beats))
+    return out
+
+
+def summary_table(rows: Sequence[EvaluationRow]) -> str:
+    """The summary as text: a header, then one line per objective (in the order of
+    :func:`summarize`) with one ``0.71 +- 0.04`` column per modality; ``*`` marks a
+    modality where the objective beats Random in every fold."""
+    summary = {(r[0], r[1]): r for r in summarize(rows)}
+    objectives = list(dict.fromkeys(o for o, _ in summary))
+    modalities = list(dict.fromkeys(r.modality for r in rows))
+    width = max([len("objective"), *map(len, objectives)])
+    lines = ["  ".join([f"{'objective':<{width}}", *(f"{m:<14}" for m in modalities)]).rstrip()]
+    for objective in objectives:
+        cells = [_cell(summary.get((objective, m))) for m in modalities]
+        lines.append("  ".join([f"{objective:<{width}}", *cells]).rstrip())
+    if any(r[5] is not None for r in summary.values()):
+        lines.append(f"* beats {CONTROL} in every fold")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(row: tuple[object, ...] | None) -> str:
+    if row is None:
+        return f"{'n/a':<14}"
+    _, _, _, mean, sd, beats = row
+    sd_text = "n/a" if sd is None else f"{sd:.2f}"
+    return f"{mean:.2f} +- {sd_text}{' *' if beats else '  '}"
+
+
+def _scores(rows: Sequence[EvaluationRow]) -> dict[str, dict[str, dict[int, float]]]:
+    """objective -> modality -> fold -> hold-out AUC."""
+    scores: dict[str, dict[str, dict[int, float]]] = {}
+    for r in rows:
+        scores.setdefault(r.objective, {}).setdefault(r.modality, {})[r.fold] = r.holdout_auc
+    return scores
+
+
+def _ranked(scores: dict[str, dict[str, dict[int, float]]]) -> list[str]:
+    def mean_over_modalities(objective: str) -> float:
+        return float(np.mean([np.mean(list(f.values())) for f in scores[objective].values()]))
+
+    return sorted(scores, key=lambda o: (-mean_over_modalities(o), o))
+
+
+def _beats_control(scores, objective: str, modality: str) -> bool | None:
+    control = scores.get(CONTROL, {}).get(modality)
+    if objective == CONTROL or control is None:
+        return None
+    ours = scores[objective][modality]
+    if not set(ours) <= set(control):
+        return None
+    return all(auc > control[fold] for fold, auc in ours.items())
