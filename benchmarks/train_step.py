@@ -27,7 +27,7 @@ import torch
 
 from bidsfusion.modality import BUILTIN_MODALITIES
 
-CONFIGS = ("encoders", "L", "CL", "CS", "S", "L-CL-CS-S", "AE", "S-AE")
+CONFIGS = ("encoders", "L", "CL", "CS", "S", "L-CL-CS-S", "AE", "S-AE", "MMVAE")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ that already exists is replaced in one step or not at all.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import uuid
@@ -66,3 +67,15 @@ def write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if needed), for the
+    read-merge-write of a file concurrent jobs share (the QC and evaluation tables)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -98,14 +98,23 @@ def run_level(config: Any) -> None:
 @cli.command("plugins")
 @click.option("-v", "--verbose", count=True, help="Tracebacks on errors.")
 def plugins_command(verbose: int) -> None:
-    """List every plugin, its distribution and what it registers."""
-    from bidsfusion.plugins import plugin_infos
+    """List every plugin, its distribution and what it registers (objective terms with
+    their options and defaults)."""
+    from bidsfusion.objectives.options import describe_options
+    from bidsfusion.plugins import plugin_infos, registered
 
     with user_errors(verbose):
+        objectives = registered("objectives")
         for info in plugin_infos():
             click.echo(f"{info.name}  [{info.distribution}]")
             for kind, names in info.registrations.items():
                 click.echo(f"    {kind}: {', '.join(names)}")
+                if kind != "objectives":
+                    continue
+                for name in names:
+                    target = objectives[name]
+                    shown = f"= {target}" if isinstance(target, str) else describe_options(target)
+                    click.echo(f"        {name}: {shown or '(no options)'}")
 
 
 @cli.command("synth")

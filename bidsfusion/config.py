@@ -66,6 +66,10 @@ class RunConfig:
     positive: str = "AD"
     negative: str = "HC"
     device: str = "auto"
+    objective_option: tuple[str, ...] = ()
+    n_trials: int = 500
+    optuna_storage: str | None = None
+    eval_only: bool = False
 
     def __post_init__(self) -> None:
         """Check what involves several settings, wherever they came from (exit 64)."""

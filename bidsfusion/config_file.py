@@ -70,6 +70,8 @@ def _config_value(ctx: click.Context, option: click.Option, value: Any, where: s
     then the option's own type, range, choices and callback.
     """
     problem = UsageError(f"{where} = {_shown(value)}: expected {_expected(option)}")
+    if option.name == "objective_option" and isinstance(value, dict):
+        value = _assignments(value, where)
     if option.multiple and isinstance(value, str):
         value = [value]
     if not _fits_toml(option, value):
@@ -81,6 +83,19 @@ def _config_value(ctx: click.Context, option: click.Option, value: Any, where: s
     except click.UsageError:
         raise problem from None
     return value
+
+
+def _assignments(table: dict[str, Any], where: str) -> list[str]:
+    """``[objective-option.CCA] ridge = 1e-3`` -> ``["CCA.ridge=0.001"]``: the table's
+    values as the command line writes them; the group level checks them against the
+    terms' factories."""
+    if not all(isinstance(options, dict) for options in table.values()):
+        raise UsageError(f"{where}: expected one table per term, e.g. [{where.split()[-1]}.CCA]")
+    return [
+        f"{term}.{key}={str(value).lower() if isinstance(value, bool) else value}"
+        for term, options in table.items()
+        for key, value in options.items()
+    ]
 
 
 def _fits_toml(option: click.Option, value: Any) -> bool:

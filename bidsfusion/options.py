@@ -115,7 +115,16 @@ def level_options(fn: Any) -> Any:
             "--objective",
             multiple=True,
             metavar="SPEC...",
-            help="[group] objective spec(s), e.g. L-CL S-AE, or all-dim.",
+            help="[group] objective spec(s), e.g. L-CL S-AE; all-dim (the 15 DIM "
+            "combinations); Random (untrained encoders, the control); paper (the paper's "
+            "whole grid with Random).",
+        ),
+        click.option(
+            "--objective-option",
+            multiple=True,
+            metavar="TERM.KEY=VALUE",
+            help="[group] an objective term's option, e.g. CCA.ridge=1e-3 (repeatable; "
+            "'bidsfusion plugins' lists each term's options).",
         ),
         click.option("--encoder", help="[group] encoder name. Default: dcgan."),
         click.option(
@@ -152,6 +161,24 @@ def level_options(fn: Any) -> Any:
             "--device",
             type=click.Choice(["auto", "cpu", "cuda"]),
             help="[group] training device. Default: auto.",
+        ),
+        click.option(
+            "--n-trials",
+            type=click.IntRange(min=1),
+            help="[group] Optuna trials per (objective, modality, fold) evaluation. "
+            "Default: 500 (the paper).",
+        ),
+        click.option(
+            "--optuna-storage",
+            metavar="URL",
+            help="[group] Optuna RDB URL shared by evaluation jobs. Default: "
+            "sqlite:///WORK_DIR/optuna.db.",
+        ),
+        click.option(
+            "--eval-only",
+            is_flag=True,
+            default=None,
+            help="[group] evaluate existing representations without training.",
         ),
     ]
     for option in reversed(options):

@@ -17,6 +17,47 @@ def read_pairs(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
+def _check_training(fold_dir: Path, spec: str, epochs: int) -> None:
+    with (fold_dir / "history.tsv").open(newline="") as handle:
+        history = list(csv.DictReader(handle, delimiter="\t"))
+    assert [int(r["epoch"]) for r in history] == list(range(1, epochs + 1))
+    assert all(f"train_{term}" in history[0] for term in spec.split("-"))
+    checkpoint = torch.load(fold_dir / "checkpoint.pt", weights_only=True)
+    assert 1 <= checkpoint["epoch"] <= epochs
+
+
+def check_evaluation(out: Path, specs: Sequence[str], n_folds: int) -> list[dict[str, str]]:
+    """evaluation.tsv has a row per (spec, modality, fold) whose AUCs an independent
+    scikit-learn refit with the recorded C and l1_ratio reproduces; returns the rows."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    with (out / "group" / "evaluation.tsv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert list(rows[0])[:12] == [
+        "objective", "modality", "fold", "n_train", "n_validation", "n_holdout",
+        "C", "penalty", "l1_ratio", "validation_auc", "holdout_auc", "holdout_bacc",
+    ]  # fmt: skip
+    keys = {(r["objective"], r["modality"], int(r["fold"])) for r in rows}
+    assert keys == {(s, m, k) for s in specs for m in ("T1w", "falff") for k in range(n_folds)}
+    for row in rows:
+        z = np.load(out / "group" / f"objective-{row['objective']}" / f"fold-{row['fold']}"
+                    / "representations.npz")  # fmt: skip
+        labelled = np.isin(z["label"], (0, 1))
+        part = {p: labelled & (z["role"] == p) for p in ("train", "validation", "holdout")}
+        x, y = z[f"z_{row['modality']}"].astype(np.float64), z["label"]
+        mean, sd = x[part["train"]].mean(0), x[part["train"]].std(0)
+        x = (x - mean) / np.where(sd > 0, sd, 1)
+        model = LogisticRegression(
+            C=float(row["C"]), l1_ratio=float(row["l1_ratio"]), solver="saga",
+            class_weight="balanced", max_iter=int(row["max_iter"]), random_state=int(row["seed"]),
+        ).fit(x[part["train"]], y[part["train"]])  # fmt: skip
+        for name in ("validation", "holdout"):
+            auc = roc_auc_score(y[part[name]], model.decision_function(x[part[name]]))
+            assert abs(auc - float(row[f"{name}_auc"])) < 1e-9, (row["study"], name)
+    return rows
+
+
 def check_group_outputs(out: Path, specs: Sequence[str], epochs: int, latent_dim: int) -> None:
     """Assert that pairs, splits and every (spec, fold) output agree with each other."""
     rows = read_pairs(out)
@@ -39,12 +80,10 @@ def check_group_outputs(out: Path, specs: Sequence[str], epochs: int, latent_dim
     for spec in specs:
         for k, fold in enumerate(splits["folds"]):
             fold_dir = out / "group" / f"objective-{spec}" / f"fold-{k}"
-            with (fold_dir / "history.tsv").open(newline="") as handle:
-                history = list(csv.DictReader(handle, delimiter="\t"))
-            assert [int(r["epoch"]) for r in history] == list(range(1, epochs + 1))
-            assert all(f"train_{term}" in history[0] for term in spec.split("-"))
-            checkpoint = torch.load(fold_dir / "checkpoint.pt", weights_only=True)
-            assert 1 <= checkpoint["epoch"] <= epochs
+            if spec == "Random":  # the untrained control: representations only
+                assert sorted(p.name for p in fold_dir.iterdir()) == ["representations.npz"]
+            else:
+                _check_training(fold_dir, spec, epochs)
             z = np.load(fold_dir / "representations.npz")
             assert sorted(z["subject"]) == sorted(subjects)
             assert z["z_T1w"].shape == z["z_falff"].shape == (len(subjects), latent_dim)

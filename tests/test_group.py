@@ -14,7 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from group_outputs import check_group_outputs, read_pairs
+from group_outputs import check_evaluation, check_group_outputs, read_pairs
 from runner import run_main
 from scipy import ndimage
 
@@ -23,9 +23,11 @@ from bidsfusion.locations import write_dataset_description
 
 SIDE = 16
 GROUPS = ["AD"] * 6 + ["HC"] * 10 + ["other"] * 3
-SPECS = ("L-CL", "S-AE")
+SPECS = ("L-CL", "S-AE", "Random")
 FOLDS = 3
 GROUP_ARGS = (
+    "--n-trials",
+    "8",
     "--input-size",
     "16",
     "--epochs",
@@ -270,3 +272,80 @@ def test_omp_nthreads_sets_torch_threads(run_cli, tmp_path) -> None:
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_evaluation_rows_are_reproduced_by_a_refit_and_summarised(group_run) -> None:
+    _, out, result = group_run
+    rows = check_evaluation(out, SPECS, FOLDS)
+    assert all(int(r["n_trials"]) == 8 for r in rows)
+    assert result.out.splitlines()[0].split() == ["objective", "T1w", "falff"]
+    summary = (out / "group" / "evaluation_summary.tsv").read_text().splitlines()
+    assert len(summary) == 1 + len(SPECS) * 2
+    random_rows = [line for line in summary if line.startswith("Random\t")]
+    assert all(line.endswith("\tn/a") for line in random_rows)
+
+
+def test_eval_only_reuses_finished_studies_and_needs_representations(group_run, run_cli, tmp_path):
+    bids, out, _ = group_run
+    work = out.parent / "work"
+    before = (out / "group" / "evaluation.tsv").read_text()
+    again = run_cli(bids, out, "group", "--eval-only", "-w", work, *GROUP_ARGS,
+                    *[a for spec in SPECS for a in ("--objective", spec)])  # fmt: skip
+    assert again.code == 0, again.err
+    assert "epoch" not in again.err  # nothing trained
+    assert (out / "group" / "evaluation.tsv").read_text() == before
+    missing = run_cli(bids, out, "group", "--eval-only", "--objective", "CS", "-w", work)
+    assert missing.code == 66
+    assert "objective-CS" in missing.err and "without --eval-only" in missing.err
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        ("XYZ.k=1", "term 'XYZ' is not in the requested objectives; their terms: AE, CCA"),
+        ("CCA.k=1", "CCA has no option 'k'; its options: ridge=0.001"),
+        ("CCA.ridge=big", "'big' is not a number"),
+        ("CCA.ridge=0", "CCA ridge must be > 1e-9, got 0.0"),
+        ("CCA", "expected TERM.KEY=VALUE"),
+    ],
+)
+def test_bad_objective_options_are_64(run_cli, tmp_path, option, words) -> None:
+    bids, out = write_group_inputs(tmp_path, GROUPS[:2])
+    result = run_cli(bids, out, "group", "--objective", "DCCAE", "--objective-option", option,
+                     "-w", tmp_path / "work")  # fmt: skip
+    assert result.code == 64, result.err
+    assert words in result.err.strip().splitlines()[-1]
+
+
+def test_objective_options_from_toml_are_used_recorded_and_retrain(run_cli, tmp_path) -> None:
+    import tomllib
+
+    bids, out = write_group_inputs(tmp_path)
+    config = tmp_path / "run.toml"
+    config.write_text('objective = ["S"]\n[objective-option.S]\npenalty_weight = 0.1\n')
+    args = [bids, out, "group", "--config", config, "-w", tmp_path / "work", *GROUP_ARGS]
+    args += ["--epochs", "1", "--folds", "2"]
+    assert run_cli(*args).code == 0
+    record = tomllib.loads((out / "group" / "config.toml").read_text())
+    assert record["objective_options"] == {"S": {"penalty_weight": 0.1}}
+    assert record["objective_option"] == ["S.penalty_weight=0.1"]
+    again = run_cli(*args, "--objective-option", "S.penalty_weight=0.2")
+    assert again.code == 0 and again.err.count("other settings or data") == 2
+
+
+def test_an_unreachable_optuna_storage_is_73_with_the_password_masked(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path, GROUPS[:2])
+    url = "postgresql://me:secret@127.0.0.1:1/db"
+    result = run_cli(bids, out, "group", "--objective", "S", "--optuna-storage", url,
+                     "-w", tmp_path / "work")  # fmt: skip
+    assert result.code == 73, result.err
+    assert "me:***@127.0.0.1" in result.err and "secret" not in result.err
+    assert not (out / "group").exists()
+
+
+def test_paper_expands_to_the_whole_grid_with_the_control() -> None:
+    from bidsfusion.group import objective_specs
+
+    specs = objective_specs(["paper"])
+    assert len(specs) == 15 + 6 + 1 and specs[-1] == "Random"
+    assert {"L-CL-CS-S", "AE", "S-AE", "DCCAE", "L-CCA", "MMVAE", "Supervised"} <= set(specs)

@@ -26,7 +26,6 @@ class Autoencoder(Objective):
         *,
         decoder_channels: int = 32,
         final_activation: Literal["sigmoid", "none"] = "none",
-        **_options: object,
     ) -> None:
         super().__init__()
         self.modalities = tuple(modalities)

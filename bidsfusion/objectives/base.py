@@ -31,7 +31,11 @@ class Objective(nn.Module):
 
 
 ObjectiveFactory = Callable[..., Objective]
-"""``factory(modalities, dims, **options) -> Objective``; unknown options are ignored."""
+"""``factory(modalities, dims, *, heads=None, **options) -> Objective``.
+
+``heads`` (the composed objective's shared :class:`Heads`) is passed only to
+factories that declare it; the options are the factory's other keyword-only
+parameters, typed and defaulted, which users set with ``--objective-option``."""
 
 
 class Heads(nn.Module):

@@ -9,17 +9,19 @@ from bidsfusion.objectives.ae import Autoencoder
 from bidsfusion.objectives.base import ObjectiveFactory
 from bidsfusion.objectives.cca import DeepCCA
 from bidsfusion.objectives.dim import CrossLocalDIM, CrossSpatialDIM, LocalDIM, SimilarityDIM
+from bidsfusion.objectives.mmvae import MMVAE
 from bidsfusion.objectives.supervised import Supervised
 
 
 @hookimpl
 def register_objectives(register: Callable[[str, ObjectiveFactory | str], None]) -> None:
-    """Register L, CL, CS, S, AE, CCA, Supervised and the alias ``DCCAE = AE-CCA``."""
+    """Register L, CL, CS, S, AE, CCA, MMVAE (alone only), Supervised and ``DCCAE = AE-CCA``."""
     register("L", LocalDIM)
     register("CL", CrossLocalDIM)
     register("CS", CrossSpatialDIM)
     register("S", SimilarityDIM)
     register("AE", Autoencoder)
     register("CCA", DeepCCA)
+    register("MMVAE", MMVAE)
     register("Supervised", Supervised)
     register("DCCAE", "AE-CCA")

@@ -47,14 +47,15 @@ class DeepCCA(Objective):
         modalities: Sequence[str],
         dims: Mapping[str, Dims],
         *,
-        cca_ridge: float = 1e-3,
-        **_options: object,
+        ridge: float = 1e-3,
     ) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
         if len(self.modalities) < 2:
             raise UsageError("objective term CCA needs at least two modalities")
-        self.ridge = cca_ridge
+        if not ridge > 1e-9:
+            raise UsageError(f"CCA ridge must be > 1e-9, got {ridge}")
+        self.ridge = ridge
 
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]

@@ -6,6 +6,7 @@ string), e.g. ``register("DCCAE", "AE-CCA")``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from itertools import combinations
 
@@ -27,7 +28,10 @@ def parse_spec(spec: str, registry: Registry) -> list[str]:
     """Term names of ``spec``: split on ``-``, aliases expanded.
 
     Raises UsageError (one line) on an unknown or empty term (listing the
-    registered names), an alias cycle, or a term given twice (also via an alias).
+    registered names), an alias cycle, a term given twice (also via an alias), or
+    a standalone term with others: a factory whose ``standalone`` attribute is
+    true (a ClassVar, e.g. ``MMVAE``, which owns its own posterior and decoders)
+    composes with nothing.
     """
     names = _expand(spec, registry, ())
     repeated = [name for i, name in enumerate(names) if name in names[:i]]
@@ -36,6 +40,12 @@ def parse_spec(spec: str, registry: Registry) -> list[str]:
         raise UsageError(
             f"objective {spec!r} has the term(s) {terms} more than once "
             "(aliases expanded); give each term once"
+        )
+    alone = [name for name in names if getattr(registry[name], "standalone", False)]
+    if alone and len(names) > 1:
+        raise UsageError(
+            f"objective {spec!r} combines {alone[0]!r} with other terms; {alone[0]} "
+            "is a standalone objective: give it alone (as its own --objective)"
         )
     return names
 
@@ -114,15 +124,18 @@ def build_objective(
     modalities: Sequence[str],
     dims: Mapping[str, Dims],
     registry: Registry,
-    **options: object,
+    options: Mapping[str, Mapping[str, object]] | None = None,
 ) -> ComposedObjective:
-    """Build every term of ``spec`` as ``registry[name](modalities, dims, heads=heads, **options)``.
+    """Build every term of ``spec`` as ``registry[name](modalities, dims, **options[name])``.
 
-    ``heads`` is one :class:`Heads` built here from ``dims`` and shared by all terms.
+    ``heads``, one :class:`Heads` built here from ``dims`` and shared by all terms, is
+    passed to the factories that take it; ``options`` holds each term's keyword options.
     """
     heads = Heads(dims)
-    terms = {
-        name: registry[name](modalities, dims, heads=heads, **options)
-        for name in parse_spec(spec, registry)
-    }
+    options = options or {}
+    terms = {}
+    for name in parse_spec(spec, registry):
+        factory = registry[name]
+        shared = {"heads": heads} if "heads" in inspect.signature(factory).parameters else {}
+        terms[name] = factory(modalities, dims, **shared, **options.get(name, {}))
     return ComposedObjective(terms, heads)

@@ -43,7 +43,6 @@ class _InfoNCETerm(Objective):
         heads: Heads | None = None,
         clip: float = 20.0,
         penalty_weight: float = 4e-2,
-        **_options: object,
     ) -> None:
         super().__init__()
         self.modalities = tuple(modalities)

@@ -21,9 +21,7 @@ class Supervised(Objective):
     graph intact.
     """
 
-    def __init__(
-        self, modalities: Sequence[str], dims: Mapping[str, Dims], **_options: object
-    ) -> None:
+    def __init__(self, modalities: Sequence[str], dims: Mapping[str, Dims]) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
         self.classifiers = nn.ModuleDict(

@@ -23,11 +23,9 @@ under a lock, so concurrent jobs never drop each other's subjects).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,7 @@ from nipype.interfaces.base import (
 )
 from scipy import ndimage
 
+from bidsfusion.atomic import locked
 from bidsfusion.bids import QC_KEY
 from bidsfusion.nifti import read_data
 from bidsfusion.tsv import read_tsv, write_tsv
@@ -186,20 +185,9 @@ def write_tables(output_dir: Path, subjects: list[str]) -> Path:
         rows = subject_rows(output_dir, subject)
         if rows:
             write_tsv(output_dir / f"sub-{subject}" / f"sub-{subject}_qc.tsv", COLUMNS, rows)
-    with _locked(output_dir / ".qc.lock"):
+    with locked(output_dir / ".qc.lock"):
         rows = []
         for table in sorted(output_dir.glob("sub-*/sub-*_qc.tsv")):
             _, content = read_tsv(table)
             rows += [[row[c] for c in COLUMNS] for row in content]
         return write_tsv(output_dir / "qc.tsv", COLUMNS, rows)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``path`` (created if needed)."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

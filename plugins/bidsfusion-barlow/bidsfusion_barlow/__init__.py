@@ -38,12 +38,12 @@ class BarlowTwins(Objective):
         self,
         modalities: Sequence[str],
         dims: Mapping[str, Dims],
-        barlow_weight: float = 5e-3,
-        **_options: object,
+        *,
+        weight: float = 5e-3,
     ) -> None:
         super().__init__()
         self.pairs = list(combinations(modalities, 2))
-        self.weight = barlow_weight
+        self.weight = weight
 
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]

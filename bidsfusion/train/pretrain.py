@@ -1,0 +1,192 @@
+"""Pretraining every (objective spec, fold) and saving its frozen representations.
+
+Per fold: histogram landmarks learned on the fold's training subjects, every split
+normalised once on the training device; per spec: the multimodal model and the
+composed objective, :func:`~bidsfusion.train.loop.train_fold` (resumed or skipped
+when its fingerprint matches), then the best model's latents of every evaluation
+subject in ``representations.npz``. The ``Random`` control is the same model at its
+seeded initialisation, never trained: it answers "did pretraining help at all?".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bidsfusion import __version__
+from bidsfusion.atomic import atomic_path
+from bidsfusion.data.group_inputs import GroupInputs
+from bidsfusion.data.normalize import PairedVolumes, learn_landmarks, paired_volumes
+from bidsfusion.data.pairs import Pair, label_of
+from bidsfusion.data.splits import Fold, Splits
+from bidsfusion.fingerprint import digest, file_stamp
+from bidsfusion.models.multimodal import MultimodalModel
+from bidsfusion.plugins import registered
+from bidsfusion.train.encode import encode
+from bidsfusion.train.loop import FoldData, train_fold
+from bidsfusion.train.settings import TrainSettings
+
+log = logging.getLogger("bidsfusion.group")
+
+RANDOM = "Random"
+"""The control: untrained encoders, encoded and evaluated like every objective."""
+REPRESENTATIONS = "representations.npz"
+
+
+@dataclass(frozen=True)
+class FoldTensors:
+    """One fold's normalised volumes: train, validation and every evaluation pair."""
+
+    train: PairedVolumes
+    validation: PairedVolumes
+    evaluation: PairedVolumes
+    roles: dict[str, str]
+    key: dict[str, Any]
+
+
+def representations_path(group_dir: Path, spec: str, fold: int) -> Path:
+    """``group/objective-<SPEC>/fold-<k>/representations.npz``."""
+    return group_dir / f"objective-{spec}" / f"fold-{fold}" / REPRESENTATIONS
+
+
+def pretrain_all(
+    config: Any,
+    specs: Sequence[str],
+    inputs: GroupInputs,
+    splits: Splits,
+    group_dir: Path,
+    options: Mapping[str, Mapping[str, Any]],
+    device: torch.device,
+) -> None:
+    """Train (or reuse) every spec on every fold; write each one's representations.
+
+    ``options[term]`` are the keyword options of the objective term ``term``.
+    """
+    for k, fold in enumerate(splits.folds):
+        tensors = fold_tensors(config, inputs, fold, splits.holdout, device)
+        for spec in specs:
+            out_dir = group_dir / f"objective-{spec}" / f"fold-{k}"
+            torch.manual_seed(config.seed)
+            model = build_model(config, list(tensors.train.volumes))
+            if spec != RANDOM:
+                _train(config, spec, model, tensors, options, out_dir, device)
+            _save_representations(
+                out_dir / REPRESENTATIONS, model, tensors, inputs.groups, config.batch_size, device
+            )
+
+
+def fold_tensors(
+    config: Any, inputs: GroupInputs, fold: Fold, holdout: Sequence[str], device: torch.device
+) -> FoldTensors:
+    """The fold's splits normalised with landmarks of its training volumes."""
+    labels = {s: label_of(g, config.positive, config.negative) for s, g in inputs.groups.items()}
+    train = [p for p in inputs.pairs if p.subject in set(fold.train)]
+    validation = [p for p in inputs.pairs if p.subject in set(fold.validation)]
+    evaluation = [p for p in inputs.pairs if p.evaluation]
+    landmarks = {
+        m: learn_landmarks(c, c.rows([p.paths[m] for p in train]), device)
+        for m, c in inputs.caches.items()
+    }
+
+    def volumes(pairs: Sequence[Pair]) -> PairedVolumes:
+        return paired_volumes(pairs, inputs.caches, landmarks, labels, device)
+
+    roles = dict.fromkeys(fold.train, "train")
+    roles.update(dict.fromkeys(fold.validation, "validation"))
+    roles.update(dict.fromkeys(holdout, "holdout"))
+    key = {"train": _stamps(train), "validation": _stamps(validation)}
+    return FoldTensors(volumes(train), volumes(validation), volumes(evaluation), roles, key)
+
+
+def _stamps(pairs: Sequence[Pair]) -> list[dict[str, object]]:
+    return [file_stamp(Path(p)) for p in sorted(p for q in pairs for p in q.paths.values())]
+
+
+def data_key(config: Any, spec: str, options: Mapping[str, Any], files: Mapping[str, Any]) -> str:
+    """SHA-256 of what a fold's training depends on beyond its settings: the
+    bidsfusion version, the model (encoder, latent size, input size), the objective
+    spec and its terms' options, the labels (column, positive and negative values:
+    the sampler and Supervised use them) and each training and validation file
+    (``files``: path, size, modification time)."""
+    record = {
+        "version": __version__,
+        "encoder": config.encoder,
+        "latent_dim": config.latent_dim,
+        "input_size": config.input_size,
+        "objective": spec,
+        "options": {term: dict(values) for term, values in sorted(options.items())},
+        "labels": [config.label_column, config.positive, config.negative],
+        **files,
+    }
+    return digest(record)
+
+
+def build_model(config: Any, modalities: list[str]) -> MultimodalModel:
+    """The multimodal model of ``--encoder``, ``--input-size`` and ``--latent-dim``."""
+    encoder = registered("encoders")[config.encoder]
+    size = (config.input_size,) * 3
+    return MultimodalModel(modalities, encoder, size, config.latent_dim)
+
+
+def _train(
+    config: Any,
+    spec: str,
+    model: MultimodalModel,
+    tensors: FoldTensors,
+    options: Mapping[str, Mapping[str, Any]],
+    out_dir: Path,
+    device: torch.device,
+) -> None:
+    from bidsfusion.objectives.compose import build_objective, parse_spec
+
+    registry = registered("objectives")
+    used = {t: dict(options[t]) for t in parse_spec(spec, registry) if t in options}
+    objective = build_objective(
+        spec, list(model.modalities), model.dims(config.latent_dim), registry, used
+    )
+    settings = TrainSettings(
+        epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, device=str(device)
+    )
+    result = train_fold(
+        model,
+        objective,
+        FoldData(tensors.train.volumes, tensors.train.labels),
+        FoldData(tensors.validation.volumes, tensors.validation.labels),
+        settings,
+        out_dir,
+        data_key=data_key(config, spec, used, tensors.key),
+    )
+    log.info(
+        "%s: best epoch %d, validation loss %.4f",
+        out_dir,
+        result.best_epoch,
+        result.best_validation_loss,
+    )
+
+
+def _save_representations(
+    path: Path,
+    model: MultimodalModel,
+    tensors: FoldTensors,
+    groups: Mapping[str, str],
+    batch_size: int,
+    device: torch.device,
+) -> None:
+    """``representations.npz``: subject, group, label, role in the fold, z_<modality>."""
+    evaluation = tensors.evaluation
+    latents = encode(model, evaluation.volumes, batch_size, device)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(
+            handle,
+            subject=np.array(evaluation.subjects),
+            group=np.array([groups[s] for s in evaluation.subjects]),
+            label=evaluation.labels.numpy(),
+            role=np.array([tensors.roles.get(s, "unused") for s in evaluation.subjects]),
+            **{f"z_{m}": z for m, z in latents.items()},
+        )
