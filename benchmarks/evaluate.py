@@ -16,7 +16,7 @@ spent in scikit-learn fits and the saga epochs used (median, max); the load of t
 machine shows as wall above CPU:
 
     python benchmarks/evaluate.py --n-train 500 --features 64 --trials 500 \\
-        --storage in-memory sqlite
+        --storage in-memory journal sqlite
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bidsfusion.evaluate import logreg
+from bidsfusion.evaluate import journal_storage, logreg
 
 KINDS = ("signal", "noise", "collinear")
 
@@ -41,8 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--storage",
         nargs="+",
-        default=["in-memory", "sqlite"],
-        help="in-memory, sqlite (a new file in a temporary folder) or an RDB URL",
+        default=["in-memory", "journal", "sqlite"],
+        help="in-memory, journal or sqlite (a new file in a temporary folder; journal is "
+        "the group level's default), or an RDB URL",
     )
     parser.add_argument("--kind", nargs="+", choices=KINDS, default=["signal"])
     parser.add_argument("--seed", type=int, default=0)
@@ -106,9 +107,11 @@ def main() -> None:
         for kind in args.kind:
             path = planted(Path(tmp) / f"{kind}.npz", args.n_train, args.features, kind, args.seed)
             for name in args.storage:
-                storage = {"in-memory": None, "sqlite": f"sqlite:///{tmp}/{kind}.db"}.get(
-                    name, name
-                )
+                storage = {
+                    "in-memory": None,
+                    "sqlite": f"sqlite:///{tmp}/{kind}.db",
+                    "journal": journal_storage(Path(tmp) / f"{kind}.journal"),
+                }.get(name, name)
                 m = measure(path, args.trials, storage, args.seed)
                 print(
                     f"{kind:9} {name:9} {args.trials} trials, {args.n_train} x {args.features}:"

@@ -106,10 +106,13 @@ def _build_once(
 
 
 def _storage(config: RunConfig) -> Any:
-    """The Optuna storage, opened now so a bad URL fails before any training (73)."""
-    from bidsfusion.evaluate import open_storage
+    """The Optuna storage (``--optuna-storage``, else a journal file in the work dir),
+    opened now so a bad URL fails before any training (73)."""
+    from bidsfusion.evaluate import journal_storage, open_storage
 
-    return open_storage(config.optuna_storage or f"sqlite:///{config.work / 'optuna.db'}")
+    if config.optuna_storage:
+        return open_storage(config.optuna_storage)
+    return journal_storage(config.work / "optuna.journal")
 
 
 def _limit_threads(n: int) -> None:

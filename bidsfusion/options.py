@@ -171,8 +171,8 @@ def level_options(fn: Any) -> Any:
         click.option(
             "--optuna-storage",
             metavar="URL",
-            help="[group] Optuna RDB URL shared by evaluation jobs. Default: "
-            "sqlite:///WORK_DIR/optuna.db.",
+            help="[group] Optuna RDB URL shared by evaluation jobs (sqlite:///..., "
+            "postgresql://...). Default: a journal file WORK_DIR/optuna.journal.",
         ),
         click.option(
             "--eval-only",

@@ -9,7 +9,7 @@ from bidsfusion.evaluate.logreg import (
     load_fold,
     modalities,
 )
-from bidsfusion.evaluate.study import mask_url, open_storage
+from bidsfusion.evaluate.study import journal_storage, mask_url, open_storage
 from bidsfusion.evaluate.summary import (
     CONTROL,
     read_evaluation,
@@ -24,6 +24,7 @@ __all__ = [
     "EvaluationRow",
     "classifier",
     "evaluate_representations",
+    "journal_storage",
     "load_fold",
     "mask_url",
     "modalities",

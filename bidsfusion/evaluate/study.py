@@ -5,7 +5,9 @@ a short hash of everything its trials depend on, so a study made from other data
 another protocol is never reused. A rerun continues a study up to ``n_trials``
 COMPLETE trials and leaves a finished one alone. Storages are Optuna RDB URLs
 (``sqlite:///work/optuna.db``, ``postgresql://user:pw@host/db``) shared by any
-number of processes, or ``None`` for an in-memory study.
+number of processes, a journal file (:func:`journal_storage`, the group level's
+default: ~5 ms of storage work per trial against ~45 ms for SQLite, measured with
+benchmarks/evaluate.py), or ``None`` for an in-memory study.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
@@ -30,6 +33,23 @@ SQLITE_BUSY_TIMEOUT_S = 60
 _OPEN_ATTEMPTS = 3
 """Concurrent first opens of one new SQLite file race to create its tables (and
 its schema version row): the loser retries."""
+
+
+def journal_storage(path: Path) -> BaseStorage:
+    """Optuna's append-only journal file at ``path``: resumable, shared by the processes
+    of one machine or a shared file system (file locks); OutputError (73) if the file
+    cannot be created."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    except OSError as error:
+        raise OutputError(
+            f"cannot create the Optuna journal {path}: {error.strerror or error}; "
+            "choose a writable --work-dir or an --optuna-storage URL"
+        ) from None
 
 
 def mask_url(url: str) -> str:
