@@ -349,3 +349,13 @@ def test_paper_expands_to_the_whole_grid_with_the_control() -> None:
     specs = objective_specs(["paper"])
     assert len(specs) == 15 + 6 + 1 and specs[-1] == "Random"
     assert {"L-CL-CS-S", "AE", "S-AE", "DCCAE", "L-CCA", "MMVAE", "Supervised"} <= set(specs)
+
+
+def test_other_labels_retrain(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path)
+    args = _quick(bids, out, tmp_path / "work", "--holdout", "0")
+    assert run_cli(*args).code == 0
+    assert run_cli(*args).err.count("not retraining") == 2
+    again = run_cli(*args, "--positive", "other")
+    assert again.code == 0, again.err
+    assert again.err.count("other settings or data") == 2
