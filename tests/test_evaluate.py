@@ -301,3 +301,21 @@ def test_summary_is_sorted_like_fig2_and_marks_who_beats_random(tmp_path: Path) 
     assert [r["beats_random"] for r in rows] == ["True", "True", "True", "False", "n/a", "n/a"]
     with pytest.raises(ValueError, match="two evaluation rows"):
         write_evaluation(planted_rows() * 2, tmp_path / "group")
+
+
+def test_a_damaged_journal_is_repaired_or_set_aside(tmp_path: Path, caplog) -> None:
+    from bidsfusion.evaluate import journal_storage
+
+    path = tmp_path / "optuna.journal"
+    storage = journal_storage(path)
+    optuna.create_study(storage=storage, study_name="kept").optimize(lambda t: 1.0, n_trials=2)
+    intact = path.read_bytes()
+    path.write_bytes(intact + b'{"op_code": 4, "worker')  # a writer killed mid-record
+    study = optuna.load_study(study_name="kept", storage=journal_storage(path))
+    study.optimize(lambda t: 2.0, n_trials=1)
+    assert len(study.trials) == 3 and path.read_bytes().startswith(intact)
+    path.write_bytes(b"\x00" * 100 + b"\n" + intact)  # unreadable records
+    with caplog.at_level("WARNING"):
+        fresh = journal_storage(path)
+    assert "unreadable records" in caplog.text and fresh.get_all_studies() == []
+    assert len(list(tmp_path.glob("optuna.journal.corrupt-*"))) == 1

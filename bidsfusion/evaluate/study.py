@@ -13,6 +13,7 @@ benchmarks/evaluate.py), or ``None`` for an in-memory study.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import time
@@ -21,11 +22,14 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
+from optuna.storages.journal._file import get_lock_file
 from optuna.trial import Trial, TrialState
 from sqlalchemy import event
 from sqlalchemy.exc import ArgumentError
 
 from bidsfusion.errors import OutputError, UsageError
+
+log = logging.getLogger("bidsfusion.evaluate")
 
 SQLITE_BUSY_TIMEOUT_S = 60
 """How long a process waits for another one's lock on a shared SQLite storage."""
@@ -38,18 +42,42 @@ its schema version row): the loser retries."""
 def journal_storage(path: Path) -> BaseStorage:
     """Optuna's append-only journal file at ``path``: resumable, shared by the processes
     of one machine or a shared file system (file locks); OutputError (73) if the file
-    cannot be created."""
+    cannot be created. Checked under the journal's lock first: the partial last record
+    of a writer that was killed is cut off (it was never read), and a journal with an
+    unreadable record is set aside (renamed ``<name>.corrupt-<time>``, with a warning)
+    for a new one: its studies are recomputed."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        backend = JournalFileBackend(str(path))
+        with get_lock_file(backend._lock):
+            if not _journal_intact(path):
+                aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+                log.warning("%s has unreadable records; moved to %s, its studies start over",
+                            path, aside)  # fmt: skip
+                path.rename(aside)
+                path.touch()
         return JournalStorage(JournalFileBackend(str(path)))
     except OSError as error:
         raise OutputError(
             f"cannot create the Optuna journal {path}: {error.strerror or error}; "
             "choose a writable --work-dir or an --optuna-storage URL"
         ) from None
+
+
+def _journal_intact(path: Path) -> bool:
+    """Whether every record of the journal parses; a partial last record is cut off."""
+    content = path.read_bytes()
+    complete = content[: content.rfind(b"\n") + 1]
+    if len(complete) < len(content):
+        with path.open("r+b") as handle:
+            handle.truncate(len(complete))
+    try:
+        return all(isinstance(json.loads(line), dict) for line in complete.splitlines())
+    except ValueError:
+        return False
 
 
 def mask_url(url: str) -> str:
