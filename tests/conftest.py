@@ -34,3 +34,13 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
 def tiny_bids(tmp_path: Path) -> Path:
     """A fresh minimal BIDS dataset under tmp_path/bids."""
     return write_tiny_bids(tmp_path / "bids")
+
+
+@pytest.fixture
+def registry() -> dict[str, object]:
+    """The built-in objective terms by name, registered through their hook."""
+    from bidsfusion.objectives import builtin
+
+    found: dict[str, object] = {}
+    builtin.register_objectives(found.__setitem__)
+    return found

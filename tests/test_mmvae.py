@@ -14,7 +14,7 @@ from bidsfusion.group import objective_specs
 from bidsfusion.models.base import Dims
 from bidsfusion.models.dcgan import DCGANEncoder
 from bidsfusion.models.multimodal import MultimodalModel
-from bidsfusion.objectives import builtin, mmvae
+from bidsfusion.objectives import mmvae
 from bidsfusion.objectives.compose import build_objective, parse_spec
 from bidsfusion.objectives.mmvae import MMVAE
 from bidsfusion.train.encode import encode
@@ -22,13 +22,6 @@ from bidsfusion.train.encode import encode
 SIZE = 16
 LATENT = 8
 MODALITIES = ("T1w", "fALFF")
-
-
-@pytest.fixture
-def registry() -> dict[str, object]:
-    found: dict[str, object] = {}
-    builtin.register_objectives(found.__setitem__)
-    return found
 
 
 def _model(modalities=MODALITIES) -> MultimodalModel:

@@ -14,7 +14,6 @@ from torch import nn
 from bidsfusion.errors import UsageError
 from bidsfusion.models.base import Dims
 from bidsfusion.models.dcgan import DCGANEncoder
-from bidsfusion.objectives import builtin
 from bidsfusion.objectives.base import Heads
 from bidsfusion.objectives.cca import cca_loss
 from bidsfusion.objectives.compose import build_objective, expand_all_dim, parse_spec
@@ -23,13 +22,6 @@ from bidsfusion.objectives.infonce import infonce
 
 SIZE = 16
 MODALITIES = ("T1w", "fALFF")
-
-
-@pytest.fixture
-def registry() -> dict[str, object]:
-    found: dict[str, object] = {}
-    builtin.register_objectives(found.__setitem__)
-    return found
 
 
 def _encoders(modalities=MODALITIES) -> dict[str, DCGANEncoder]:
