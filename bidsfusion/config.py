@@ -67,6 +67,7 @@ class RunConfig:
     negative: str = "HC"
     device: str = "auto"
     objective_option: tuple[str, ...] = ()
+    paired_augmentation: bool = False
     n_trials: int = 500
     optuna_storage: str | None = None
     eval_only: bool = False

@@ -163,6 +163,13 @@ def level_options(fn: Any) -> Any:
             help="[group] training device. Default: auto.",
         ),
         click.option(
+            "--paired-augmentation",
+            is_flag=True,
+            default=None,
+            help="[group] one flip/translation draw for both views of a pair, as the "
+            "reference implementation (default: one draw per modality).",
+        ),
+        click.option(
             "--n-trials",
             type=click.IntRange(min=1),
             help="[group] Optuna trials per (objective, modality, fold) evaluation. "

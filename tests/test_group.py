@@ -359,3 +359,16 @@ def test_other_labels_retrain(run_cli, tmp_path) -> None:
     again = run_cli(*args, "--positive", "other")
     assert again.code == 0, again.err
     assert again.err.count("other settings or data") == 2
+
+
+def test_training_summary_has_a_row_per_trained_objective_and_fold(group_run) -> None:
+    _, out, result = group_run
+    lines = (out / "group" / "training_summary.tsv").read_text().splitlines()
+    columns = lines[0].split("\t")
+    assert columns[:5] == ["objective", "fold", "epochs", "best_epoch", "best_validation_loss"]
+    rows = [dict(zip(columns, line.split("\t"), strict=True)) for line in lines[1:]]
+    assert sorted((r["objective"], r["fold"]) for r in rows) == sorted(
+        (spec, str(k)) for spec in SPECS if spec != "Random" for k in range(FOLDS)
+    )
+    assert all(0 <= float(r["probe_shared"]) <= 1 for r in rows)
+    assert "retrieval T1w_falff" in result.err  # each epoch's line shows it beside chance

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from itertools import permutations
 
 import numpy as np
@@ -12,7 +13,7 @@ from scipy.linalg import fractional_matrix_power
 from torch import nn
 
 from bidsfusion.errors import UsageError
-from bidsfusion.models.base import Dims
+from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.models.dcgan import DCGANEncoder
 from bidsfusion.objectives.base import Heads
 from bidsfusion.objectives.cca import cca_loss
@@ -152,7 +153,7 @@ def test_dccae_trains_decoders_and_encoders(registry) -> None:
     encoders = _encoders()
     objective = _build("DCCAE", encoders, registry)
     values, _ = _run(encoders, objective)
-    assert set(values) == {"AE", "CCA", "loss"}
+    assert set(values) == {"AE", "AE_chance", "CCA", "loss"}
     assert values["loss"].item() == pytest.approx((values["AE"] + values["CCA"]).item())
     assert all(_has_grad(e.to_latent) for e in encoders.values())
 
@@ -162,7 +163,8 @@ def test_composed_values_and_total(registry) -> None:
     objective = _build("L-CL-CS-S", encoders, registry)
     values, _ = _run(encoders, objective)
     names = [f"{t}{s}" for t in ("L", "CL", "CS", "S") for s in ("", "_penalty")]
-    assert list(values) == [*names, "loss"]
+    chances = [f"{t}_chance" for t in ("L", "CL", "CS", "S")]
+    assert set(values) == {*names, *chances, "loss"}
     assert values["loss"].item() == pytest.approx(sum(values[n].item() for n in names), rel=1e-6)
     assert len(objective.heads.local) == 2  # built once, shared by L, CL, CS
 
@@ -260,3 +262,26 @@ def test_terms_are_float32_under_bf16_autocast(spec, registry) -> None:
     for key, value in plain.items():
         assert mixed[key].dtype == torch.float32, key
         torch.testing.assert_close(mixed[key], value, rtol=1e-3, atol=1e-6)
+
+
+def test_chance_levels_are_the_losses_of_equal_scores(registry) -> None:
+    """With every score equal (all embeddings zero) each DIM term sits at its chance level:
+    log(1 + (B - 1) * Lx) per edge, Lx the anchor's competitors per sample."""
+    encoders = _encoders()
+    objective = _build("L-CL-CS-S", encoders, registry)
+    batch = {m: torch.randn(6, 1, SIZE, SIZE, SIZE) for m in encoders}
+    outputs = {m: e(batch[m]) for m, e in encoders.items()}
+    flat = {
+        m: EncoderOutput(o.latent * 0, {"local": o.features["local"] * 0})
+        for m, o in outputs.items()
+    }
+    for head in objective.heads.local.values():
+        for parameter in head.parameters():
+            torch.nn.init.zeros_(parameter)
+    values = objective.eval()(flat, batch)
+    locations = outputs["T1w"].features["local"][0, 0].numel()
+    expected = {"S": 2 * math.log(6), "L": 2 * math.log(1 + 5 * locations)}
+    expected["CL"] = expected["CS"] = expected["L"]
+    for term, chance in expected.items():
+        assert values[f"{term}_chance"].item() == pytest.approx(chance, rel=1e-6)
+        assert values[term].item() == pytest.approx(chance, rel=1e-5)

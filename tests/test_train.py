@@ -98,16 +98,23 @@ def read_history(path: Path) -> tuple[list[str], list[dict[str, float]]]:
 
 def test_history_has_a_row_per_epoch_and_every_term(reference: Run) -> None:
     columns, rows = read_history(reference.out_dir / "history.tsv")
-    terms = ["loss", "CL", "CL_penalty", "CS", "CS_penalty", "L", "L_penalty"]
+    names = [f"{t}{s}" for t in ("CL", "CS", "L") for s in ("", "_chance", "_penalty")]
+    terms = ["loss", *names]
+    retrieval = ["val_retrieval_T1w_falff", "val_retrieval_chance"]
     assert columns == [
-        "epoch", *[f"train_{t}" for t in terms], *[f"val_{t}" for t in terms], "lr", "seconds"
+        "epoch", *[f"train_{t}" for t in terms], *[f"val_{t}" for t in terms], *retrieval,
+        "lr", "seconds",
     ]  # fmt: skip
     assert [row["epoch"] for row in rows] == [1, 2, 3]
     assert rows == reference.result.history  # floats written exactly
     for row in rows:
         for split in ("train", "val"):
-            parts = sum(row[f"{split}_{t}"] for t in terms[1:])
+            parts = sum(row[f"{split}_{t}"] for t in names if not t.endswith("_chance"))
             assert row[f"{split}_loss"] == pytest.approx(parts, rel=1e-5)
+            # 8 validation pairs, 512 locations at 16^3: 2 log(1 + 7 * 512) per local term
+            if split == "val":
+                assert row["val_L_chance"] == pytest.approx(2 * math.log(1 + 7 * 512))
+        assert row["val_retrieval_chance"] == 1 / 8 and 0 <= row["val_retrieval_T1w_falff"] <= 1
         assert row["seconds"] > 0
     assert reference.result.epochs_run == 3
 

@@ -137,3 +137,18 @@ def test_random_crop_is_one_translation_per_sample_shared_by_modalities():
         assert len(found) == 1
         offsets.append(found[0])
     assert len(set(offsets)) > 1
+
+
+def test_augment_draws_per_modality_unless_paired():
+    from bidsfusion.data.transforms import augment
+
+    volume = torch.arange(8**3, dtype=torch.float32).reshape(1, 1, 8, 8, 8).repeat(16, 1, 1, 1, 1)
+    views = {"T1w": volume, "falff": volume.clone()}
+    generator = torch.Generator().manual_seed(0)
+    paired = augment(views, generator, paired=True)
+    assert torch.equal(paired["T1w"], paired["falff"])
+    independent = augment(views, generator)
+    same = [
+        torch.equal(a, b) for a, b in zip(independent["T1w"], independent["falff"], strict=True)
+    ]
+    assert sum(same) <= 2  # a chance coincidence of flips and 9^3 offsets at most

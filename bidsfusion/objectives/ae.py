@@ -45,7 +45,9 @@ class Autoencoder(Objective):
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
-        """``{"AE", "loss"}``, both the summed MSE."""
+        """``{"AE", "AE_chance", "loss"}``: the summed MSE, and its chance level, the MSE
+        of reconstructing every voxel by the batch's mean."""
         recon = self.reconstruct(outputs)
         loss = sum(F.mse_loss(recon[m], batch[m]) for m in self.modalities)
-        return {"AE": loss, "loss": loss}
+        chance = sum(batch[m].var(correction=0) for m in self.modalities).detach()
+        return {"AE": loss, "AE_chance": chance, "loss": loss}

@@ -5,7 +5,10 @@ For any number of modalities: ``L`` sums over ``i`` of ``(phi_i(c_i), psi_i(z_i)
 ordered pairs of one random location of ``phi_i(c_i)`` per sample (the anchor)
 against all locations of ``phi_j(c_j)``; ``S`` over ordered pairs of
 ``(psi_i(z_i), psi_j(z_j))``. The anchor is always the second member. Each term
-returns ``{name, name_penalty, "loss"}``.
+returns ``{name, name_penalty, name_chance, "loss"}``; ``name_chance`` is the
+term's value when every score is equal (:func:`~bidsfusion.objectives.infonce.
+infonce_chance` summed over the edges): a term that does not go below it has
+learned nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from torch import Tensor
 from bidsfusion.errors import UsageError
 from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.objectives.base import Heads, Objective
-from bidsfusion.objectives.infonce import infonce
+from bidsfusion.objectives.infonce import infonce, infonce_chance
 
 
 class _InfoNCETerm(Objective):
@@ -69,12 +72,18 @@ class _InfoNCETerm(Objective):
         return {m: self.heads.embed_latent(m, outputs[m]) for m in self.modalities}
 
     def _sum(self, edges: Sequence[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
-        """Sum InfoNCE losses and penalties over ``(x, anchor)`` edges."""
+        """Sum InfoNCE losses, penalties and chance levels over ``(x, anchor)`` edges."""
         losses, penalties = zip(
             *(infonce(x, y, self.clip, self.penalty_weight) for x, y in edges), strict=True
         )
         loss, penalty = sum(losses), sum(penalties)
-        return {self.name: loss, f"{self.name}_penalty": penalty, "loss": loss + penalty}
+        chance = sum(infonce_chance(x.shape[0], x.shape[2]) for x, _ in edges)
+        return {
+            self.name: loss,
+            f"{self.name}_penalty": penalty,
+            f"{self.name}_chance": loss.new_tensor(chance),
+            "loss": loss + penalty,
+        }
 
 
 class LocalDIM(_InfoNCETerm):

@@ -7,10 +7,18 @@ other positives of its own sample.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from bidsfusion.objectives.critic import clip_scores, score_penalty, separable_scores
+
+
+def infonce_chance(batch_size: int, locations: int) -> float:
+    """The InfoNCE loss when every score is equal: ``log(1 + (B - 1) * Lx)`` (each positive
+    competes with the ``Lx`` locations of the ``B - 1`` other samples); 0 for ``B = 1``."""
+    return math.log(1 + (batch_size - 1) * locations)
 
 
 def infonce(

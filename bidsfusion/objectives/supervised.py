@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch.nn.functional as F
@@ -35,11 +36,14 @@ class Supervised(Objective):
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
-        """``{"Supervised", "loss"}``, both the summed cross-entropy."""
+        """``{"Supervised", "Supervised_chance", "loss"}``: the summed cross-entropy and
+        its chance level, log 2 per modality (0 without labelled samples)."""
         labels = batch["label"]
         count = (labels != IGNORE).sum().clamp(min=1)
         loss = sum(
             F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum") / count
             for logits in self.logits(outputs).values()
         )
-        return {"Supervised": loss, "loss": loss}
+        labelled = bool((labels != IGNORE).any())
+        chance = loss.new_tensor(len(self.modalities) * math.log(2) if labelled else 0.0)
+        return {"Supervised": loss, "Supervised_chance": chance, "loss": loss}

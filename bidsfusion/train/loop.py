@@ -17,7 +17,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,10 @@ from torch.optim import RAdam
 from torch.optim.lr_scheduler import OneCycleLR
 
 from bidsfusion.data.sampling import ClassBalancedSampler
-from bidsfusion.data.transforms import random_crop, random_flip
+from bidsfusion.data.transforms import augment
 from bidsfusion.errors import InputDataError
-from bidsfusion.train.history import TermMeans, history_row, write_history
+from bidsfusion.train.diagnostics import diagnose, retrieval
+from bidsfusion.train.history import TermMeans, epoch_summary, history_row, write_history
 from bidsfusion.train.progress import ProgressBar
 from bidsfusion.train.resume import (
     HISTORY,
@@ -86,7 +87,10 @@ class FoldResult:
 
     ``epochs_run`` counts every completed epoch, resumed ones included;
     ``seconds`` is the wall time of this call (about 0 for a finished run);
-    ``history`` holds the rows of ``history.tsv``.
+    ``history`` holds the rows of ``history.tsv``; ``unlearned`` the terms whose
+    best-epoch validation value is not below its chance level (value, chance);
+    ``probe`` the shortcut probe's retrieval with a shared and with independent
+    augmentation draws (:mod:`~bidsfusion.train.diagnostics`).
     """
 
     best_epoch: int
@@ -94,6 +98,13 @@ class FoldResult:
     epochs_run: int
     seconds: float
     history: list[dict[str, float]]
+    unlearned: dict[str, tuple[float, float]] = field(default_factory=dict)
+    probe: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def best_row(self) -> dict[str, float]:
+        """The history row of the best epoch."""
+        return self.history[self.best_epoch - 1]
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -149,20 +160,21 @@ def train_fold(
         bar.clear()
         row = history_row(epoch, trained, validated, lr, time.perf_counter() - epoch_started)
         fold.finish_epoch(state, row)
-        log.info(
-            "%s: epoch %d/%d loss %.4g val %.4g %.1f s",
-            fold.name, epoch, settings.epochs, row["train_loss"], row["val_loss"], row["seconds"],
-        )  # fmt: skip
+        log.info("%s: epoch %d/%d %s", fold.name, epoch, settings.epochs, epoch_summary(row))
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     fold.load_best(state)
-    return FoldResult(
+    result = FoldResult(
         state.best_epoch,
         state.best_validation_loss,
         state.epoch,
         time.perf_counter() - started,
         state.history,
     )
+    result.unlearned, result.probe = diagnose(
+        result.best_row, fold.model, train.volumes, settings, fold.name
+    )
+    return result
 
 
 def _parameters(*modules: nn.Module) -> list[nn.Parameter]:
@@ -193,12 +205,12 @@ def _batches(order: Tensor, batch_size: int) -> Iterator[Tensor]:
 def _augment(
     batch: dict[str, Tensor], generator: torch.Generator, settings: TrainSettings
 ) -> dict[str, Tensor]:
-    """The same random flips and translation for every modality of a pair; labels untouched."""
+    """Random flips and translation of every modality (independent draws unless
+    ``settings.paired_augmentation``); labels untouched."""
     volumes = {m: x for m, x in batch.items() if m != "label"}
-    if settings.flip_p > 0:
-        volumes = random_flip(volumes, generator, settings.flip_p)
-    if settings.crop_pad > 0:
-        volumes = random_crop(volumes, generator, settings.crop_pad)
+    volumes = augment(
+        volumes, generator, settings.flip_p, settings.crop_pad, settings.paired_augmentation
+    )
     return {**volumes, "label": batch["label"]}
 
 
@@ -269,16 +281,28 @@ class _Fold:
 
     @torch.no_grad()
     def validate(self, data: FoldData) -> dict[str, float]:
-        """Every term's mean over ``data``: eval mode, no augmentation, a fixed seed."""
+        """Every term's mean over ``data`` (eval mode, no augmentation, a fixed seed),
+        and the pair retrieval of its latents (``retrieval_<a>_<b>``, chance 1/N)."""
         self._mode(False)
         torch.manual_seed(_epoch_seed(self.settings.seed, 0))
         means = TermMeans()
+        latents: dict[str, list[Tensor]] = {m: [] for m in data.volumes}
         n = len(data)
         # chunks of at least batch_size (the rest joins the last): a one-sample batch
         # would make InfoNCE return 0 and CCA's Cholesky fail
         for index in torch.arange(n).tensor_split(max(1, n // self.settings.batch_size)):
-            means.add(self._terms(data.batch(index, self.device)), len(index))
-        return means.means()
+            batch = data.batch(index, self.device)
+            with _autocast(self.device):
+                outputs = self.model(batch)
+            means.add(self.objective(outputs, batch), len(index))
+            for m, output in outputs.items():
+                latents[m].append(output.latent.float())
+        values = means.means()
+        found = retrieval({m: torch.cat(parts) for m, parts in latents.items()})
+        values.update({f"retrieval_{pair}": accuracy for pair, accuracy in found.items()})
+        if found:
+            values["retrieval_chance"] = 1 / n
+        return values
 
     def finish_epoch(self, state: FoldState, row: dict[str, float]) -> None:
         """Record ``row``; write checkpoint.pt on a new best, then history.tsv and last.pt."""

@@ -6,6 +6,8 @@ composed objective, :func:`~bidsfusion.train.loop.train_fold` (resumed or skippe
 when its fingerprint matches), then the best model's latents of every evaluation
 subject in ``representations.npz``. The ``Random`` control is the same model at its
 seeded initialisation, never trained: it answers "did pretraining help at all?".
+``group/training_summary.tsv`` gives per trained (objective, fold) the learning
+diagnostics of :mod:`~bidsfusion.train.diagnostics`.
 """
 
 from __future__ import annotations
@@ -20,17 +22,20 @@ import numpy as np
 import torch
 
 from bidsfusion import __version__
-from bidsfusion.atomic import atomic_path
+from bidsfusion.atomic import atomic_path, locked
 from bidsfusion.data.group_inputs import GroupInputs
 from bidsfusion.data.normalize import PairedVolumes, learn_landmarks, paired_volumes
 from bidsfusion.data.pairs import Pair, label_of
 from bidsfusion.data.splits import Fold, Splits
+from bidsfusion.errors import BidsFusionError
 from bidsfusion.fingerprint import digest, file_stamp
 from bidsfusion.models.multimodal import MultimodalModel
 from bidsfusion.plugins import registered
+from bidsfusion.train.diagnostics import SHORTCUT_GAP
 from bidsfusion.train.encode import encode
-from bidsfusion.train.loop import FoldData, train_fold
+from bidsfusion.train.loop import FoldData, FoldResult, train_fold
 from bidsfusion.train.settings import TrainSettings
+from bidsfusion.tsv import read_tsv, write_tsv
 
 log = logging.getLogger("bidsfusion.group")
 
@@ -68,6 +73,7 @@ def pretrain_all(
 
     ``options[term]`` are the keyword options of the objective term ``term``.
     """
+    summary = []
     for k, fold in enumerate(splits.folds):
         tensors = fold_tensors(config, inputs, fold, splits.holdout, device)
         for spec in specs:
@@ -75,10 +81,69 @@ def pretrain_all(
             torch.manual_seed(config.seed)
             model = build_model(config, list(tensors.train.volumes))
             if spec != RANDOM:
-                _train(config, spec, model, tensors, options, out_dir, device)
+                result = _train(config, spec, model, tensors, options, out_dir, device)
+                summary.append(summary_row(spec, k, result))
             _save_representations(
                 out_dir / REPRESENTATIONS, model, tensors, inputs.groups, config.batch_size, device
             )
+    write_training_summary(summary, group_dir)
+
+
+SUMMARY_COLUMNS = (
+    "objective",
+    "fold",
+    "epochs",
+    "best_epoch",
+    "best_validation_loss",
+    "unlearned",
+    "validation_retrieval",
+    "retrieval_chance",
+    "probe_shared",
+    "probe_independent",
+    "shortcut",
+)
+"""Columns of ``group/training_summary.tsv``, one row per trained (objective, fold)."""
+
+
+def summary_row(spec: str, fold: int, result: FoldResult) -> list[object]:
+    """A ``training_summary.tsv`` row: the best epoch, the terms that did not beat their
+    chance level, validation retrieval at the best epoch, the shortcut probe."""
+    row = result.best_row
+    retrieval = [v for k, v in row.items() if k.startswith("val_retrieval_") and "chance" not in k]
+    shared, independent = result.probe
+    return [
+        spec,
+        fold,
+        result.epochs_run,
+        result.best_epoch,
+        result.best_validation_loss,
+        " ".join(sorted(result.unlearned)) or None,
+        sum(retrieval) / len(retrieval) if retrieval else None,
+        row.get("val_retrieval_chance"),
+        shared,
+        independent,
+        shared - independent > SHORTCUT_GAP,
+    ]
+
+
+def write_training_summary(rows: Sequence[list[object]], group_dir: Path) -> None:
+    """Write ``group/training_summary.tsv``, keeping other objectives' rows (under a lock:
+    concurrent jobs may train other objectives into the same OUTPUT_DIR)."""
+    path = group_dir / "training_summary.tsv"
+    mine = {(str(r[0]), str(r[1])) for r in rows}
+    with locked(group_dir / ".training_summary.lock"):
+        kept = []
+        if path.exists():
+            try:
+                _, earlier = read_tsv(path)
+                kept = [
+                    [r[c] for c in SUMMARY_COLUMNS]
+                    for r in earlier
+                    if (r["objective"], r["fold"]) not in mine
+                ]
+            except (BidsFusionError, KeyError):
+                log.warning("%s is unreadable; rewritten with this run's rows only", path)
+        write_tsv(path, SUMMARY_COLUMNS, [*kept, *rows])
 
 
 def fold_tensors(
@@ -142,7 +207,7 @@ def _train(
     options: Mapping[str, Mapping[str, Any]],
     out_dir: Path,
     device: torch.device,
-) -> None:
+) -> FoldResult:
     from bidsfusion.objectives.compose import build_objective, parse_spec
 
     registry = registered("objectives")
@@ -151,7 +216,11 @@ def _train(
         spec, list(model.modalities), model.dims(config.latent_dim), registry, used
     )
     settings = TrainSettings(
-        epochs=config.epochs, batch_size=config.batch_size, seed=config.seed, device=str(device)
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        device=str(device),
+        paired_augmentation=config.paired_augmentation,
     )
     result = train_fold(
         model,
@@ -168,6 +237,7 @@ def _train(
         result.best_epoch,
         result.best_validation_loss,
     )
+    return result
 
 
 def _save_representations(

@@ -17,8 +17,9 @@ class TrainSettings:
     """Optimisation settings (paper 3.2). ``lr`` is OneCycle's initial and ``max_lr`` its peak.
 
     ``crop_pad``: maximal random translation in voxels; ``flip_p``: flip
-    probability per axis; ``progress``: an in-place progress bar on stderr
-    (None: only when stderr is a TTY).
+    probability per axis; ``paired_augmentation``: one draw for both views of a
+    pair (the reference implementation) instead of one per modality;
+    ``progress``: an in-place progress bar on stderr (None: only when stderr is a TTY).
     """
 
     epochs: int = 200
@@ -29,6 +30,7 @@ class TrainSettings:
     device: str = "auto"
     crop_pad: int = 4
     flip_p: float = 0.5
+    paired_augmentation: bool = False
     progress: bool | None = None
 
     def __post_init__(self) -> None:

@@ -1,0 +1,131 @@
+"""Learning diagnostics: did a fold learn the subjects, or a shortcut, or nothing?
+
+- Pair retrieval: for each subject's latent of one modality, is the closest latent
+  (cosine) of the other modality the same subject's? Top-1 accuracy, averaged over
+  both directions of every pair of modalities; chance is 1/N for N pairs.
+- The shortcut probe: retrieval on training pairs when both views share one
+  augmentation draw versus when each has its own. A model that matches pairs by
+  where the brain sits in the field of view (which a shared draw makes identical)
+  retrieves far better with the shared draw: a gap above :data:`SHORTCUT_GAP` is
+  flagged.
+- Chance levels: a term that does not end below its chance level (the value when
+  every score is equal, reported by the term as ``<term>_chance``) learned nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from itertools import combinations
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bidsfusion.data.transforms import augment
+
+log = logging.getLogger(__name__)
+
+SHORTCUT_GAP = 0.2
+"""Retrieval with a shared draw minus retrieval with independent draws above which a
+model is flagged as matching pairs by the augmentation (absolute accuracy)."""
+PROBE_SEED = 12345
+"""Seed of the probe's augmentation draws (the same for every fold and objective)."""
+
+
+def retrieval(latents: Mapping[str, Tensor]) -> dict[str, float]:
+    """Top-1 pair retrieval per pair of modalities, ``{"<a>_<b>": accuracy}``.
+
+    ``latents[m]`` [N, d] hold the same N subjects in the same order.
+    """
+    out = {}
+    for a, b in combinations(latents, 2):
+        scores = F.normalize(latents[a].float(), dim=1) @ F.normalize(latents[b].float(), dim=1).T
+        target = torch.arange(len(scores), device=scores.device)
+        forward = (scores.argmax(dim=1) == target).float().mean()
+        backward = (scores.argmax(dim=0) == target).float().mean()
+        out[f"{a}_{b}"] = float((forward + backward) / 2)
+    return out
+
+
+@torch.no_grad()
+def latents_of(
+    model: nn.Module, volumes: Mapping[str, Tensor], batch_size: int
+) -> dict[str, Tensor]:
+    """Eval-mode latents [N, d] by modality, in chunks of at least ``batch_size``."""
+    n = len(next(iter(volumes.values())))
+    chunks: dict[str, list[Tensor]] = {m: [] for m in volumes}
+    for index in torch.arange(n).tensor_split(max(1, n // batch_size)):
+        outputs = model({m: x[index.to(x.device)] for m, x in volumes.items()})
+        for m, output in outputs.items():
+            chunks[m].append(output.latent.float())
+    return {m: torch.cat(parts) for m, parts in chunks.items()}
+
+
+def shortcut_probe(
+    model: nn.Module,
+    volumes: Mapping[str, Tensor],
+    flip_p: float,
+    crop_pad: int,
+    batch_size: int,
+) -> tuple[float, float]:
+    """Mean pair retrieval of training ``volumes`` with a shared and with independent
+    augmentation draws (seeded), in eval mode: ``(shared, independent)``."""
+    was_training = model.training
+    model.eval()
+    try:
+        scores = []
+        for paired in (True, False):
+            device = next(iter(volumes.values())).device
+            generator = torch.Generator(device=device).manual_seed(PROBE_SEED)
+            views = augment(volumes, generator, flip_p, crop_pad, paired=paired)
+            found = retrieval(latents_of(model, views, batch_size))
+            scores.append(sum(found.values()) / max(len(found), 1))
+    finally:
+        model.train(was_training)
+    return scores[0], scores[1]
+
+
+def unlearned_terms(row: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+    """Terms of a history row whose validation value is not below its chance level:
+    ``{term: (value, chance)}``."""
+    return {
+        key[4:-7]: (row[key[:-7]], value)
+        for key, value in row.items()
+        if key.startswith("val_") and key.endswith("_chance") and value > 0
+        if not key.startswith("val_retrieval") and not row[key[:-7]] < value
+    }
+
+
+def diagnose(
+    best_row: Mapping[str, float],
+    model: nn.Module,
+    train_volumes: Mapping[str, Tensor],
+    settings: Any,
+    name: str,
+) -> tuple[dict[str, tuple[float, float]], tuple[float, float]]:
+    """The terms that did not learn (best epoch vs chance) and the shortcut probe on the
+    training volumes; each a warning in the log naming the fold ``name``."""
+    unlearned = unlearned_terms(best_row)
+    for term, (value, chance) in unlearned.items():
+        log.warning(
+            "%s: %s did not learn: its best-epoch validation value %.4g is not below its "
+            "chance level %.4g",
+            name, term, value, chance,
+        )  # fmt: skip
+    if len(train_volumes) < 2:
+        return unlearned, (0.0, 0.0)
+    device = next(model.parameters()).device
+    volumes = {m: x.to(device) for m, x in train_volumes.items()}
+    shared, independent = shortcut_probe(
+        model, volumes, settings.flip_p, settings.crop_pad, settings.batch_size
+    )
+    if shared - independent > SHORTCUT_GAP:
+        log.warning(
+            "%s: shortcut: training pairs are retrieved %.0f %% of the time with a shared "
+            "augmentation draw but %.0f %% with independent draws; the model matches pairs "
+            "by the augmentation, not the subject",
+            name, 100 * shared, 100 * independent,
+        )  # fmt: skip
+    return unlearned, (shared, independent)

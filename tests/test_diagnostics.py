@@ -1,0 +1,47 @@
+"""Learning diagnostics: pair retrieval, the shortcut probe, terms that stay at chance."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bidsfusion.models.base import EncoderOutput
+from bidsfusion.train.diagnostics import retrieval, shortcut_probe, unlearned_terms
+
+
+def test_retrieval_of_matching_and_unrelated_latents() -> None:
+    z = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+    assert retrieval({"a": z, "b": 3 * z + 0.01 * torch.randn(50, 8)}) == {"a_b": 1.0}
+    unrelated = retrieval({"a": z, "b": torch.randn(50, 8)})["a_b"]
+    assert unrelated < 0.15  # chance 0.02
+
+
+class WhereIsTheBrain(nn.Module):
+    """An 'encoder' that knows only where the volume's mass sits: the shortcut."""
+
+    def forward(self, batch):
+        out = {}
+        for m, x in batch.items():
+            grid = torch.stack(torch.meshgrid(*[torch.arange(16.0)] * 3, indexing="ij"))
+            weights = x[:, 0].clamp(min=0)
+            centre = (weights[:, None] * grid).flatten(2).sum(2) / weights.flatten(1).sum(1)[
+                :, None
+            ]
+            out[m] = EncoderOutput(centre - 7.5, {})
+        return out
+
+
+def test_the_probe_catches_a_model_that_matches_pairs_by_the_augmentation() -> None:
+    """Every subject is the same blob (as the old synthetic data): only a shared draw
+    makes the two views of a pair alike."""
+    blob = torch.zeros(1, 1, 16, 16, 16)
+    blob[..., 4:9, 5:11, 6:10] = 1.0
+    volumes = {"T1w": blob.repeat(40, 1, 1, 1, 1), "falff": 2 * blob.repeat(40, 1, 1, 1, 1)}
+    shared, independent = shortcut_probe(WhereIsTheBrain(), volumes, 0.5, 4, 8)
+    assert shared > 0.5 and independent < 0.2 and shared - independent > 0.2
+
+
+def test_terms_at_or_above_chance_are_reported() -> None:
+    row = {"val_S": 4.2, "val_S_chance": 4.97, "val_L": 17.9, "val_L_chance": 17.89}
+    row |= {"val_CCA": -3.0, "val_retrieval_T1w_falff": 0.5, "val_retrieval_chance": 0.06}
+    assert unlearned_terms(row) == {"L": (17.9, 17.89)}
