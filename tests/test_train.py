@@ -389,3 +389,18 @@ def test_validation_never_forms_a_one_sample_batch(tmp_path: Path, spec: str) ->
     terms = [k for k in row if k.startswith("val_") and not k.endswith("penalty")]
     assert all(math.isfinite(row[k]) for k in terms)
     assert row.get("val_S", 1.0) > 0.5 and row.get("val_L", 1.0) > 0.5  # about log(4) chance
+
+
+def test_batch_norm_statistics_are_recomputed_for_evaluation(reference: Run) -> None:
+    """Eval-mode outputs keep the scale of train-mode ones on the training data: running
+    statistics of a few momentum steps made eval latents ~10x too small (every validation
+    score ~0, every DIM term exactly at chance)."""
+    model = reference.model
+    with torch.no_grad():
+        model.train()
+        trained = model(TRAIN.volumes)
+        model.eval()
+        evaluated = model(TRAIN.volumes)
+    for m in MODALITIES:
+        ratio = evaluated[m].latent.std() / trained[m].latent.std()
+        assert 0.8 < ratio < 1.25, (m, ratio)

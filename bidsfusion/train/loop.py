@@ -156,6 +156,7 @@ def train_fold(
         lr = fold.optimizer.param_groups[0]["lr"]
         progress = bar.reporter(f"{fold.name}: epoch {epoch}/{settings.epochs}", steps)
         trained = fold.train_epoch(train, sampler, epoch, progress)
+        fold.refresh_batch_norm(train)
         validated = fold.validate(validation)
         bar.clear()
         row = history_row(epoch, trained, validated, lr, time.perf_counter() - epoch_started)
@@ -278,6 +279,36 @@ class _Fold:
             means.add(terms, len(index))
             progress(step)
         return means.means()
+
+    @torch.no_grad()
+    def refresh_batch_norm(self, data: FoldData) -> None:
+        """Recompute every batch norm's running statistics as the plain average over the
+        un-augmented training data (precise BN), for evaluation.
+
+        With momentum 0.1 the running statistics trail the weights by tens of steps,
+        and start at variance 1 where the DCGAN's first normalised activations have
+        variance ~0.01: after 12 steps eval-mode latents were 10x too small, every
+        score ~0, and every validation DIM term sat exactly at its chance level.
+        """
+        norms = [
+            m
+            for module in (self.model, self.objective)
+            for m in module.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+        ]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average
+        self._mode(True)
+        torch.manual_seed(_epoch_seed(self.settings.seed, 0))
+        n = len(data)
+        for index in torch.arange(n).tensor_split(max(1, n // self.settings.batch_size)):
+            self._terms(data.batch(index, self.device))
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
 
     @torch.no_grad()
     def validate(self, data: FoldData) -> dict[str, float]:
