@@ -178,22 +178,6 @@ def test_one_modality_is_an_iwae_vae(registry) -> None:
     }
 
 
-def test_float32_under_bf16_autocast(registry) -> None:
-    model = _model().eval()
-    objective = _objective(model, registry).eval()
-    batch = _batch()
-    with torch.no_grad():
-        outputs = model(batch)
-        torch.manual_seed(2)
-        plain = objective(outputs, batch)
-        torch.manual_seed(2)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            mixed = objective(outputs, batch)
-    for key, value in plain.items():
-        assert mixed[key].dtype == torch.float32, key
-        torch.testing.assert_close(mixed[key], value, rtol=1e-4, atol=1e-7)
-
-
 @pytest.mark.parametrize("spec", ["MMVAE-AE", "S-MMVAE", "L-CL-MMVAE", "MMVAE-DCCAE"])
 def test_mmvae_composes_with_nothing(registry, spec) -> None:
     with pytest.raises(UsageError) as error:

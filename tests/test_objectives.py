@@ -244,7 +244,7 @@ def test_expand_all_dim(registry) -> None:
     assert all(parse_spec(spec, registry) == spec.split("-") for spec in specs)
 
 
-@pytest.mark.parametrize("spec", ["L", "CL", "CS", "S", "AE", "CCA", "Supervised"])
+@pytest.mark.parametrize("spec", ["L", "CL", "CS", "S", "AE", "CCA", "Supervised", "MMVAE"])
 def test_terms_are_float32_under_bf16_autocast(spec, registry) -> None:
     """The same encoder outputs give the same loss with and without bf16 autocast."""
     encoders = _encoders()
