@@ -119,12 +119,12 @@ def test_entities_that_distinguish_sources_give_distinct_derivatives_the_group_p
     for acq in ("mprage", "fast"):
         assert (anat / f"sub-01_acq-{acq}_{GRID}_desc-brain_T1w.nii.gz").is_file()
     modalities = [registered("modalities")[m] for m in ("T1w", "falff")]
-    found = find_scans(out, modalities, {}, ["01"], include_flagged=True)
-    assert len(found.scans) == 4
-    pairs = build_pairs(found.scans, ["T1w", "falff"])
+    found = find_scans(out, modalities, {})
+    scans = [s for s in found.flagged if s.subject == "01"]  # flagged by QC: kept apart
+    assert len(scans) == 4 and not [s for s in found.scans if s.subject == "01"]
+    pairs = build_pairs(scans, ["T1w", "falff"])
     assert {p.paths["T1w"].name.split("_")[1] for p in pairs} == {"acq-fast", "acq-mprage"}
     assert {p.paths["falff"].name.split("_")[2] for p in pairs} == {"dir-AP", "dir-PA"}
-    assert not find_scans(out, modalities, {}, ["01"]).scans  # flagged by QC: left out
 
 
 def test_outputs_record_links_space_fingerprint_qc_and_configuration(first_run):

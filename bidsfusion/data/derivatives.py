@@ -20,26 +20,18 @@ from bidsfusion.modality import Modality
 
 @dataclass
 class Found:
-    """The usable scans, and the flagged ones left out (path -> why)."""
+    """The scans found: usable ones, and those the QC flagged (scan -> why)."""
 
     scans: list[Scan] = field(default_factory=list)
-    flagged: dict[Path, str] = field(default_factory=dict)
+    flagged: dict[Scan, str] = field(default_factory=dict)
 
 
 def find_scans(
-    output_dir: Path,
-    modalities: Sequence[Modality],
-    days: Mapping[str, Mapping[str, float]],
-    subjects: Sequence[str] = (),
-    sessions: Sequence[str] = (),
-    include_flagged: bool = False,
+    output_dir: Path, modalities: Sequence[Modality], days: Mapping[str, Mapping[str, float]]
 ) -> Found:
-    """Every grid derivative of ``modalities`` in OUTPUT_DIR as a :class:`Scan`.
-
-    ``days[subject][session]`` gives days since entry (0 when unknown);
-    ``subjects`` and ``sessions`` restrict the search (all when empty). Scans the
-    registration QC flagged are left out unless ``include_flagged``.
-    """
+    """Every grid derivative of ``modalities`` in OUTPUT_DIR as a :class:`Scan`, the ones the
+    registration QC flagged apart; ``days[subject][session]`` gives days since entry
+    (0 when unknown)."""
     found = Found()
     for modality in modalities:
         required = {
@@ -50,33 +42,19 @@ def find_scans(
         pattern = f"sub-*/**/{modality.datatype}/*_{modality.entities['suffix']}.nii.gz"
         for path in sorted(output_dir.glob(pattern)):
             entities, suffix = parse_name(path.name)
+            if suffix != modality.entities["suffix"]:
+                continue
             if any(entities.get(k) != v for k, v in required.items()):
                 continue
-            if suffix != modality.entities["suffix"] or not _selected(entities, subjects, sessions):
-                continue
-            reason = flag_reason(path)
-            if reason and not include_flagged:
-                found.flagged[path] = reason
-                continue
             session = entities.get("ses")
-            found.scans.append(
-                Scan(
-                    entities["sub"],
-                    session,
-                    modality.name,
-                    path,
-                    days.get(entities["sub"], {}).get(session or "", 0.0),
-                )
-            )
+            days_in = days.get(entities["sub"], {}).get(session or "", 0.0)
+            scan = Scan(entities["sub"], session, modality.name, path, days_in)
+            reason = flag_reason(path)
+            if reason:
+                found.flagged[scan] = reason
+            else:
+                found.scans.append(scan)
     return found
-
-
-def _selected(
-    entities: Mapping[str, str], subjects: Sequence[str], sessions: Sequence[str]
-) -> bool:
-    if subjects and entities["sub"] not in subjects:
-        return False
-    return not sessions or entities.get("ses") in sessions
 
 
 def flag_reason(path: Path) -> str | None:

@@ -64,24 +64,32 @@ def selected_scans(config: Any, modalities: Sequence[Modality]) -> list[Scan]:
         )
     raw_subjects = [p.name[4:] for p in config.bids_dir.glob("sub-*") if p.is_dir()]
     days = {s: session_days(config.bids_dir, s) for s in raw_subjects}
-    every = find_scans(config.output_dir, modalities, days, include_flagged=True).scans
+    found = find_scans(config.output_dir, modalities, days)
+    every = [*found.scans, *found.flagged]
     requested = normalize_labels(config.participant_label, "sub")
-    subjects = select_subjects(sorted({s.subject for s in every}), requested)
+    subjects = set(select_subjects(sorted({s.subject for s in every}), requested))
     sessions = normalize_labels(config.session_label, "ses")
     if sessions:
         select_sessions([s.session for s in every if s.subject in subjects and s.session], sessions)
-    found = find_scans(
-        config.output_dir, modalities, days, subjects, sessions, config.include_flagged
-    )
-    for path, reason in found.flagged.items():
-        log.warning("excluded %s: %s; pass --include-flagged to train on it", path, reason)
-    missing = [m.name for m in modalities if not any(s.modality == m.name for s in found.scans)]
+
+    def selected(scan: Scan) -> bool:
+        return scan.subject in subjects and (not sessions or scan.session in sessions)
+
+    scans = [s for s in found.scans if selected(s)]
+    for scan, reason in found.flagged.items():
+        if not selected(scan):
+            continue
+        if config.include_flagged:
+            scans.append(scan)
+        else:
+            log.warning("excluded %s: %s; pass --include-flagged to train on it", scan.path, reason)
+    missing = [m.name for m in modalities if not any(s.modality == m.name for s in scans)]
     if missing:
         raise InputMissingError(
             f"no {' or '.join(missing)} derivatives in {config.output_dir}; "
             "run the participant level first"
         )
-    return found.scans
+    return scans
 
 
 def subject_groups(config: Any, subjects: set[str]) -> dict[str, str]:
