@@ -87,7 +87,7 @@ def run(config: RunConfig) -> Summary:
             log.info("sub-%s: all derivatives complete, skipped", subject)
     if plans:
         _run_plans(plans, config, backend, modalities, summary)
-    _report_flagged(write_tables(config.output_dir, subjects), subjects)
+    _report_flagged(write_tables(config.output_dir, subjects), config.output_dir / "qc.tsv")
     for line in summary.lines():
         log.info(line)
     _raise_if_failed(summary)
@@ -120,19 +120,19 @@ def _record(config: RunConfig, subjects: list[str]) -> Path:
     return path
 
 
-def _report_flagged(table: Path, subjects: list[str]) -> None:
-    """Warn about every scan of ``subjects`` whose registration QC flagged it."""
-    from bidsfusion.tsv import read_tsv
+def _report_flagged(rows: list[list[object]], table: Path) -> None:
+    """Warn about every scan whose registration QC flagged it (rows of the QC table)."""
+    from bidsfusion.preprocess.qc import COLUMNS
 
-    _, rows = read_tsv(table)
     for row in rows:
-        if row["subject"] in subjects and row["flagged"] == "True":
+        record = dict(zip(COLUMNS, row, strict=True))
+        if record["flagged"]:
             log.warning(
                 "%s: registration flagged by QC (similarity %s < %s); see %s and the figures; "
                 "the group level leaves it out unless --include-flagged",
-                row["source"].removeprefix("bids:raw:"),
-                row["registration_similarity"],
-                row["similarity_threshold"],
+                str(record["source"]).removeprefix("bids:raw:"),
+                record["registration_similarity"],
+                record["similarity_threshold"],
                 table,
             )
 

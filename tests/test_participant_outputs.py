@@ -226,3 +226,15 @@ def test_a_full_disk_publishes_nothing_of_the_scan_and_exits_73(rerun, monkeypat
     assert result.code == 73, result.err
     assert "No space left on device" in result.err.strip().splitlines()[-1]
     assert not list((out / "sub-01").rglob("*dir-PA*"))  # no sidecar, confounds or figure
+
+
+def test_a_damaged_qc_table_is_rebuilt_from_the_sidecars(rerun):
+    out, again = rerun
+    intact = (out / "qc.tsv").read_text()
+    (out / "sub-01" / "sub-01_qc.tsv").write_text("garbage\twith\ttabs\n1\n")
+    (out / "qc.tsv").write_bytes(b"")
+    result = again("--participant-label", "01")
+    assert result.code == 0, result.err
+    assert (out / "qc.tsv").read_text() == intact
+    assert len((out / "sub-01" / "sub-01_qc.tsv").read_text().splitlines()) == 5
+    assert "registration flagged by QC" in result.err

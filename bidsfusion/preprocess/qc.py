@@ -179,15 +179,20 @@ def _read_json(path: Path) -> dict[str, Any]:
     return content if isinstance(content, dict) else {}
 
 
-def write_tables(output_dir: Path, subjects: list[str]) -> Path:
-    """Rewrite the QC tables of ``subjects``, then the dataset's ``qc.tsv``; returns its path."""
+def write_tables(output_dir: Path, subjects: list[str]) -> list[list[object]]:
+    """Rewrite the QC tables of ``subjects`` and the dataset's ``qc.tsv``, all from the
+    sidecars (a damaged or stale table is never read); returns the rows of ``subjects``."""
+    mine = []
     for subject in subjects:
         rows = subject_rows(output_dir, subject)
+        table = output_dir / f"sub-{subject}" / f"sub-{subject}_qc.tsv"
         if rows:
-            write_tsv(output_dir / f"sub-{subject}" / f"sub-{subject}_qc.tsv", COLUMNS, rows)
+            write_tsv(table, COLUMNS, rows)
+        else:
+            table.unlink(missing_ok=True)
+        mine += rows
     with locked(output_dir / ".qc.lock"):
-        rows = []
-        for table in sorted(output_dir.glob("sub-*/sub-*_qc.tsv")):
-            _, content = read_tsv(table)
-            rows += [[row[c] for c in COLUMNS] for row in content]
-        return write_tsv(output_dir / "qc.tsv", COLUMNS, rows)
+        folders = sorted(p for p in output_dir.glob("sub-*") if p.is_dir())
+        rows = [row for folder in folders for row in subject_rows(output_dir, folder.name[4:])]
+        write_tsv(output_dir / "qc.tsv", COLUMNS, rows)
+    return mine
