@@ -67,7 +67,8 @@ def run_command(**options: Any) -> None:
     """Run one analysis level on BIDS_DIR, writing derivatives to OUTPUT_DIR.
 
     participant: raw T1w + resting BOLD -> brain-masked T1 and fALFF in MNI space
-    (3 mm, 64^3). group: pretrain encoders on them with the chosen objectives.
+    (3 mm, 64^3). group: pretrain encoders on them with the chosen objectives and
+    evaluate the frozen representations (hold-out ROC AUC, AD vs HC).
     """
     from bidsfusion.config import make_config
 
