@@ -147,7 +147,28 @@ def plugins_command(verbose: int) -> None:
     type=click.FloatRange(min=0),
     default=1.0,
     show_default=True,
-    help="Scale of the planted AD effects (0: none).",
+    help="Scale of the planted AD effects (0: none; 1: calibrated to be partly separable).",
+)
+@click.option(
+    "--ad-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.15,
+    show_default=True,
+    help="Fraction of AD subjects (15 % are 'other', the rest HC).",
+)
+@click.option(
+    "--site-confound",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="How strongly the site (A/B scanner) follows the diagnosis: 0 none, 1 fully.",
+)
+@click.option(
+    "--variability",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Scale of the subjects' individual anatomy and function (0: all alike).",
 )
 @click.option("-v", "--verbose", count=True, help="Tracebacks on errors.")
 def synth_command(
@@ -157,6 +178,9 @@ def synth_command(
     sessions: int,
     volumes: int,
     effect_strength: float,
+    ad_fraction: float,
+    site_confound: float,
+    variability: float,
     verbose: int,
 ) -> None:
     """Write a synthetic BIDS dataset (real NIfTI content, planted AD effects) to OUT_DIR."""
@@ -171,6 +195,9 @@ def synth_command(
             max_sessions=sessions,
             effect_strength=effect_strength,
             n_volumes=volumes,
+            ad_fraction=ad_fraction,
+            site_confound=site_confound,
+            variability=variability,
         )
         click.echo(f"wrote {summary.n_subjects} subjects to {summary.out_dir}")
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from bidsfusion.synth.individuality import Individuality, deform
+
 MNI_SHAPE = (99, 117, 95)
 """Shape of nilearn's 2 mm MNI152 grid (and of the truth masks)."""
 MNI_AFFINE = np.array([[2.0, 0, 0, -98], [0, 2.0, 0, -134], [0, 0, 2.0, -72], [0, 0, 0, 1]])
@@ -94,6 +96,8 @@ class Phantom:
     gm: np.ndarray
     wm: np.ndarray
     brain: np.ndarray
+    brain_weight: np.ndarray
+    """The brain mask smoothed (sigma 2 voxels): how much of a subject's deformation applies."""
     hull: np.ndarray
     t1_outside: np.ndarray
     """T1 intensity outside the hull (``T1_OUTSIDE`` profile); ``bold_outside`` likewise."""
@@ -158,6 +162,7 @@ def load_phantom() -> Phantom:
         gm=gm,
         wm=wm,
         brain=brain,
+        brain_weight=ndimage.gaussian_filter(brain.astype(np.float32), 2.0),
         hull=hull,
         t1_outside=np.interp(outside_mm, *T1_OUTSIDE).astype(np.float32),
         bold_outside=np.interp(outside_mm, *BOLD_OUTSIDE).astype(np.float32),
@@ -197,14 +202,23 @@ def _contrast(
     return np.where(hull, inside, outside).astype(np.float32)
 
 
-def subject_maps(phantom: Phantom, effects: Effects) -> SubjectMaps:
-    """Apply ``effects`` to the phantom: the subject's T1, EPI baseline and LF amplitude."""
-    grow = np.clip((effects.ventricle_dilation_mm - phantom.ventricle_mm) / 2.0, 0.0, 1.0)
+def subject_maps(
+    phantom: Phantom, effects: Effects, individual: Individuality | None = None
+) -> SubjectMaps:
+    """The subject's T1, EPI baseline and LF amplitude: the phantom deformed and scaled by
+    ``individual`` (default: the template subject), then ``effects`` applied."""
+    individual = individual or Individuality.template(phantom.gm.shape)
+    gm = deform(phantom.gm, individual.displacement_mm, phantom.brain_weight)
+    wm = deform(phantom.wm, individual.displacement_mm, phantom.brain_weight)
+    dilation = effects.ventricle_dilation_mm + individual.ventricle_mm
+    grow = np.clip((dilation - phantom.ventricle_mm) / 2.0, 0.0, 1.0)
     keep = 1.0 - grow * phantom.ventricle_region
-    gm = phantom.gm * keep * (1.0 - effects.hippocampal_gm_loss * phantom.hippocampus)
-    wm = phantom.wm * keep
+    gm = np.clip(gm * individual.gm_density, 0.0, 1.0 - wm) * keep
+    gm *= 1.0 - effects.hippocampal_gm_loss * phantom.hippocampus
+    wm = wm * keep
     csf = np.clip(phantom.hull - gm - wm, 0.0, 1.0)
     amplitude = LF_AMPLITUDE["gm"] * gm + LF_AMPLITUDE["wm"] * wm + LF_AMPLITUDE["csf"] * csf
+    amplitude *= individual.lf_pattern
     amplitude *= 1.0 - (1.0 - effects.pcc_lf_amplitude_factor) * phantom.pcc
     return SubjectMaps(
         t1=_contrast(gm, wm, csf, phantom.hull, T1_TISSUE, phantom.t1_outside),

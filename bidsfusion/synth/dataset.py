@@ -19,14 +19,28 @@ motion TSV has the columns trans_x trans_y trans_z (mm) rot_x rot_y rot_z
 (radians), one row per volume, row 0 zero; ``scanner`` documents both
 conventions exactly. Labels are zero-padded to at least two digits.
 
-Groups: about 15 % AD, 70 % HC, 15 % other, shuffled by the seed, with at
-least 2 AD and 2 HC from 4 subjects up. An AD subject's effect strength is
-``effect_strength`` times a factor in 0.7..1.3, "other" half of that, HC 0.
+Groups: a fraction ``ad_fraction`` (default 15 %) AD, 15 % other, the rest HC,
+shuffled by the seed, with at least 2 AD and 2 HC from 4 subjects up. An AD
+subject's effect strength is ``effect_strength`` times a factor in 0.7..1.3,
+"other" half of that, HC 0. The default strength, :data:`EFFECT_STRENGTH`, is
+calibrated so that AD is only partly separable from HC (see docs/usage.md).
+
+Subjects differ from each other (:mod:`~bidsfusion.synth.individuality`, scaled
+by ``variability``): their own brain shape, grey-matter density and ventricle
+size, which both modalities show, and their own BOLD amplitude pattern. Each
+subject is scanned at site A or B (:data:`~bidsfusion.synth.scanner.SITES`):
+site B's T1w has less grey/white contrast and its BOLD more thermal noise
+(lower fALFF everywhere). ``site_confound`` c in [0, 1] ties the site to the
+diagnosis: P(B | AD) = (1 + c) / 2, P(B | HC) = (1 - c) / 2, P(B | other) = 1/2,
+a shortcut that a supervised model can take (c = 0: none).
+
 Sessions: 1..``max_sessions`` per subject; with more than one session each
 holds T1w, bold or both (each modality at least once), so the closest-in-days
-pairing matters. Every scan draws from its own stream
-``default_rng([seed, subject, session, modality])``: a subject's data do not
-depend on the other subjects. A subject's diagnosis depends on ``n_subjects``.
+pairing matters. A subject's plan draws from ``default_rng([seed, subject])``,
+its individuality from ``default_rng([seed, subject, 0, 0])`` and every scan
+from its own stream ``default_rng([seed, subject, session, modality])``:
+a subject's data do not depend on the other subjects. A subject's diagnosis
+depends on ``n_subjects`` and ``ad_fraction``.
 """
 
 from __future__ import annotations
@@ -50,6 +64,7 @@ from bidsfusion.synth.anatomy import (
     HIPPOCAMPUS,
     MNI_AFFINE,
     PCC,
+    PHANTOM_SHAPE,
     VENTRICLE_BOX,
     Effects,
     SubjectMaps,
@@ -57,13 +72,18 @@ from bidsfusion.synth.anatomy import (
     subject_maps,
     truth_masks,
 )
-from bidsfusion.synth.scanner import random_placement, render_bold, render_t1
+from bidsfusion.synth.individuality import draw_individuality
+from bidsfusion.synth.scanner import SITES, random_placement, render_bold, render_t1
 from bidsfusion.tsv import write_tsv
 
 GROUPS = ("AD", "HC", "other")
 GROUP_EFFECT = {"AD": 1.0, "HC": 0.0, "other": 0.5}
 MODALITIES = ("T1w", "bold")
 MIN_VOLUMES = 50
+EFFECT_STRENGTH = 1.0
+"""Default AD effect strength (calibrated, see the module doc)."""
+AD_FRACTION = 0.15
+OTHER_FRACTION = 0.15
 """At TR 2 s, 100 s of data: one period of the fALFF band's lowest frequency (0.01 Hz)."""
 MASK_NAME = "space-MNI152NLin2009aSym_res-2mm_desc-{}_mask.nii.gz"
 MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
@@ -89,6 +109,7 @@ class SyntheticSubject:
     sex: str
     effect: float
     head_scale: float
+    site: str
     sessions: tuple[SyntheticSession, ...]
 
 
@@ -104,13 +125,16 @@ class SynthSummary:
     n_bold: int
 
 
-def assign_diagnoses(n_subjects: int, seed: int) -> list[str]:
-    """Diagnoses in subject order: fixed 15/70/15 counts (>= 2 AD and 2 HC from n = 4), shuffled."""
+def assign_diagnoses(n_subjects: int, seed: int, ad_fraction: float = AD_FRACTION) -> list[str]:
+    """Diagnoses in subject order: fixed counts (``ad_fraction`` AD, 15 % other, >= 2 AD and
+    2 HC from n = 4), shuffled; below 4 subjects each is drawn with those probabilities."""
     rng = np.random.default_rng([seed, 0])
     if n_subjects < 4:
-        return [str(g) for g in rng.choice(GROUPS, size=n_subjects, p=(0.15, 0.7, 0.15))]
-    n_ad = max(2, round(0.15 * n_subjects))
-    n_other = min(round(0.15 * n_subjects), n_subjects - n_ad - 2)
+        other = min(OTHER_FRACTION, 1 - ad_fraction)
+        p = (ad_fraction, 1 - ad_fraction - other, other)
+        return [str(g) for g in rng.choice(GROUPS, size=n_subjects, p=p)]
+    n_ad = min(max(2, round(ad_fraction * n_subjects)), n_subjects - 2)
+    n_other = min(round(OTHER_FRACTION * n_subjects), n_subjects - n_ad - 2)
     labels = ["AD"] * n_ad + ["other"] * n_other + ["HC"] * (n_subjects - n_ad - n_other)
     return [str(g) for g in rng.permutation(labels)]
 
@@ -128,19 +152,55 @@ def _plan_sessions(rng: np.random.Generator, max_sessions: int) -> tuple[Synthet
     return tuple(SyntheticSession(f"{i + 1:02d}", int(days[i]), contents[i]) for i in range(n))
 
 
+def _check_numbers(
+    n_subjects: int,
+    max_sessions: int,
+    effect_strength: float,
+    ad_fraction: float,
+    site_confound: float,
+    variability: float,
+) -> None:
+    """UsageError naming the first impossible setting."""
+    checks = {
+        f"--subjects must be at least 1, got {n_subjects}": n_subjects >= 1,
+        f"--sessions must be 1, 2 or 3, got {max_sessions}": 1 <= max_sessions <= 3,
+        f"--effect-strength must be a number >= 0, got {effect_strength}": (
+            np.isfinite(effect_strength) and effect_strength >= 0
+        ),
+        f"--ad-fraction must be above 0 and below 1, got {ad_fraction}": 0 < ad_fraction < 1,
+        f"--site-confound must be in [0, 1], got {site_confound}": 0 <= site_confound <= 1,
+        f"--variability must be a number >= 0, got {variability}": (
+            np.isfinite(variability) and variability >= 0
+        ),
+    }
+    for message, ok in checks.items():
+        if not ok:
+            raise UsageError(message)
+
+
+def _site(rng: np.random.Generator, diagnosis: str, site_confound: float) -> str:
+    """Site A or B; B with probability (1 + c) / 2 for AD, (1 - c) / 2 for HC, 1/2 otherwise."""
+    sign = {"AD": 1.0, "HC": -1.0}.get(diagnosis, 0.0)
+    return "B" if rng.random() < (1.0 + sign * site_confound) / 2 else "A"
+
+
 def plan_dataset(
-    n_subjects: int, seed: int, max_sessions: int = 3, effect_strength: float = 1.0
+    n_subjects: int,
+    seed: int,
+    max_sessions: int = 3,
+    effect_strength: float = EFFECT_STRENGTH,
+    ad_fraction: float = AD_FRACTION,
+    site_confound: float = 0.0,
+    variability: float = 1.0,
 ) -> list[SyntheticSubject]:
-    """Draw every subject's group, demographics, effect, head size and sessions (no images)."""
-    if n_subjects < 1:
-        raise UsageError(f"--subjects must be at least 1, got {n_subjects}")
-    if not 1 <= max_sessions <= 3:
-        raise UsageError(f"--sessions must be 1, 2 or 3, got {max_sessions}")
-    if not (np.isfinite(effect_strength) and effect_strength >= 0):
-        raise UsageError(f"--effect-strength must be a number >= 0, got {effect_strength}")
+    """Draw every subject's group, demographics, effect, head size, site and sessions
+    (no images); ``variability`` is only checked here."""
+    _check_numbers(
+        n_subjects, max_sessions, effect_strength, ad_fraction, site_confound, variability
+    )
     width = max(2, len(str(n_subjects)))
     plans = []
-    for index, diagnosis in enumerate(assign_diagnoses(n_subjects, seed), start=1):
+    for index, diagnosis in enumerate(assign_diagnoses(n_subjects, seed, ad_fraction), start=1):
         rng = np.random.default_rng([seed, index])
         age = float(np.clip(rng.normal(75.0 if diagnosis == "AD" else 71.0, 6.0), 55, 95))
         plans.append(
@@ -153,6 +213,7 @@ def plan_dataset(
                 effect=effect_strength * GROUP_EFFECT[diagnosis] * float(rng.uniform(0.7, 1.3)),
                 head_scale=float(rng.uniform(0.9, 1.1)),
                 sessions=_plan_sessions(rng, max_sessions),
+                site=_site(rng, diagnosis, site_confound),
             )
         )
     return plans
@@ -176,6 +237,7 @@ def _participant_row(plan: SyntheticSubject) -> dict[str, str]:
         "diagnosis": plan.diagnosis,
         "age": f"{plan.age:.1f}",
         "sex": plan.sex,
+        "site": plan.site,
     }
 
 
@@ -197,11 +259,13 @@ def _write_scan(
     truth = root / "sourcedata" / "synth" / folder
     xfm: dict[str, object] = {"to_mni": to_mni.tolist(), "head_scale": plan.head_scale}
     if modality == "T1w":
-        image = render_t1(maps, phantom.head_points, to_mni, rng)
+        image = render_t1(maps, phantom.head_points, to_mni, rng, SITES[plan.site])
         relative = folder / "anat" / f"{stem}_T1w.nii.gz"
         sidecar: dict[str, object] = {}
     else:
-        image, motion = render_bold(maps, phantom.hull_points, to_mni, rng, n_volumes)
+        image, motion = render_bold(
+            maps, phantom.hull_points, to_mni, rng, n_volumes, SITES[plan.site]
+        )
         relative = folder / "func" / f"{stem}_task-rest_bold.nii.gz"
         sidecar = {"TaskName": "rest", "RepetitionTime": float(image.header["pixdim"][4])}
         xfm["motion"] = f"{stem}_task-rest_motion.tsv"
@@ -212,16 +276,24 @@ def _write_scan(
     nib.save(image, root / relative)
     _write_json(
         root / str(relative).replace(".nii.gz", ".json"),
-        {**sidecar, "Manufacturer": "bidsfusion synth (simulated)"},
+        {
+            **sidecar,
+            "Manufacturer": "bidsfusion synth (simulated)",
+            "InstitutionName": f"bidsfusion synth site {plan.site}",
+        },
     )
     xfm_name = relative.name.replace(".nii.gz", "_xfm.json")
     _write_json(truth / xfm_name, {"source": relative.as_posix(), **xfm})
 
 
-def _write_subject(root: Path, plan: SyntheticSubject, seed: int, n_volumes: int) -> dict:
+def _write_subject(
+    root: Path, plan: SyntheticSubject, seed: int, n_volumes: int, variability: float
+) -> dict:
     """Write one subject's sessions.tsv and scans; return its truth.json entry."""
     effects = Effects.from_strength(plan.effect)
-    maps = subject_maps(load_phantom(), effects)
+    rng = np.random.default_rng([seed, plan.index, 0, 0])
+    individual = draw_individuality(rng, PHANTOM_SHAPE, variability)
+    maps = subject_maps(load_phantom(), effects, individual)
     rows = [{"session_id": f"ses-{s.label}", "days_since_entry": s.days} for s in plan.sessions]
     _write_tsv(root / f"sub-{plan.label}" / f"sub-{plan.label}_sessions.tsv", rows)
     for session in plan.sessions:
@@ -231,6 +303,8 @@ def _write_subject(root: Path, plan: SyntheticSubject, seed: int, n_volumes: int
         "diagnosis": plan.diagnosis,
         "effect": plan.effect,
         "head_scale": plan.head_scale,
+        "site": plan.site,
+        "individual_ventricle_mm": individual.ventricle_mm,
         **asdict(effects),
         "sessions": {
             f"ses-{s.label}": {"days": s.days, "modalities": list(s.modalities)}
@@ -245,6 +319,9 @@ README = """\
 Simulated T1w and resting-state BOLD scans made by `bidsfusion synth` (seed {seed}).
 Brain tissue comes from the ICBM152 2009a templates bundled with nilearn; each
 scan is a randomly placed, bias-corrupted, noisy view of a subject's phantom.
+Subjects differ in brain shape, grey-matter density and ventricle size (seen by
+both modalities) and in their BOLD amplitude pattern; each was scanned at site
+A or B (participants.tsv), whose scanners differ in T1w contrast and BOLD noise.
 AD subjects (and, at half strength, "other" subjects) have enlarged ventricles,
 hippocampal/temporal grey-matter loss and lower 0.01-0.1 Hz BOLD amplitude in
 the posterior cingulate/precuneus. The ground truth (transforms to MNI, head
@@ -263,6 +340,13 @@ PARTICIPANTS_JSON = {
     },
     "age": {"Description": "Age at the first session", "Units": "year"},
     "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}},
+    "site": {
+        "Description": "Acquisition site",
+        "Levels": {
+            "A": "reference scanner",
+            "B": "less T1w grey/white contrast, more BOLD thermal noise",
+        },
+    },
 }
 
 
@@ -309,7 +393,12 @@ def _truth(settings: dict, subjects: dict[str, dict]) -> dict:
 
 
 def _write_subjects(
-    root: Path, plans: list[SyntheticSubject], seed: int, n_volumes: int, n_jobs: int | None
+    root: Path,
+    plans: list[SyntheticSubject],
+    seed: int,
+    n_volumes: int,
+    variability: float,
+    n_jobs: int | None,
 ) -> dict[str, dict]:
     """Write every subject, in ``n_jobs`` forked processes that inherit the phantom.
 
@@ -318,11 +407,14 @@ def _write_subjects(
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     n_jobs = min(n_jobs or usable or 1, len(plans))
     if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return {f"sub-{p.label}": _write_subject(root, p, seed, n_volumes) for p in plans}
+        return {
+            f"sub-{p.label}": _write_subject(root, p, seed, n_volumes, variability) for p in plans
+        }
     load_phantom()
     with ProcessPoolExecutor(n_jobs, multiprocessing.get_context("fork")) as pool:
         futures = {
-            f"sub-{p.label}": pool.submit(_write_subject, root, p, seed, n_volumes) for p in plans
+            f"sub-{p.label}": pool.submit(_write_subject, root, p, seed, n_volumes, variability)
+            for p in plans
         }
         return {label: future.result() for label, future in futures.items()}
 
@@ -338,9 +430,12 @@ def make_dataset(
     n_subjects: int = 20,
     seed: int = 0,
     max_sessions: int = 3,
-    effect_strength: float = 1.0,
+    effect_strength: float = EFFECT_STRENGTH,
     n_volumes: int = 120,
     n_jobs: int | None = None,
+    ad_fraction: float = AD_FRACTION,
+    site_confound: float = 0.0,
+    variability: float = 1.0,
 ) -> SynthSummary:
     """Write a synthetic BIDS dataset to ``out_dir`` (absent or empty); see the module doc.
 
@@ -352,7 +447,9 @@ def make_dataset(
     """
     if n_volumes < MIN_VOLUMES:
         raise UsageError(f"n_volumes must be at least {MIN_VOLUMES}, got {n_volumes}")
-    plans = plan_dataset(n_subjects, seed, max_sessions, effect_strength)
+    plans = plan_dataset(
+        n_subjects, seed, max_sessions, effect_strength, ad_fraction, site_confound, variability
+    )
     out_dir = Path(out_dir)
     _check_output(out_dir)
     settings = {
@@ -361,6 +458,9 @@ def make_dataset(
         "max_sessions": max_sessions,
         "effect_strength": effect_strength,
         "n_volumes": n_volumes,
+        "ad_fraction": ad_fraction,
+        "site_confound": site_confound,
+        "variability": variability,
     }
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -371,7 +471,7 @@ def make_dataset(
         raise OutputError(f"{out_dir}: cannot be created ({error})") from error
     try:
         _write_dataset_files(tmp, plans, settings)
-        subjects = _write_subjects(tmp, plans, seed, n_volumes, n_jobs)
+        subjects = _write_subjects(tmp, plans, seed, n_volumes, variability, n_jobs)
         _write_json(tmp / "sourcedata" / "synth" / "truth.json", _truth(settings, subjects))
         _check_output(out_dir)
         os.replace(tmp, target)

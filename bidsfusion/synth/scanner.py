@@ -25,6 +25,8 @@ RAS here (ITK works in LPS). Volume ``t`` lies in MNI at ``to_mni @ T_t``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import nibabel as nib
 import numpy as np
 import scipy.fft
@@ -37,6 +39,18 @@ from bidsfusion.synth.anatomy import PHANTOM_AFFINE, SubjectMaps
 
 HF_AMPLITUDE = 0.003
 """Relative amplitude of the fast (respiration-like) oscillation."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """A scanner: T1w contrast ``900 * (t1 / 900) ** t1_gamma`` (below 1: less grey/white
+    contrast) and the BOLD thermal noise sd, a range drawn from per run."""
+
+    t1_gamma: float
+    bold_noise: tuple[float, float]
+
+
+SITES = {"A": Site(1.0, (6.0, 12.0)), "B": Site(0.8, (12.0, 18.0))}
 
 
 def random_placement(rng: np.random.Generator, head_scale: float, centre: np.ndarray) -> np.ndarray:
@@ -106,12 +120,18 @@ def to_nifti(data: np.ndarray, affine: np.ndarray, tr: float | None = None) -> n
 
 
 def render_t1(
-    maps: SubjectMaps, head_points: np.ndarray, to_mni: np.ndarray, rng: np.random.Generator
+    maps: SubjectMaps,
+    head_points: np.ndarray,
+    to_mni: np.ndarray,
+    rng: np.random.Generator,
+    site: Site = SITES["A"],
 ) -> nib.Nifti1Image:
-    """A whole-head T1w: 1.5-2 mm voxels, smooth bias field, Rician noise (sigma 10-25)."""
+    """A whole-head T1w: 1.5-2 mm voxels, the site's contrast, smooth bias field, Rician
+    noise (sigma 10-25)."""
     voxel_mm = round(float(rng.uniform(1.5, 2.0)), 2)
     shape, affine = covering_grid(to_mni, head_points, voxel_mm, margin_mm=6.0)
-    image = sample(maps.t1, to_mni @ affine, shape) * bias_field(shape, rng)
+    t1 = 900.0 * (np.maximum(maps.t1, 0.0) / 900.0) ** site.t1_gamma
+    image = sample(t1, to_mni @ affine, shape) * bias_field(shape, rng)
     sigma = np.float32(rng.uniform(10.0, 25.0))
     noise = rng.standard_normal((2, *shape[::-1]), dtype=np.float32).T * sigma
     return to_nifti(np.hypot(image + noise[..., 0], noise[..., 1]), affine)
@@ -142,13 +162,15 @@ def render_bold(
     to_mni: np.ndarray,
     rng: np.random.Generator,
     n_volumes: int,
+    site: Site = SITES["A"],
 ) -> tuple[nib.Nifti1Image, np.ndarray]:
     """A resting-state run: 3-4 mm voxels, TR 2 or 2.5 s; returns the image and its motion.
 
     Signal per voxel: ``baseline * (1 + a * lf(t) + 0.003 * hf(t))`` with ``a`` the
     subject's LF amplitude map, ``lf`` independent 0.01-0.1 Hz noise, ``hf`` a shared
     sinusoid at 0.6-0.95 of Nyquist; then rigid motion, then Gaussian noise
-    (sigma 6-12, about 1-2 % of the brain signal) clipped at 0.
+    (sigma in the site's range, site A 6-12: about 1-2 % of the brain signal),
+    clipped at 0.
     """
     voxel_mm = round(float(rng.uniform(3.0, 4.0)), 2)
     tr = float(rng.choice([2.0, 2.5]))
@@ -168,6 +190,6 @@ def render_bold(
     for t in range(1, n_volumes):
         matrix = np.linalg.inv(affine) @ rigid_matrix(motion[t], centre) @ affine
         data[..., t] = resample(data[..., t], matrix, shape)
-    sigma = np.float32(rng.uniform(6.0, 12.0))
+    sigma = np.float32(rng.uniform(*site.bold_noise))
     data += rng.standard_normal(data.shape[::-1], dtype=np.float32).T * sigma
     return to_nifti(data, affine, tr), motion
