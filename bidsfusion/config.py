@@ -56,6 +56,8 @@ class RunConfig:
     encoder: str = "dcgan"
     latent_dim: int = 64
     epochs: int = 200
+    lr: float = 4e-4
+    max_lr: float = 2e-3
     batch_size: int = 64
     input_size: int = 64
     folds: int = 5
@@ -74,6 +76,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         """Check what involves several settings, wherever they came from (exit 64)."""
+        if not 0 < self.lr <= self.max_lr:
+            raise UsageError(f"--lr {self.lr} and --max-lr {self.max_lr}: need 0 < lr <= max lr")
         if self.positive == self.negative:
             raise UsageError(
                 f"--positive and --negative are both {self.positive!r}; the two classes must differ"

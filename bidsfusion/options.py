@@ -131,6 +131,17 @@ def level_options(fn: Any) -> Any:
             "--latent-dim", type=click.IntRange(min=1), help="[group] latent size. Default: 64."
         ),
         click.option("--epochs", type=click.IntRange(min=1), help="[group] Default: 200."),
+        click.option(
+            "--lr",
+            type=click.FloatRange(min=0, min_open=True),
+            help="[group] OneCycle's initial learning rate. Default: 4e-4 (the paper).",
+        ),
+        click.option(
+            "--max-lr",
+            type=click.FloatRange(min=0, min_open=True),
+            help="[group] OneCycle's peak learning rate, >= --lr. Default: 2e-3 "
+            "(the paper's 0.01 makes the DIM terms diverge at the peak).",
+        ),
         click.option("--batch-size", type=click.IntRange(min=2), help="[group] Default: 64."),
         click.option(
             "--input-size",

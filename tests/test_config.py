@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -131,3 +132,11 @@ def test_same_positive_and_negative_is_a_usage_error(tmp_path):
                 "negative": "AD",
             }
         )
+
+
+def test_a_peak_learning_rate_below_the_initial_one_is_a_usage_error(tmp_path):
+    base = {"bids_dir": tmp_path, "output_dir": tmp_path, "analysis_level": "group"}
+    with pytest.raises(UsageError, match=re.escape("--lr 0.01 and --max-lr 0.002")):
+        make_config({**base, "lr": 0.01})
+    paper = make_config({**base, "max_lr": 0.01})
+    assert (paper.lr, paper.max_lr) == (4e-4, 0.01)

@@ -37,7 +37,7 @@ def test_the_probe_catches_a_model_that_matches_pairs_by_the_augmentation() -> N
     blob = torch.zeros(1, 1, 16, 16, 16)
     blob[..., 4:9, 5:11, 6:10] = 1.0
     volumes = {"T1w": blob.repeat(40, 1, 1, 1, 1), "falff": 2 * blob.repeat(40, 1, 1, 1, 1)}
-    shared, independent = shortcut_probe(WhereIsTheBrain(), volumes, 0.5, 4, 8)
+    shared, independent = shortcut_probe(WhereIsTheBrain(), volumes, 0.5, 16, 8, (0, 1, 2))
     assert shared > 0.5 and independent < 0.2 and shared - independent > 0.2
 
 

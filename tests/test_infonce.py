@@ -8,13 +8,15 @@ import pytest
 import torch
 
 from bidsfusion.objectives.critic import clip_scores, score_penalty, separable_scores
-from bidsfusion.objectives.infonce import infonce
+from bidsfusion.objectives.infonce import infonce, infonce_chance
 
 
-def _reference(x: torch.Tensor, y: torch.Tensor, c: float = 20.0, w: float = 4e-2):
-    """The estimator written out with Python loops over samples and locations."""
+def _reference(x: torch.Tensor, y: torch.Tensor, c: float = 20.0, w: float = 4e-2, keep=None):
+    """The estimator written out with Python loops over samples and locations; ``keep``
+    (a set of (sample, location)) limits the locations of ``x``."""
     B, d, Lx = x.shape
     Ly = y.shape[2]
+    keep = keep or {(b, p) for b in range(B) for p in range(Lx)}
 
     def raw(b: int, p: int, a: int, m: int) -> float:
         return float(x[b, :, p] @ y[a, :, m]) / math.sqrt(d)
@@ -22,18 +24,12 @@ def _reference(x: torch.Tensor, y: torch.Tensor, c: float = 20.0, w: float = 4e-
     def f(b: int, p: int, a: int, m: int) -> float:
         return c * math.tanh(raw(b, p, a, m) / c)
 
-    squares = [
-        raw(b, p, a, m) ** 2
-        for b in range(B)
-        for p in range(Lx)
-        for a in range(B)
-        for m in range(Ly)
-    ]
+    squares = [raw(b, p, a, m) ** 2 for b, p in sorted(keep) for a in range(B) for m in range(Ly)]
     losses = []
     for a in range(B):
         for m in range(Ly):
-            negatives = [f(b, p, a, m) for b in range(B) if b != a for p in range(Lx)]
-            for p in range(Lx):
+            negatives = [f(b, p, a, m) for b, p in sorted(keep) if b != a]
+            for p in (p for b, p in sorted(keep) if b == a):
                 positive = f(a, p, a, m)
                 denominator = math.exp(positive) + sum(math.exp(n) for n in negatives)
                 losses.append(-(positive - math.log(denominator)))
@@ -49,6 +45,34 @@ def test_infonce_matches_loop_reference(B: int, d: int, Lx: int, Ly: int) -> Non
     expected_loss, expected_penalty = _reference(x, y)
     assert loss.item() == pytest.approx(expected_loss, rel=1e-12)
     assert penalty.item() == pytest.approx(expected_penalty, rel=1e-12)
+
+
+def test_masked_infonce_matches_loop_reference() -> None:
+    gen = torch.Generator().manual_seed(5)
+    x = 3 * torch.randn(3, 4, 5, generator=gen, dtype=torch.float64)
+    y = 3 * torch.randn(3, 4, 2, generator=gen, dtype=torch.float64)
+    mask = torch.tensor([[1, 0, 1, 1, 0], [0, 0, 0, 1, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    loss, penalty = infonce(x, y, x_mask=mask)
+    keep = {(b, p) for b in range(3) for p in range(5) if mask[b, p]}
+    expected_loss, expected_penalty = _reference(x, y, keep=keep)
+    assert loss.item() == pytest.approx(expected_loss, rel=1e-12)
+    assert penalty.item() == pytest.approx(expected_penalty, rel=1e-12)
+    everything, _ = infonce(x, y)
+    nothing_in_one = mask.clone()
+    nothing_in_one[1] = False  # a sample without any location keeps all of its own
+    keep = {(b, p) for b in range(3) for p in range(5) if nothing_in_one[b, p] or b == 1}
+    assert infonce(x, y, x_mask=nothing_in_one)[0].item() == pytest.approx(
+        _reference(x, y, keep=keep)[0], rel=1e-12
+    )
+    assert everything.item() != pytest.approx(loss.item())
+
+
+def test_chance_is_the_loss_of_equal_scores() -> None:
+    mask = torch.tensor([[1, 0, 1, 1, 0], [0, 0, 0, 1, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    zeros = torch.zeros(3, 4, 5, dtype=torch.float64)
+    loss, _ = infonce(zeros, torch.randn(3, 4, 1, dtype=torch.float64), x_mask=mask)
+    assert infonce_chance(mask.sum(1)) == pytest.approx(loss.item(), rel=1e-12)
+    assert infonce_chance(torch.full((16,), 512)) == pytest.approx(math.log(1 + 15 * 512))
 
 
 def test_infonce_clips_before_the_loss_and_penalises_raw_scores() -> None:

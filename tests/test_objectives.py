@@ -193,7 +193,7 @@ def test_three_modalities_sum_all_ordered_pairs(registry) -> None:
     torch.manual_seed(7)
     anchors = []
     for i, j in pairs:
-        where = torch.randint(512, (5, 1, 1)).expand(5, 64, 1)
+        where = torch.rand(5, 512).argmax(dim=1).view(5, 1, 1).expand(5, 64, 1)
         anchors.append((local[j], local[i].gather(2, where)))
     assert values["CS"].item() == pytest.approx(total(anchors))
 
@@ -285,3 +285,28 @@ def test_chance_levels_are_the_losses_of_equal_scores(registry) -> None:
     for term, chance in expected.items():
         assert values[f"{term}_chance"].item() == pytest.approx(chance, rel=1e-6)
         assert values[term].item() == pytest.approx(chance, rel=1e-5)
+
+
+def test_brain_locations_are_the_blocks_that_hold_brain() -> None:
+    from bidsfusion.objectives.dim import brain_locations
+
+    volume = torch.full((2, 1, 16, 16, 16), -0.7)  # z-normalised background
+    volume[0, 0, 2:6, 8:10, 0:2] = 1.0
+    volume[1] = torch.randn(1, 16, 16, 16)
+    found = brain_locations(volume, (8, 8, 8)).view(2, 8, 8, 8)
+    expected = torch.zeros(8, 8, 8, dtype=torch.bool)
+    expected[1:3, 4, 0] = True
+    assert torch.equal(found[0], expected)
+    assert found[1].all()  # noise everywhere: every block has voxels above the minimum
+
+
+def test_cs_anchors_lie_in_the_mask() -> None:
+    from bidsfusion.objectives.dim import random_location
+
+    embeddings = torch.arange(4 * 10, dtype=torch.float32).view(4, 1, 10).expand(4, 3, 10)
+    mask = torch.zeros(4, 10, dtype=torch.bool)
+    mask[0, 3] = mask[1, 7] = mask[2, 2:4] = True
+    for _ in range(20):
+        chosen = random_location(embeddings, mask)[:, 0, 0].long() % 10
+        assert chosen[0] == 3 and chosen[1] == 7 and chosen[2] in (2, 3)
+    assert len({int(random_location(embeddings, mask)[3, 0, 0]) for _ in range(50)}) > 5

@@ -110,7 +110,7 @@ def test_flip_is_the_same_for_every_modality_and_a_real_flip():
 
 
 def numpy_translate(volume: np.ndarray, offset: tuple[int, int, int], pad: int) -> np.ndarray:
-    padded = np.pad(volume, [(0, 0)] + [(pad, pad)] * 3)
+    padded = np.pad(volume, [(0, 0)] + [(pad, pad)] * 3, constant_values=volume.min())
     i, j, k = offset
     return padded[:, i : i + SIDE, j : j + SIDE, k : k + SIDE]
 
@@ -124,7 +124,7 @@ def test_translate_matches_numpy_pad_then_crop():
 
 
 def test_random_crop_is_one_translation_per_sample_shared_by_modalities():
-    x = brains(6, seed=5) + 1  # no zero voxel: the offset is identifiable
+    x = torch.rand(6, 1, SIDE, SIDE, SIDE, generator=torch.Generator().manual_seed(5))
     out = random_crop({"a": x, "b": x.clone()}, torch.Generator().manual_seed(1), pad=2)
     assert torch.equal(out["a"], out["b"])
     offsets = []
@@ -142,7 +142,8 @@ def test_random_crop_is_one_translation_per_sample_shared_by_modalities():
 def test_augment_draws_per_modality_unless_paired():
     from bidsfusion.data.transforms import augment
 
-    volume = torch.arange(8**3, dtype=torch.float32).reshape(1, 1, 8, 8, 8).repeat(16, 1, 1, 1, 1)
+    volume = torch.arange(32**3, dtype=torch.float32).reshape(1, 1, 32, 32, 32)
+    volume = volume.repeat(16, 1, 1, 1, 1)
     views = {"T1w": volume, "falff": volume.clone()}
     generator = torch.Generator().manual_seed(0)
     paired = augment(views, generator, paired=True)
@@ -151,4 +152,30 @@ def test_augment_draws_per_modality_unless_paired():
     same = [
         torch.equal(a, b) for a, b in zip(independent["T1w"], independent["falff"], strict=True)
     ]
-    assert sum(same) <= 2  # a chance coincidence of flips and 9^3 offsets at most
+    assert sum(same) <= 2  # a chance coincidence of 2 flips and 5^3 offsets at most
+
+
+def test_flips_are_left_right_unless_other_axes_are_asked_for():
+    x = brains(4, seed=5)
+    always = torch.Generator().manual_seed(0)
+    assert torch.equal(random_flip({"a": x}, always, p=1.0)["a"], x.flip(2))
+    everywhere = random_flip({"a": x}, always, p=1.0, axes=(0, 1, 2))["a"]
+    assert torch.equal(everywhere, x.flip(2, 3, 4))
+
+
+def test_the_shift_is_the_same_in_millimetres_at_every_input_size():
+    from bidsfusion.data.transforms import augment, scaled_pad
+
+    assert [scaled_pad(4, size) for size in (64, 32, 16)] == [4, 2, 1]
+    x = brains(32, seed=6)
+    out = augment({"a": x}, torch.Generator().manual_seed(1), flip_p=0.0, crop_pad=4)["a"]
+    shifts = set()
+    for volume, moved in zip(x, out, strict=True):
+        found = [
+            offset
+            for offset in itertools.product(range(3), repeat=3)
+            if torch.equal(translate(volume[None], torch.tensor([offset]), 1)[0], moved)
+        ]
+        assert found, "every sample moved by at most 1 voxel (12 mm) at 16^3"
+        shifts.add(found[0])
+    assert len(shifts) > 5

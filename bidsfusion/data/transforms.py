@@ -5,8 +5,9 @@ modality -> tensor with the same B and spatial shape. Normalisation per
 modality: histogram standardization (Nyul & Udupa, as
 ``torchio.HistogramStandardization``) then z-normalisation (as
 ``torchio.ZNormalization``), each over the whole volume by default, as torchio.
-Augmentation (:func:`augment`): random flips, then a random translation with zero
-fill (pad then crop back), drawn per sample and, by default, per modality.
+Augmentation (:func:`augment`): random left-right flips, then a random translation
+of up to 12 mm filled with the volume's minimum (pad then crop back), drawn per sample and, by
+default, per modality.
 """
 
 from __future__ import annotations
@@ -151,28 +152,38 @@ def _batch_size(batch: Mapping[str, Tensor]) -> int:
 
 
 def random_flip(
-    batch: Mapping[str, Tensor], generator: torch.Generator, p: float = 0.5
+    batch: Mapping[str, Tensor],
+    generator: torch.Generator,
+    p: float = 0.5,
+    axes: Sequence[int] = (0,),
 ) -> dict[str, Tensor]:
-    """Flip each sample along each spatial axis with probability ``p``, alike in every modality."""
+    """Flip each sample along each spatial axis in ``axes`` (0: left-right on the RAS grid,
+    torchio's default) with probability ``p``, alike in every modality."""
     size = _batch_size(batch)
-    draws = torch.rand(size, 3, generator=generator, device=generator.device) < p
+    draws = torch.rand(size, len(axes), generator=generator, device=generator.device) < p
     out = {}
     for name, x in batch.items():
         flips = draws.to(x.device)
-        for axis in range(3):
-            chosen = flips[:, axis].view(size, *[1] * (x.ndim - 1))
+        for column, axis in enumerate(axes):
+            chosen = flips[:, column].view(size, *[1] * (x.ndim - 1))
             x = torch.where(chosen, x.flip(x.ndim - 3 + axis), x)
         out[name] = x
     return out
 
 
 def translate(x: Tensor, offsets: Tensor, pad: int) -> Tensor:
-    """Zero-pad ``x`` [B, ..., D, H, W] by ``pad`` per side and crop D, H, W at ``offsets``.
+    """Pad ``x`` [B, ..., D, H, W] by ``pad`` per side with each volume's minimum (the
+    background of a brain-masked map, torchio's ``"minimum"`` padding) and crop D, H, W
+    at ``offsets``.
 
     ``offsets`` [B, 3] (integers in [0, 2 pad]): out[b, ..., i, j, k] =
-    padded[b, ..., i + o0, j + o1, k + o2], a shift by pad - o with zero fill.
+    padded[b, ..., i + o0, j + o1, k + o2], a shift by pad - o. A zero fill would draw
+    a step at the edge of a z-normalised volume (whose background is below 0) that
+    tells where the field of view was shifted to.
     """
-    out = F.pad(x, [pad] * 6)
+    floor = x.amin(dim=tuple(range(1, x.ndim)), keepdim=True)
+    inside = F.pad(torch.ones_like(x[:1], dtype=torch.bool), [pad] * 6)
+    out = torch.where(inside, F.pad(x, [pad] * 6), floor)
     offsets = offsets.to(x.device)
     for axis in range(3):
         dim = x.ndim - 3 + axis
@@ -189,14 +200,24 @@ def translate(x: Tensor, offsets: Tensor, pad: int) -> Tensor:
 def random_crop(
     batch: Mapping[str, Tensor], generator: torch.Generator, pad: int = 4
 ) -> dict[str, Tensor]:
-    """Random translation by up to ``pad`` voxels per axis with zero fill, alike in every modality.
+    """Random translation by up to ``pad`` voxels per axis, filled with each volume's
+    minimum, alike in every modality.
 
-    Equivalent to zero-padding by ``pad`` and cropping the original size at a
+    Equivalent to padding by ``pad`` (:func:`translate`) and cropping the original size at a
     uniformly drawn offset per sample and axis.
     """
     size = _batch_size(batch)
     offsets = torch.randint(0, 2 * pad + 1, (size, 3), generator=generator, device=generator.device)
     return {name: translate(x, offsets, pad) for name, x in batch.items()}
+
+
+GRID_SIZE = 64
+"""Edge of the participant-level grid (3 mm voxels) that ``crop_pad`` is counted on."""
+
+
+def scaled_pad(crop_pad: int, size: int) -> int:
+    """``crop_pad`` voxels of the 64^3 grid in voxels of a ``size``^3 volume (same mm)."""
+    return round(crop_pad * size / GRID_SIZE)
 
 
 def augment(
@@ -205,9 +226,13 @@ def augment(
     flip_p: float = 0.5,
     crop_pad: int = 4,
     paired: bool = False,
+    flip_axes: Sequence[int] = (0,),
 ) -> dict[str, Tensor]:
-    """Random flips, then a random translation with zero fill, per sample.
+    """Random flips along ``flip_axes``, then a random translation filled with the
+    background, per sample.
 
+    ``crop_pad`` is the largest shift in voxels of the 64^3 grid (4: 12 mm), scaled
+    to the volumes' size (:func:`scaled_pad`): 2 voxels at 32^3, 1 at 16^3.
     Each modality gets its own draw (the default: the two views of a pair share
     only the subject), or with ``paired`` one draw shared by every modality, as the
     reference implementation does. A shared draw lets cross-modal terms match pairs
@@ -217,9 +242,10 @@ def augment(
     groups = [dict(volumes)] if paired else [{m: x} for m, x in volumes.items()]
     out: dict[str, Tensor] = {}
     for group in groups:
-        if flip_p > 0:
-            group = random_flip(group, generator, flip_p)
-        if crop_pad > 0:
-            group = random_crop(group, generator, crop_pad)
+        if flip_p > 0 and flip_axes:
+            group = random_flip(group, generator, flip_p, flip_axes)
+        pad = scaled_pad(crop_pad, next(iter(group.values())).shape[-1])
+        if pad > 0:
+            group = random_crop(group, generator, pad)
         out.update(group)
     return out

@@ -9,6 +9,13 @@ returns ``{name, name_penalty, name_chance, "loss"}``; ``name_chance`` is the
 term's value when every score is equal (:func:`~bidsfusion.objectives.infonce.
 infonce_chance` summed over the edges): a term that does not go below it has
 learned nothing.
+
+Only locations that see the brain take part (:func:`brain_locations`): a location
+of the 8^3 map whose block of the input holds no voxel above the volume's minimum
+(the background of a brain-masked map, also the fill of a translation) is neither
+a positive, a negative nor a CS anchor. At 64^3 about two thirds of the locations
+are background: unmasked, they are positives that nothing can tell apart, and CS
+stayed at its chance level even when every patch showed which subject it came from.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from itertools import permutations
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from bidsfusion.errors import UsageError
 from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.objectives.base import Heads, Objective
-from bidsfusion.objectives.infonce import infonce, infonce_chance
+from bidsfusion.objectives.infonce import infonce, infonce_chance, usable_locations
 
 
 class _InfoNCETerm(Objective):
@@ -68,16 +76,32 @@ class _InfoNCETerm(Objective):
     def _local(self, outputs: Mapping[str, EncoderOutput]) -> dict[str, Tensor]:
         return {m: self.heads.embed_local(m, outputs[m]) for m in self.modalities}
 
+    def _masks(
+        self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
+    ) -> dict[str, Tensor | None]:
+        """Each modality's brain locations ``[B, L]`` on its local map (None when the batch
+        lacks its volume)."""
+        return {
+            m: brain_locations(batch[m], outputs[m].features["local"].shape[2:])
+            if m in batch
+            else None
+            for m in self.modalities
+        }
+
     def _latent(self, outputs: Mapping[str, EncoderOutput]) -> dict[str, Tensor]:
         return {m: self.heads.embed_latent(m, outputs[m]) for m in self.modalities}
 
-    def _sum(self, edges: Sequence[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
-        """Sum InfoNCE losses, penalties and chance levels over ``(x, anchor)`` edges."""
+    def _sum(self, edges: Sequence[tuple[Tensor, Tensor, Tensor | None]]) -> dict[str, Tensor]:
+        """Sum InfoNCE losses, penalties and chance levels over ``(x, anchor, x_mask)`` edges."""
         losses, penalties = zip(
-            *(infonce(x, y, self.clip, self.penalty_weight) for x, y in edges), strict=True
+            *(infonce(x, y, self.clip, self.penalty_weight, mask) for x, y, mask in edges),
+            strict=True,
         )
         loss, penalty = sum(losses), sum(penalties)
-        chance = sum(infonce_chance(x.shape[0], x.shape[2]) for x, _ in edges)
+        chance = sum(
+            infonce_chance(usable_locations(mask, x.shape[0], x.shape[2], x.device).sum(1))
+            for x, _, mask in edges
+        )
         return {
             self.name: loss,
             f"{self.name}_penalty": penalty,
@@ -95,9 +119,10 @@ class LocalDIM(_InfoNCETerm):
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
-        """``{"L", "L_penalty", "loss"}``."""
+        """``{"L", "L_penalty", "L_chance", "loss"}``."""
         local, latent = self._local(outputs), self._latent(outputs)
-        return self._sum([(local[m], latent[m]) for m in self.modalities])
+        masks = self._masks(outputs, batch)
+        return self._sum([(local[m], latent[m], masks[m]) for m in self.modalities])
 
 
 class CrossLocalDIM(_InfoNCETerm):
@@ -108,15 +133,19 @@ class CrossLocalDIM(_InfoNCETerm):
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
-        """``{"CL", "CL_penalty", "loss"}``."""
+        """``{"CL", "CL_penalty", "CL_chance", "loss"}``."""
         local, latent = self._local(outputs), self._latent(outputs)
-        return self._sum([(local[i], latent[j]) for i, j in permutations(self.modalities, 2)])
+        masks = self._masks(outputs, batch)
+        return self._sum(
+            [(local[i], latent[j], masks[i]) for i, j in permutations(self.modalities, 2)]
+        )
 
 
 class CrossSpatialDIM(_InfoNCETerm):
-    """``CS``: one random location of ``phi_i(c_i)`` per sample against all of ``phi_j(c_j)``.
+    """``CS``: one random brain location of ``phi_i(c_i)`` per sample against all brain
+    locations of ``phi_j(c_j)``.
 
-    Locations come from ``torch.randint`` on the features' device, so they follow
+    Locations come from ``torch.rand`` on the features' device, so they follow
     ``torch.manual_seed``; a fresh draw for every ordered pair and call.
     """
 
@@ -126,10 +155,14 @@ class CrossSpatialDIM(_InfoNCETerm):
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
-        """``{"CS", "CS_penalty", "loss"}``."""
+        """``{"CS", "CS_penalty", "CS_chance", "loss"}``."""
         local = self._local(outputs)
+        masks = self._masks(outputs, batch)
         return self._sum(
-            [(local[j], _random_location(local[i])) for i, j in permutations(self.modalities, 2)]
+            [
+                (local[j], random_location(local[i], masks[i]), masks[j])
+                for i, j in permutations(self.modalities, 2)
+            ]
         )
 
 
@@ -142,13 +175,29 @@ class SimilarityDIM(_InfoNCETerm):
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
-        """``{"S", "S_penalty", "loss"}``."""
+        """``{"S", "S_penalty", "S_chance", "loss"}``."""
         latent = self._latent(outputs)
-        return self._sum([(latent[i], latent[j]) for i, j in permutations(self.modalities, 2)])
+        return self._sum(
+            [(latent[i], latent[j], None) for i, j in permutations(self.modalities, 2)]
+        )
 
 
-def _random_location(embeddings: Tensor) -> Tensor:
-    """One uniformly drawn location per sample: ``[B, d, L] -> [B, d, 1]``."""
+def random_location(embeddings: Tensor, mask: Tensor | None = None) -> Tensor:
+    """One location per sample, uniform among its ``mask`` ones (bool ``[B, L]``; None or
+    an empty row: all): ``[B, d, L] -> [B, d, 1]``."""
     B, d, L = embeddings.shape
-    index = torch.randint(L, (B, 1, 1), device=embeddings.device).expand(B, d, 1)
+    keep = usable_locations(mask, B, L, embeddings.device)
+    draws = torch.rand(B, L, device=embeddings.device).masked_fill(~keep, -1.0)
+    index = draws.argmax(dim=1).view(B, 1, 1).expand(B, d, 1)
     return embeddings.gather(2, index)
+
+
+def brain_locations(volume: Tensor, size: Sequence[int]) -> Tensor:
+    """Which locations of a ``size`` feature map see the brain: bool ``[B, prod(size)]``.
+
+    ``volume`` ``[B, 1, D, H, W]``; a location counts when its block of the volume
+    (adaptive max pooling) holds a voxel above the volume's minimum.
+    """
+    floor = volume.amin(dim=tuple(range(1, volume.ndim)), keepdim=True)
+    above = (volume > floor).to(torch.float32)
+    return F.adaptive_max_pool3d(above, tuple(size)).flatten(1) > 0

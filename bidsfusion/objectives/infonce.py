@@ -2,27 +2,36 @@
 
 Every same-sample pair is a positive; each positive competes only with the
 anchor's scores against all locations of the OTHER samples, never with the
-other positives of its own sample.
+other positives of its own sample. On brain volumes most locations of a feature map
+lie outside the brain, where every subject looks the same; a mask drops them (see
+:mod:`~bidsfusion.objectives.dim`).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-from bidsfusion.objectives.critic import clip_scores, score_penalty, separable_scores
+from bidsfusion.objectives.critic import clip_scores, separable_scores
 
 
-def infonce_chance(batch_size: int, locations: int) -> float:
-    """The InfoNCE loss when every score is equal: ``log(1 + (B - 1) * Lx)`` (each positive
-    competes with the ``Lx`` locations of the ``B - 1`` other samples); 0 for ``B = 1``."""
-    return math.log(1 + (batch_size - 1) * locations)
+def infonce_chance(counts: Tensor) -> float:
+    """The InfoNCE loss when every score is equal, for ``counts[b]`` usable locations of
+    sample ``b``: each positive of sample ``c`` competes with the ``N - counts[c]``
+    locations of the other samples, so the mean over positives is
+    ``sum_c counts[c] log(1 + N - counts[c]) / N`` (``N = sum counts``); with ``Lx``
+    locations everywhere ``log(1 + (B - 1) Lx)``, and 0 for ``B = 1``."""
+    counts = counts.double()
+    total = counts.sum()
+    return float((counts * torch.log1p(total - counts)).sum() / total)
 
 
 def infonce(
-    x: Tensor, y: Tensor, clip: float = 20.0, penalty_weight: float = 4e-2
+    x: Tensor,
+    y: Tensor,
+    clip: float = 20.0,
+    penalty_weight: float = 4e-2,
+    x_mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """InfoNCE loss and score penalty of ``x[B, d, Lx]`` against the anchors ``y[B, d, Ly]``.
 
@@ -32,18 +41,32 @@ def infonce(
     are ``f[c, l, c, m]`` for every ``l`` and the negatives ``f[b, l', c, m]`` for
     every ``b != c`` and every ``l'``. The loss is the mean over the
     ``B * Lx * Ly`` positives of ``log(exp(f+) + sum exp(f-)) - f+``, computed
-    with log-sum-exp in the inputs' dtype. The penalty is returned separately
-    (the caller adds it); both are scalars.
+    with log-sum-exp in the inputs' dtype. ``x_mask`` (bool ``[B, Lx]``) keeps only
+    its locations of ``x`` as positives, negatives and in the penalty (a sample
+    without any keeps all of its own). The penalty is returned separately (the
+    caller adds it); both are scalars.
     """
     B, d, Lx = x.shape
     Ly = y.shape[2]
     raw = separable_scores(
         x.transpose(1, 2).reshape(B * Lx, d), y.transpose(1, 2).reshape(B * Ly, d)
     ).view(B, Lx, B, Ly)
-    penalty = score_penalty(raw, penalty_weight)
+    keep = usable_locations(x_mask, B, Lx, x.device)
+    weights = keep.to(raw.dtype)[:, :, None, None].expand_as(raw)
+    penalty = penalty_weight * (raw.square() * weights).sum() / weights.sum()
     scores = clip_scores(raw, clip)
     same_sample = torch.eye(B, dtype=torch.bool, device=x.device)[:, None, :, None]
-    negatives = torch.logsumexp(scores.masked_fill(same_sample, float("-inf")), dim=(0, 1))
+    excluded = same_sample | ~keep[:, :, None, None]
+    negatives = torch.logsumexp(scores.masked_fill(excluded, float("-inf")), dim=(0, 1))
     positives = torch.diagonal(scores, dim1=0, dim2=2)
     loss = torch.logaddexp(positives, negatives.T) - positives
-    return loss.mean(), penalty
+    positive_weights = keep.T.to(loss.dtype)[:, None, :]
+    return (loss * positive_weights).sum() / (positive_weights.sum() * Ly), penalty
+
+
+def usable_locations(mask: Tensor | None, B: int, L: int, device: torch.device) -> Tensor:
+    """``mask`` (bool ``[B, L]``, None: all) with the rows of samples that keep no
+    location set to all."""
+    if mask is None:
+        return torch.ones(B, L, dtype=torch.bool, device=device)
+    return mask | ~mask.any(dim=1, keepdim=True)

@@ -83,8 +83,8 @@ class Effects:
     def from_strength(cls, strength: float) -> Effects:
         """Effects for a subject of effect ``strength`` (0 none, 1 typical AD)."""
         return cls(
-            ventricle_dilation_mm=3.0 * strength,
-            hippocampal_gm_loss=min(0.4 * strength, 0.9),
+            ventricle_dilation_mm=1.5 * strength,
+            hippocampal_gm_loss=min(0.2 * strength, 0.9),
             pcc_lf_amplitude_factor=max(1.0 - 0.6 * strength, 0.1),
         )
 

@@ -69,9 +69,11 @@ def shortcut_probe(
     flip_p: float,
     crop_pad: int,
     batch_size: int,
+    flip_axes: tuple[int, ...] = (0,),
 ) -> tuple[float, float]:
     """Mean pair retrieval of training ``volumes`` with a shared and with independent
-    augmentation draws (seeded), in eval mode: ``(shared, independent)``."""
+    draws of the training augmentation (:func:`~bidsfusion.data.transforms.augment`,
+    seeded), in eval mode: ``(shared, independent)``."""
     was_training = model.training
     model.eval()
     try:
@@ -79,7 +81,7 @@ def shortcut_probe(
         for paired in (True, False):
             device = next(iter(volumes.values())).device
             generator = torch.Generator(device=device).manual_seed(PROBE_SEED)
-            views = augment(volumes, generator, flip_p, crop_pad, paired=paired)
+            views = augment(volumes, generator, flip_p, crop_pad, paired, flip_axes)
             found = retrieval(latents_of(model, views, batch_size))
             scores.append(sum(found.values()) / max(len(found), 1))
     finally:
@@ -119,7 +121,12 @@ def diagnose(
     device = next(model.parameters()).device
     volumes = {m: x.to(device) for m, x in train_volumes.items()}
     shared, independent = shortcut_probe(
-        model, volumes, settings.flip_p, settings.crop_pad, settings.batch_size
+        model,
+        volumes,
+        settings.flip_p,
+        settings.crop_pad,
+        settings.batch_size,
+        settings.flip_axes,
     )
     if shared - independent > SHORTCUT_GAP:
         log.warning(

@@ -1,4 +1,4 @@
-"""Train one (objective, fold): RAdam + OneCycleLR, class-balanced batches, paired augmentation.
+"""Train one (objective, fold): RAdam + OneCycleLR, class-balanced batches, augmentation.
 
 Every epoch ``e`` (1-based) draws its randomness from ``(seed, e)`` only: the
 global torch seed, the class-balanced sampler and the augmentation generator.
@@ -206,11 +206,16 @@ def _batches(order: Tensor, batch_size: int) -> Iterator[Tensor]:
 def _augment(
     batch: dict[str, Tensor], generator: torch.Generator, settings: TrainSettings
 ) -> dict[str, Tensor]:
-    """Random flips and translation of every modality (independent draws unless
+    """Random left-right flips and translation of every modality (independent draws unless
     ``settings.paired_augmentation``); labels untouched."""
     volumes = {m: x for m, x in batch.items() if m != "label"}
     volumes = augment(
-        volumes, generator, settings.flip_p, settings.crop_pad, settings.paired_augmentation
+        volumes,
+        generator,
+        settings.flip_p,
+        settings.crop_pad,
+        settings.paired_augmentation,
+        settings.flip_axes,
     )
     return {**volumes, "label": batch["label"]}
 

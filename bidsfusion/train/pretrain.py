@@ -218,6 +218,8 @@ def _train(
     settings = TrainSettings(
         epochs=config.epochs,
         batch_size=config.batch_size,
+        lr=config.lr,
+        max_lr=config.max_lr,
         seed=config.seed,
         device=str(device),
         paired_augmentation=config.paired_augmentation,

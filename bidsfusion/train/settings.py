@@ -14,22 +14,28 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Optimisation settings (paper 3.2). ``lr`` is OneCycle's initial and ``max_lr`` its peak.
+    """Optimisation settings (paper 3.2). ``lr`` is OneCycle's initial and ``max_lr`` its peak
+    learning rate: the paper's peak, 0.01, sends the DIM terms far above their chance
+    level at the peak (CL on planted data: 18.1 before it, 26 at it); 2e-3 does not.
 
-    ``crop_pad``: maximal random translation in voxels; ``flip_p``: flip
-    probability per axis; ``paired_augmentation``: one draw for both views of a
-    pair (the reference implementation) instead of one per modality;
+    ``crop_pad``: maximal random translation in voxels of the 64^3 grid (4: 12 mm,
+    scaled to the input size); ``flip_p``: flip probability per axis of
+    ``flip_axes`` (0: left-right, torchio's default; flips along the other axes turn
+    a brain upside down or back to front, which no scan shows);
+    ``paired_augmentation``: one draw for both views of a pair (the reference
+    implementation) instead of one per modality;
     ``progress``: an in-place progress bar on stderr (None: only when stderr is a TTY).
     """
 
     epochs: int = 200
     batch_size: int = 64
     lr: float = 4e-4
-    max_lr: float = 0.01
+    max_lr: float = 2e-3
     seed: int = 0
     device: str = "auto"
     crop_pad: int = 4
     flip_p: float = 0.5
+    flip_axes: tuple[int, ...] = (0,)
     paired_augmentation: bool = False
     progress: bool | None = None
 
@@ -46,6 +52,9 @@ class TrainSettings:
             ),
             f"crop padding must be >= 0, got {self.crop_pad}": self.crop_pad >= 0,
             f"flip probability must be in [0, 1], got {self.flip_p}": 0 <= self.flip_p <= 1,
+            f"flip axes must be among 0, 1, 2, got {self.flip_axes}": (
+                set(self.flip_axes) <= {0, 1, 2}
+            ),
         }
         problems = [message for message, ok in checks.items() if not ok]
         if problems:
