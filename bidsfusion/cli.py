@@ -30,6 +30,7 @@ MULTI_VALUE_OPTIONS = {
     "--session-label",
     "--session_label",
     "--objective",
+    "--analysis",
 }
 USAGE_EXIT = 64
 

@@ -69,6 +69,8 @@ class RunConfig:
     negative: str = "HC"
     device: str = "auto"
     objective_option: tuple[str, ...] = ()
+    analysis: tuple[str, ...] = ()
+    """Analyses to run (empty: all registered; ``("none",)``: none)."""
     paired_augmentation: bool = False
     n_trials: int = 500
     optuna_storage: str | None = None

@@ -6,7 +6,8 @@ subjects into a stratified hold-out and CV folds (``group/splits.json``); pretra
 every spec on every fold (:mod:`bidsfusion.train.pretrain`); evaluate every
 (spec, modality, fold) by Optuna-tuned logistic regression
 (:mod:`bidsfusion.evaluate`): ``group/evaluation.tsv``, ``evaluation_summary.tsv``
-and the summary table on stdout. ``--eval-only`` skips to the evaluation of the
+and the summary table on stdout; then run the selected analyses
+(:mod:`bidsfusion.analyses`). ``--eval-only`` skips to the evaluation of the
 representations already written.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bidsfusion import __version__
+from bidsfusion.analyses.run import run_analyses, selected_analyses
 from bidsfusion.atomic import locked, write_text
 from bidsfusion.bids import check_dataset
 from bidsfusion.config import RunConfig
@@ -43,15 +45,19 @@ def run(config: RunConfig) -> None:
     specs = objective_specs(config.objective)
     options = objective_options(config.objective_option, specs)
     _build_once(config, specs, options)
+    analyses = selected_analyses(config.analysis)
     group_dir = config.output_dir / "group"
     check_work_dir(config.work)
     storage = _storage(config)
     _limit_threads(config.omp_nthreads or config.nprocs)
     if config.eval_only:
-        n_folds = _trained_folds(config, specs, group_dir)
+        inputs, splits = None, _trained_splits(config, specs, group_dir)
     else:
-        n_folds = _pretrain(config, specs, options, group_dir)
-    _evaluate(config, specs, n_folds, group_dir, storage)
+        inputs, splits = _pretrain(config, specs, options, group_dir)
+    evaluation = _evaluate(config, specs, splits.n_folds, group_dir, storage)
+    if analyses:
+        context = _analysis_context(config, specs, group_dir, inputs, splits, evaluation)
+        run_analyses(analyses, context)
 
 
 def objective_specs(requested: Sequence[str]) -> list[str]:
@@ -127,8 +133,8 @@ def _pretrain(
     specs: Sequence[str],
     options: Mapping[str, Mapping[str, Any]],
     group_dir: Path,
-) -> int:
-    """Pairs, splits and pretraining of every spec on every fold; the number of folds."""
+) -> tuple[Any, Any]:
+    """Pairs, splits and pretraining of every spec on every fold; the inputs and splits."""
     from bidsfusion.data.group_inputs import load_group_inputs
     from bidsfusion.data.splits import make_splits
     from bidsfusion.train.pretrain import pretrain_all
@@ -149,12 +155,12 @@ def _pretrain(
     splits.to_json(group_dir / "splits.json")
     write_text(group_dir / "config.toml", _config_record(config, specs, options))
     pretrain_all(config, specs, inputs, splits, group_dir, options, device)
-    return splits.n_folds
+    return inputs, splits
 
 
-def _trained_folds(config: RunConfig, specs: Sequence[str], group_dir: Path) -> int:
-    """``--eval-only``: the number of folds of ``splits.json``, every spec's
-    representations present (else exit 66 naming the folder)."""
+def _trained_splits(config: RunConfig, specs: Sequence[str], group_dir: Path) -> Any:
+    """``--eval-only``: the splits of ``splits.json``, every spec's representations
+    present (else exit 66 naming the folder)."""
     from bidsfusion.data.splits import Splits
     from bidsfusion.train.pretrain import representations_path
 
@@ -163,22 +169,23 @@ def _trained_folds(config: RunConfig, specs: Sequence[str], group_dir: Path) -> 
             f"{group_dir / 'splits.json'} is missing: --eval-only evaluates representations "
             "a group run wrote; run the group level without --eval-only first"
         )
-    n_folds = Splits.from_json(group_dir / "splits.json").n_folds
+    splits = Splits.from_json(group_dir / "splits.json")
     for spec in specs:
-        for fold in range(n_folds):
+        for fold in range(splits.n_folds):
             path = representations_path(group_dir, spec, fold)
             if not path.is_file():
                 raise InputMissingError(
                     f"{path.parent} holds no {path.name}: train {spec} first (the group "
                     "level without --eval-only)"
                 )
-    return n_folds
+    return splits
 
 
 def _evaluate(
     config: RunConfig, specs: Sequence[str], n_folds: int, group_dir: Path, storage: Any
-) -> None:
-    """Evaluate every (spec, modality, fold); write the tables; print the summary."""
+) -> list[Any]:
+    """Evaluate every (spec, modality, fold); write the tables; print the summary; the
+    rows of ``evaluation.tsv`` (none without a hold-out)."""
     from bidsfusion.evaluate import (
         evaluate_representations,
         modalities,
@@ -189,7 +196,7 @@ def _evaluate(
 
     if not config.holdout:
         log.warning("no hold-out subjects (--holdout 0): the evaluation is skipped")
-        return
+        return []
     rows = []
     for spec in specs:
         for fold in range(n_folds):
@@ -204,6 +211,30 @@ def _evaluate(
         rows = _merged(rows, group_dir / "evaluation.tsv")
         write_evaluation(rows, group_dir)
     sys.stdout.write(summary_table(rows) + "\n")
+    return rows
+
+
+def _analysis_context(
+    config: RunConfig,
+    specs: Sequence[str],
+    group_dir: Path,
+    inputs: Any,
+    splits: Any,
+    evaluation: Sequence[Any],
+) -> Any:
+    """The :class:`~bidsfusion.analyses.context.AnalysisContext` of this run (the inputs
+    loaded again after ``--eval-only``)."""
+    from bidsfusion.analyses.context import AnalysisContext
+    from bidsfusion.data.group_inputs import load_group_inputs
+    from bidsfusion.train.settings import resolve_device
+
+    if inputs is None:
+        modalities = [registered("modalities")[name] for name in BUILTIN_MODALITIES]
+        inputs = load_group_inputs(config, modalities, group_dir)
+    device = resolve_device(config.device)
+    return AnalysisContext(
+        config, group_dir, inputs, splits, tuple(specs), tuple(evaluation), device
+    )
 
 
 def _merged(rows: Sequence[Any], table: Path) -> list[Any]:

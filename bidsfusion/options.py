@@ -120,6 +120,13 @@ def level_options(fn: Any) -> Any:
             "whole grid with Random).",
         ),
         click.option(
+            "--analysis",
+            multiple=True,
+            metavar="NAME...",
+            help="[group] analyses to run after the evaluation (registered names, see "
+            "'bidsfusion plugins'); none to skip them. Default: all.",
+        ),
+        click.option(
             "--objective-option",
             multiple=True,
             metavar="TERM.KEY=VALUE",

@@ -26,6 +26,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "bidsfusion.preprocess.backend",
     "bidsfusion.models.builtin",
     "bidsfusion.objectives.builtin",
+    "bidsfusion.analyses.builtin",
 )
 
 KINDS: dict[str, str] = {

@@ -93,7 +93,7 @@ class FoldData:
 
 def modalities(path: Path) -> list[str]:
     """The modalities of a ``representations.npz`` (its ``z_<modality>`` keys)."""
-    return [k[2:] for k in _load(Path(path)) if k.startswith("z_")]
+    return [k[2:] for k in load_representations(Path(path)) if k.startswith("z_")]
 
 
 def load_fold(path: Path, modality: str, fold: int) -> FoldData:
@@ -103,7 +103,7 @@ def load_fold(path: Path, modality: str, fold: int) -> FoldData:
     when it lacks the modality, holds non-finite values, or a part lacks a class.
     """
     path = Path(path)
-    arrays = _load(path)
+    arrays = load_representations(path)
     if f"z_{modality}" not in arrays:
         found = ", ".join(k[2:] for k in arrays if k.startswith("z_")) or "none"
         raise InputDataError(f"{path} has no z_{modality}; modalities: {found}")
@@ -120,7 +120,9 @@ def load_fold(path: Path, modality: str, fold: int) -> FoldData:
     return FoldData(x, y, _data_key(arrays["subject"], label, role, z))
 
 
-def _load(path: Path) -> dict[str, np.ndarray]:
+def load_representations(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a ``representations.npz`` (InputMissingError when unreadable,
+    InputDataError when it is not an npz or lacks subject, label or role)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}

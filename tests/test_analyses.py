@@ -1,0 +1,127 @@
+"""The analysis plugin point: a throwaway analysis sees the context; selection, failures,
+``--eval-only``; the built-in ``similarity`` analysis against direct CKA/SVCCA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import torch
+from runner import run_main
+from test_group import GROUP_ARGS, write_group_inputs
+
+from bidsfusion import hookimpl
+from bidsfusion.analyses.similarity import SIMILARITY_COLUMNS, linear_cka, svcca
+from bidsfusion.plugins import get_plugin_manager
+from bidsfusion.tsv import read_tsv
+
+SPECS = ("S", "Random")
+QUICK = (*GROUP_ARGS, "--epochs", "1", "--folds", "2")
+
+
+class Probe:
+    """A throwaway analysis plugin that keeps what it was handed and writes one file."""
+
+    seen: ClassVar[list] = []
+
+    @hookimpl
+    def register_analyses(self, register):
+        def probe(context) -> None:
+            Probe.seen.append(context)
+            (context.group_dir / "probe.txt").write_text(" ".join(context.specs))
+
+        register("probe", probe)
+
+
+class Broken:
+    @hookimpl
+    def register_analyses(self, register):
+        def broken(context) -> None:
+            raise RuntimeError("planted failure")
+
+        register("broken", broken)
+
+
+def _args(root: Path, bids: Path, out: Path, *extra: object) -> list[object]:
+    objectives = [a for spec in SPECS for a in ("--objective", spec)]
+    return [bids, out, "group", "-w", root / "work", *objectives, *QUICK, *extra]
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    """One quick group run with the probe plugin registered: (root, bids, out, result)."""
+    root = tmp_path_factory.mktemp("analyses")
+    bids, out = write_group_inputs(root)
+    pm = get_plugin_manager()
+    pm.register(Probe(), name="probe-plugin")
+    try:
+        Probe.seen.clear()
+        result = run_main(*_args(root, bids, out))
+    finally:
+        pm.unregister(name="probe-plugin")
+    return root, bids, out, result
+
+
+def test_a_throwaway_analysis_runs_with_the_context(analysed) -> None:
+    _, _, out, result = analysed
+    assert result.code == 0, result.err
+    (context,) = Probe.seen
+    assert (out / "group" / "probe.txt").read_text() == "S Random"
+    assert context.group_dir == out / "group" and list(context.folds) == [0, 1]
+    assert context.modalities == ("T1w", "falff")
+    assert len(context.evaluation) == len(SPECS) * 2 * 2
+    assert {context.labels[s] for s in context.labels} == {1, 0, -1}
+    for fold in context.folds:
+        volumes = context.volumes(fold)
+        arrays = context.representations("S", fold)
+        assert list(volumes.subjects) == list(arrays["subject"])
+        with torch.no_grad():
+            outputs = context.model("S", fold)(volumes.volumes)
+        for m in context.modalities:
+            np.testing.assert_allclose(
+                outputs[m].latent.cpu().numpy(), arrays[f"z_{m}"], rtol=1e-4, atol=1e-5
+            )
+
+
+def test_similarity_table_equals_direct_measures(analysed) -> None:
+    _, _, out, _ = analysed
+    columns, rows = read_tsv(out / "group" / "similarity.tsv")
+    assert tuple(columns) == SIMILARITY_COLUMNS
+    assert len(rows) == len(SPECS) * 2 * 3  # objectives x folds x (AD, HC, all)
+    context = Probe.seen[0]
+    for row in rows:
+        arrays = context.representations(row["objective"], int(row["fold"]))
+        chosen = slice(None) if row["group"] == "all" else arrays["group"] == row["group"]
+        x, y = arrays["z_T1w"][chosen], arrays["z_falff"][chosen]
+        assert row["modalities"] == "T1w-falff" and int(row["n"]) == len(x)
+        assert float(row["cka"]) == pytest.approx(linear_cka(x, y), rel=1e-6)
+        assert float(row["cka_biased"]) == pytest.approx(linear_cka(x, y, False), rel=1e-6)
+        assert float(row["svcca"]) == pytest.approx(svcca(x, y), rel=1e-6)
+
+
+def test_none_skips_and_an_unknown_name_is_64(analysed, run_cli) -> None:
+    root, bids, out, _ = analysed
+    (out / "group" / "similarity.tsv").unlink()
+    skipped = run_cli(*_args(root, bids, out, "--eval-only", "--analysis", "none"))
+    assert skipped.code == 0, skipped.err
+    assert not (out / "group" / "similarity.tsv").exists()
+    unknown = run_cli(*_args(root, bids, out, "--eval-only", "--analysis", "nope"))
+    assert unknown.code == 64
+    assert "--analysis nope: choose among similarity" in unknown.err
+
+
+def test_a_failing_analysis_is_65_and_the_others_still_run(analysed, run_cli) -> None:
+    root, bids, out, _ = analysed
+    pm = get_plugin_manager()
+    pm.register(Broken(), name="broken-plugin")
+    try:
+        result = run_cli(*_args(root, bids, out, "--eval-only", "--analysis", "broken",
+                                "--analysis", "similarity"))  # fmt: skip
+    finally:
+        pm.unregister(name="broken-plugin")
+    assert result.code == 65
+    assert "analysis broken failed: RuntimeError: planted failure" in result.err
+    assert result.err.strip().splitlines()[-1].startswith("bidsfusion: error: analysis broken")
+    assert (out / "group" / "similarity.tsv").exists()
