@@ -99,3 +99,25 @@ def test_relative_links_point_to_existing_files(document: Path):
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             problems.append(f"{target}: no heading with that anchor")
     assert not problems, f"{document.name}: {problems}"
+
+
+def test_analysis_snippet_registers_and_writes_its_table(tmp_path):
+    namespace = run_plugin_guide()
+    pm = get_plugin_manager()
+    pm.register(namespace["LatentNorms"](), name="latent-norms-from-docs")
+    try:
+        analysis = registered("analyses")["latent-norms"]
+    finally:
+        pm.unregister(name="latent-norms-from-docs")
+    z = {m: torch.ones(3, 4).numpy() * 2 for m in MODALITIES}
+    context = types.SimpleNamespace(
+        specs=("S",),
+        folds=range(1),
+        modalities=tuple(MODALITIES),
+        group_dir=tmp_path,
+        representations=lambda spec, fold: {f"z_{m}": v for m, v in z.items()},
+    )
+    analysis(context)
+    lines = (tmp_path / "latent_norms.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["objective", "fold", "modality", "norm"]
+    assert [float(line.split("\t")[3]) for line in lines[1:]] == [4.0, 4.0]
