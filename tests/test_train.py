@@ -404,3 +404,19 @@ def test_batch_norm_statistics_are_recomputed_for_evaluation(reference: Run) -> 
     for m in MODALITIES:
         ratio = evaluated[m].latent.std() / trained[m].latent.std()
         assert 0.8 < ratio < 1.25, (m, ratio)
+
+
+def test_a_changed_architecture_is_retrained_not_resumed(
+    reference: Run, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """last.pt of a model whose parameters differ (here: a larger latent) starts afresh
+    instead of failing to load or resuming another network."""
+    out_dir = tmp_path / "fold-0"
+    shutil.copytree(reference.out_dir, out_dir)
+    torch.manual_seed(0)
+    model = MultimodalModel(MODALITIES, DCGANEncoder, (SIZE,) * 3, latent_dim=2 * LATENT)
+    objective = build_objective(SPEC, MODALITIES, model.dims(2 * LATENT), registry())
+    epochs: list[int] = []
+    with caplog.at_level(logging.WARNING, logger="bidsfusion.train.loop"):
+        train_fold(model, objective, TRAIN, VALIDATION, SETTINGS, out_dir, epochs.append)
+    assert epochs == [1, 2, 3] and "other settings or data" in caplog.text

@@ -46,6 +46,11 @@ from bidsfusion.train.settings import TrainSettings, resolve_device
 
 log = logging.getLogger(__name__)
 
+TRAINING_REVISION = 2
+"""Bumped whenever a change of bidsfusion changes what training computes (2: left-right
+flips, translations in mm filled with the background, brain locations for the local
+terms); part of the resume key, so a run trained by earlier code is retrained."""
+
 _SEED_STRIDE = 100003
 """Epoch ``e`` runs under ``torch.manual_seed(seed * _SEED_STRIDE + e)``; validation under e = 0."""
 
@@ -130,8 +135,9 @@ def train_fold(
     """Train ``model`` and ``objective`` on ``train``, select by ``validation`` loss.
 
     Resumes from ``out_dir/last.pt`` written with the same settings, numbers of
-    pairs and ``data_key`` (the caller's fingerprint of the data and model: a
-    run on other subjects must not resume), returns a finished run's result
+    pairs, ``data_key`` (the caller's fingerprint of the data and model: a
+    run on other subjects must not resume), :data:`TRAINING_REVISION` and parameter
+    shapes, returns a finished run's result
     without training, and ends with
     the best epoch's states loaded into ``model`` and ``objective`` (both left
     on the device, in eval mode). ``on_epoch_end(epoch)`` runs after each
@@ -146,7 +152,13 @@ def train_fold(
             f"got {len(train)} and {len(validation)}"
         )
     device = resolve_device(settings.device)
-    key = {**settings.resume_key(), "pairs": [len(train), len(validation)], "data": data_key}
+    key = {
+        **settings.resume_key(),
+        "pairs": [len(train), len(validation)],
+        "data": data_key,
+        "revision": TRAINING_REVISION,
+        "parameters": parameter_shapes(model, objective),
+    }
     fold = _Fold(model, objective, settings, device, out_dir, steps, key)
     state = fold.resume()
     sampler = ClassBalancedSampler(train.labels.tolist(), seed=settings.seed)
@@ -176,6 +188,16 @@ def train_fold(
         result.best_row, fold.model, train.volumes, settings, fold.name
     )
     return result
+
+
+def parameter_shapes(*modules: nn.Module) -> list[list[object]]:
+    """``[name, shape]`` of every state entry of ``modules``: a resume key part that
+    changes with the architecture."""
+    return [
+        [f"{i}.{name}", list(value.shape)]
+        for i, module in enumerate(modules)
+        for name, value in module.state_dict().items()
+    ]
 
 
 def _parameters(*modules: nn.Module) -> list[nn.Parameter]:
