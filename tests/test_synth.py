@@ -35,10 +35,17 @@ MASKS = "sourcedata/synth/masks/space-MNI152NLin2009aSym_res-2mm_desc-{}_mask.ni
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> SynthSummary:
-    """One dataset with strong planted effects, shared by the tests of this module."""
+    """One dataset with strong planted effects on otherwise identical subjects (their
+    individuality is tested on its own), shared by the tests of this module."""
     out = tmp_path_factory.mktemp("synth") / "bids"
     return make_dataset(
-        out, n_subjects=N_SUBJECTS, seed=3, max_sessions=2, effect_strength=1.5, n_jobs=2
+        out,
+        n_subjects=N_SUBJECTS,
+        seed=3,
+        max_sessions=2,
+        effect_strength=1.5,
+        n_jobs=2,
+        variability=0.0,
     )
 
 
@@ -139,10 +146,10 @@ def test_subjects_differ_and_their_modalities_share_the_difference() -> None:
     assert np.array_equal(_brain_maps(1, variability=0.0)[0], template_t1)
     (t1_a, lf_a), (t1_b, lf_b) = _brain_maps(1, 1.0), _brain_maps(2, 1.0)
     assert np.abs(t1_a - template_t1).mean() > 0.02 * template_t1.mean()
-    assert np.corrcoef(t1_a - template_t1, t1_b - template_t1)[0, 1] < 0.2
+    assert np.corrcoef(t1_a - template_t1, t1_b - template_t1)[0, 1] < 0.4
     same = np.corrcoef(t1_a - template_t1, lf_a - template_lf)[0, 1]
     other = np.corrcoef(t1_a - template_t1, lf_b - template_lf)[0, 1]
-    assert same > 0.3 and abs(other) < 0.1, (same, other)
+    assert same > 0.4 and abs(other) < 0.2 and same > abs(other) + 0.3, (same, other)
 
 
 def test_cli_defaults_are_the_calibrated_ones() -> None:

@@ -6,13 +6,13 @@ grid (2 mm voxels, ``anatomy.PHANTOM_SHAPE``) that all of its scans share:
 * ``displacement``: a smooth deformation of grey and white matter (mm, about
   ``2 * variability`` sd per axis, fading to 0 outside the brain): individual
   shape and folding position;
-* ``gm_density``: a smooth multiplicative field ``exp(0.2 * variability * n)`` on
+* ``gm_density``: a smooth multiplicative field ``exp(0.3 * variability * n)`` on
   grey matter, where ``n`` is a smooth field of unit sd: lost grey matter
   becomes CSF. It shapes BOTH the T1w contrast and the fALFF (whose amplitude
   follows grey matter), so the two modalities of a subject share it;
-* ``ventricle_mm``: the subject's own ventricle enlargement, ``|N(0, 1.5 mm)| *
+* ``ventricle_mm``: the subject's own ventricle enlargement, ``|N(0, 2 mm)| *
   variability``, shared by both modalities like ``gm_density``;
-* ``lf_pattern``: a smooth multiplicative field ``exp(0.3 * variability * n)`` on
+* ``lf_pattern``: a smooth multiplicative field ``exp(0.15 * variability * n)`` on
   the 0.01-0.1 Hz amplitude: the subject's own functional pattern, fALFF only.
 
 ``variability = 0`` gives the template subject (every field neutral).
@@ -28,9 +28,9 @@ from scipy import ndimage
 COARSE = 8
 """The random fields are drawn on a grid ``COARSE`` times coarser (16 mm) and upsampled."""
 DISPLACEMENT_MM = 2.0
-GM_DENSITY_LOG_SD = 0.2
-LF_PATTERN_LOG_SD = 0.3
-VENTRICLE_SD_MM = 1.5
+GM_DENSITY_LOG_SD = 0.3
+LF_PATTERN_LOG_SD = 0.15
+VENTRICLE_SD_MM = 2.0
 
 
 @dataclass(frozen=True)
