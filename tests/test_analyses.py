@@ -109,7 +109,7 @@ def test_none_skips_and_an_unknown_name_is_64(analysed, run_cli) -> None:
     assert not (out / "group" / "similarity.tsv").exists()
     unknown = run_cli(*_args(root, bids, out, "--eval-only", "--analysis", "nope"))
     assert unknown.code == 64
-    assert "--analysis nope: choose among similarity" in unknown.err
+    assert "--analysis nope: choose among saliency, similarity, or none" in unknown.err
 
 
 def test_a_failing_analysis_is_65_and_the_others_still_run(analysed, run_cli) -> None:
@@ -125,3 +125,47 @@ def test_a_failing_analysis_is_65_and_the_others_still_run(analysed, run_cli) ->
     assert "analysis broken failed: RuntimeError: planted failure" in result.err
     assert result.err.strip().splitlines()[-1].startswith("bidsfusion: error: analysis broken")
     assert (out / "group" / "similarity.tsv").exists()
+
+
+def test_saliency_maps_in_brain_space_and_the_crossmodal_pair(analysed) -> None:
+    import json
+
+    import nibabel as nib
+
+    from bidsfusion.analyses.saliency import brain_saliency
+    from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
+
+    _, _, out, _ = analysed
+    context = Probe.seen[0]
+    folder = out / "group" / "saliency" / "objective-S"
+    for modality in context.modalities:
+        for group in ("AD", "HC", "all"):
+            image = nib.load(folder / f"fold-0_desc-{modality}_group-{group}_saliency.nii.gz")
+            data = np.asarray(image.dataobj)
+            assert data.shape == (64, 64, 64, 8) and np.allclose(image.affine, MNI_GRID_AFFINE)
+            assert np.isfinite(data).all() and data.min() >= 0 and data.max() <= 1
+            assert data.max() > 0
+            sidecar = json.loads((folder / f"fold-0_desc-{modality}_group-{group}_saliency.json")
+                                 .read_text())  # fmt: skip
+            assert sidecar["Samples"] == 5 and sidecar["NoiseFraction"] == 0.05
+    model, volumes = context.model("S", 0), context.volumes(0)
+    generator = torch.Generator().manual_seed(context.config.seed)
+    maps = {}
+    for m in context.modalities:
+        encoder = model.encoders[m]
+        saliency = brain_saliency(lambda v, e=encoder: e(v).latent, volumes.volumes[m], generator)
+        maps[m] = saliency.numpy()
+    a, b = (maps[m].transpose(1, 0, 2, 3, 4).reshape(8, -1) for m in context.modalities)
+    expected = np.corrcoef(a, b)[:8, 8:]
+    _, rows = read_tsv(folder / "crossmodal.tsv")
+    assert len(rows) == 64
+    values = [float(r["correlation"]) for r in rows]
+    assert values == sorted(values, reverse=True)
+    for row in rows[:5]:
+        i, j = int(row["T1w_dim"]), int(row["falff_dim"])
+        assert float(row["correlation"]) == pytest.approx(expected[i, j], abs=1e-6)
+    best = json.loads((folder / "crossmodal.json").read_text())
+    assert (best["T1w_dim"], best["falff_dim"]) == (int(rows[0]["T1w_dim"]),
+                                                    int(rows[0]["falff_dim"]))  # fmt: skip
+    all_mean = np.asarray(nib.load(folder / best["maps"]["T1w"]).dataobj)
+    assert all_mean.shape[-1] == 8

@@ -6,10 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 from bidsfusion import hookimpl
+from bidsfusion.analyses.saliency import write_saliency
 from bidsfusion.analyses.similarity import write_similarity
 
 
 @hookimpl
 def register_analyses(register: Callable[[str, Callable[[Any], None]], None]) -> None:
-    """Register ``similarity`` (CKA and SVCCA between the modalities' representations)."""
+    """Register ``similarity`` (CKA and SVCCA between the modalities' representations) and
+    ``saliency`` (SmoothGrad maps of every latent dimension in brain space)."""
     register("similarity", write_similarity)
+    register("saliency", write_saliency)

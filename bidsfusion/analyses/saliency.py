@@ -16,13 +16,21 @@ For a subject's normalised volume ``x`` and an encoder with latent ``z[K]``:
 3. Brain space: upsampled from the model's input size to the 64^3 3 mm MNI grid
    (each input voxel is the mean of a block of grid voxels, so its saliency is
    repeated over the block).
+
+The ``saliency`` analysis (:func:`write_saliency`) applies this to every evaluated
+subject with the first fold's model of each objective.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -58,7 +66,7 @@ def smoothgrad(
         step = gradients[:, :, 0].transpose(0, 1)
         total = step if total is None else total + step
     assert total is not None, "samples must be >= 1"
-    return (total / samples).abs()
+    return (total / samples).abs().detach()
 
 
 def brain_mask(x: Tensor) -> Tensor:
@@ -114,3 +122,154 @@ def brain_saliency(
     brain = brain_mask(x.float())
     maps = unit_range(smoothgrad(latent, x, generator=generator), brain)
     return gaussian_smooth(maps) * brain
+
+
+SALIENCY_FOLD = 0
+"""The fold whose model is analysed: folds hold different models, whose latent dimensions
+do not correspond, so maps are not averaged over folds."""
+
+
+@dataclass
+class _Sums:
+    """Running sums over subjects: group map sums and counts, cross-modal moments."""
+
+    maps: dict[tuple[str, str], Tensor] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    moments: dict[str, Tensor] = field(default_factory=dict)
+
+    def add_maps(self, modality: str, group: str, maps: Tensor) -> None:
+        key = (modality, group)
+        total = maps.sum(dim=0)
+        self.maps[key] = self.maps[key] + total if key in self.maps else total
+
+    def add_pair(self, a: Tensor, b: Tensor) -> None:
+        """Moments of ``a``, ``b`` ``[B, K, *S]`` over subjects and voxels, per dimension."""
+        a, b = a.double().flatten(2), b.double().flatten(2)
+        parts = {
+            "n": torch.tensor(float(a.shape[0] * a.shape[2]), dtype=torch.float64),
+            "a": a.sum(dim=(0, 2)),
+            "b": b.sum(dim=(0, 2)),
+            "aa": (a * a).sum(dim=(0, 2)),
+            "bb": (b * b).sum(dim=(0, 2)),
+            "ab": torch.einsum("bkv,bjv->kj", a, b),
+        }
+        for name, value in parts.items():
+            self.moments[name] = self.moments.get(name, 0) + value
+
+    def correlation(self) -> Tensor:
+        """Pearson correlation ``[K, K]`` of (dim i of a, dim j of b) over subjects and
+        voxels; 0 where a map never varies."""
+        m = self.moments
+        n = m["n"]
+        covariance = m["ab"] / n - torch.outer(m["a"], m["b"]) / n**2
+        sd_a = (m["aa"] / n - (m["a"] / n) ** 2).clamp(min=0).sqrt()
+        sd_b = (m["bb"] / n - (m["b"] / n) ** 2).clamp(min=0).sqrt()
+        scale = torch.outer(sd_a, sd_b)
+        return torch.where(scale > 0, covariance / scale.clamp(min=1e-300), 0.0)
+
+
+def write_saliency(context: Any) -> None:
+    """The ``saliency`` analysis: per objective, the fold-0 model's SmoothGrad maps of every
+    latent dimension, averaged per group (``--positive``, ``--negative``, ``all``) and
+    written as 4D NIfTIs on the 64^3 MNI grid (one volume per dimension) with JSON
+    sidecars under ``group/saliency/objective-<SPEC>/``; and the cross-modal pair of
+    dimensions whose saliencies correlate most over subjects and voxels
+    (``crossmodal.tsv``, ``crossmodal.json``)."""
+    for spec in context.specs:
+        sums = _saliency_sums(context, spec)
+        folder = context.group_dir / "saliency" / f"objective-{spec}"
+        for (modality, group), total in sums.maps.items():
+            _write_maps(folder, context, spec, modality, group, total / sums.counts[group])
+        if len(context.modalities) >= 2:
+            _write_crossmodal(folder, context, sums.correlation())
+
+
+def _saliency_sums(context: Any, spec: str) -> _Sums:
+    model = context.model(spec, SALIENCY_FOLD)
+    volumes = context.volumes(SALIENCY_FOLD)
+    groups = [context.inputs.groups[s] for s in volumes.subjects]
+    size = context.config.input_size
+    chunk = max(1, 2 * (64 // size) ** 3)
+    generator = torch.Generator(device=context.device).manual_seed(context.config.seed)
+    sums = _Sums()
+    names = (context.config.positive, context.config.negative)
+    for start in range(0, len(volumes), chunk):
+        rows = slice(start, start + chunk)
+        maps = {}
+        for m in context.modalities:
+            encoder = model.encoders[m]
+            maps[m] = brain_saliency(
+                lambda v, e=encoder: e(v).latent, volumes.volumes[m][rows], generator
+            ).cpu()
+        in_chunk = groups[rows]
+        for group in (*names, "all"):
+            chosen = [i for i, g in enumerate(in_chunk) if group in ("all", g)]
+            if not chosen:
+                continue
+            sums.counts[group] = sums.counts.get(group, 0) + len(chosen)
+            for m in context.modalities:
+                sums.add_maps(m, group, maps[m][chosen])
+        if len(context.modalities) >= 2:
+            first, second = context.modalities[:2]
+            sums.add_pair(maps[first], maps[second])
+    return sums
+
+
+def _write_maps(
+    folder: Path, context: Any, spec: str, modality: str, group: str, mean: Tensor
+) -> None:
+    """``fold-0_desc-<modality>_group-<group>_saliency.nii.gz`` (64^3 x K) and its JSON."""
+    import nibabel as nib
+
+    from bidsfusion.atomic import atomic_path, write_text
+    from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
+
+    grid = to_grid(mean[None])[0].permute(1, 2, 3, 0).numpy().astype(np.float32)
+    stem = f"fold-{SALIENCY_FOLD}_desc-{modality}_group-{group}_saliency"
+    with atomic_path(folder / f"{stem}.nii.gz") as tmp:
+        nib.save(nib.Nifti1Image(grid, MNI_GRID_AFFINE), tmp)
+    sidecar = {
+        "Objective": spec,
+        "Fold": SALIENCY_FOLD,
+        "Modality": modality,
+        "Group": group,
+        "Subjects": _count(context, group),
+        "Volumes": "one per latent dimension, in order",
+        "Method": "SmoothGrad: |mean gradient of z[k] over noisy inputs|, brain mask, "
+        "each map rescaled to [0, 1], Gaussian smoothing, group mean",
+        "NoiseFraction": NOISE_FRACTION,
+        "Samples": SAMPLES,
+        "SmoothingSigmaVoxels": SIGMA_VOXELS,
+        "InputSize": context.config.input_size,
+        "Space": "MNI152NLin2009aSym, 3 mm 64^3 grid",
+    }
+    write_text(folder / f"{stem}.json", json.dumps(sidecar, indent=2) + "\n")
+
+
+def _count(context: Any, group: str) -> int:
+    """Evaluated subjects of ``group`` (``all``: every one) in the analysed fold."""
+    subjects = context.volumes(SALIENCY_FOLD).subjects
+    return sum(group in ("all", context.inputs.groups[s]) for s in subjects)
+
+
+def _write_crossmodal(folder: Path, context: Any, correlation: Tensor) -> None:
+    """``crossmodal.tsv`` (every pair of dimensions, most correlated first) and
+    ``crossmodal.json`` (the top pair and its maps)."""
+    from bidsfusion.atomic import write_text
+    from bidsfusion.tsv import write_tsv
+
+    first, second = context.modalities[:2]
+    columns = correlation.shape[1]
+    flat = correlation.flatten()
+    order = torch.argsort(flat, descending=True)
+    rows = [[int(i) // columns, int(i) % columns, float(flat[i])] for i in order]
+    write_tsv(folder / "crossmodal.tsv", [f"{first}_dim", f"{second}_dim", "correlation"], rows)
+    best_first, best_second, value = rows[0]
+    stem = f"fold-{SALIENCY_FOLD}_desc-{{}}_group-all_saliency.nii.gz"
+    summary = {
+        f"{first}_dim": best_first,
+        f"{second}_dim": best_second,
+        "correlation": value,
+        "maps": {first: stem.format(first), second: stem.format(second)},
+    }
+    write_text(folder / "crossmodal.json", json.dumps(summary, indent=2) + "\n")
