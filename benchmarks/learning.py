@@ -191,7 +191,8 @@ def report(
             chance = np.mean([float(r["retrieval_chance"] or "nan") for r in rows])
             shared = np.mean([float(r["probe_shared"]) for r in rows])
             independent = np.mean([float(r["probe_independent"]) for r in rows])
-            unlearned = " ".join(sorted({t for r in rows for t in r["unlearned"].split() if t}))
+            terms = {t for r in rows for t in r["unlearned"].split() if t != "n/a"}
+            unlearned = " ".join(sorted(terms))
             seconds = np.mean([_seconds(group / f"objective-{spec}" / f"fold-{r['fold']}")
                                for r in rows])  # fmt: skip
             cells += [f"{retrieval:.3f} ({chance:.3f})", f"{shared:.2f} / {independent:.2f}",
