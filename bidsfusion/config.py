@@ -10,6 +10,7 @@ configuration is written next to the outputs so a run can be repeated exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -78,8 +79,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         """Check what involves several settings, wherever they came from (exit 64)."""
-        if not 0 < self.lr <= self.max_lr:
-            raise UsageError(f"--lr {self.lr} and --max-lr {self.max_lr}: need 0 < lr <= max lr")
+        if not (0 < self.lr <= self.max_lr and math.isfinite(self.max_lr)):
+            raise UsageError(
+                f"--lr {self.lr} and --max-lr {self.max_lr}: need 0 < lr <= max lr, both finite"
+            )
         if self.positive == self.negative:
             raise UsageError(
                 f"--positive and --negative are both {self.positive!r}; the two classes must differ"

@@ -169,3 +169,14 @@ def test_saliency_maps_in_brain_space_and_the_crossmodal_pair(analysed) -> None:
                                                     int(rows[0]["falff_dim"]))  # fmt: skip
     all_mean = np.asarray(nib.load(folder / best["maps"]["T1w"]).dataobj)
     assert all_mean.shape[-1] == 8
+
+
+def test_a_rerun_removes_what_a_killed_saliency_run_left(analysed, run_cli) -> None:
+    root, bids, out, _ = analysed
+    folder = out / "group" / "saliency" / "objective-S"
+    stale = folder / ".fold-0_desc-T1w_group-AD_saliency.0123456789ab.nii.gz"
+    stale.write_bytes(b"half a file")
+    result = run_cli(*_args(root, bids, out, "--eval-only", "--analysis", "saliency"))
+    assert result.code == 0, result.err
+    assert not stale.exists()
+    assert (folder / "fold-0_desc-T1w_group-AD_saliency.nii.gz").exists()

@@ -138,5 +138,7 @@ def test_a_peak_learning_rate_below_the_initial_one_is_a_usage_error(tmp_path):
     base = {"bids_dir": tmp_path, "output_dir": tmp_path, "analysis_level": "group"}
     with pytest.raises(UsageError, match=re.escape("--lr 0.01 and --max-lr 0.002")):
         make_config({**base, "lr": 0.01})
+    with pytest.raises(UsageError, match="both finite"):
+        make_config({**base, "max_lr": float("inf")})
     paper = make_config({**base, "max_lr": 0.01})
     assert (paper.lr, paper.max_lr) == (4e-4, 0.01)

@@ -8,7 +8,6 @@ from the context and writes its outputs under ``context.group_dir`` atomically
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,8 +112,3 @@ class AnalysisContext:
                 self.config, self.inputs, self.splits.folds[fold], self.splits.holdout, self.device
             ).evaluation
         return self._tensors[fold]
-
-
-def subjects_of(representations: dict[str, np.ndarray], groups: Sequence[str]) -> np.ndarray:
-    """Boolean row mask of the subjects whose group is in ``groups``."""
-    return np.isin(representations["group"], list(groups))

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bidsfusion.objectives.dim import brain_voxels
+
 NOISE_FRACTION = 0.05
 SAMPLES = 5
 SIGMA_VOXELS = 1.5
@@ -54,24 +56,19 @@ def smoothgrad(
 ) -> Tensor:
     """``|mean_s d latent(x + e_s)[:, k] / dx|`` for every ``k``: ``x[B, 1, *S]`` ->
     float32 ``[B, K, *S]`` (see the module doc); ``latent`` maps ``[B, 1, *S]`` to ``[B, K]``."""
+    if samples < 1:
+        raise ValueError(f"SmoothGrad needs at least one sample, got {samples}")
     x = x.detach().float()
     span = x.amax(dim=_spatial(x), keepdim=True) - x.amin(dim=_spatial(x), keepdim=True)
-    total: Tensor | None = None
+    total = torch.zeros(())
     for _ in range(samples):
         e = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         z, pullback = torch.func.vjp(lambda v: latent(v).float(), x + noise * span * e)
         B, K = z.shape
         cotangents = torch.eye(K, device=x.device).unsqueeze(1).expand(K, B, K)
         (gradients,) = torch.func.vmap(pullback)(cotangents)  # [K, B, 1, *S]
-        step = gradients[:, :, 0].transpose(0, 1)
-        total = step if total is None else total + step
-    assert total is not None, "samples must be >= 1"
+        total = total + gradients[:, :, 0].transpose(0, 1)
     return (total / samples).abs().detach()
-
-
-def brain_mask(x: Tensor) -> Tensor:
-    """Voxels above each volume's minimum: ``[B, 1, *S]`` -> bool ``[B, 1, *S]``."""
-    return x > x.amin(dim=_spatial(x), keepdim=True)
 
 
 def unit_range(maps: Tensor, brain: Tensor) -> Tensor:
@@ -119,7 +116,7 @@ def brain_saliency(
 ) -> Tensor:
     """Steps 1-2 of the module doc at the model's resolution: ``x[B, 1, *S]`` -> float32
     ``[B, K, *S]`` in [0, 1], zero outside the brain."""
-    brain = brain_mask(x.float())
+    brain = brain_voxels(x.float())
     maps = unit_range(smoothgrad(latent, x, generator=generator), brain)
     return gaussian_smooth(maps) * brain
 
@@ -218,16 +215,17 @@ def _saliency_sums(context: Any, spec: str) -> _Sums:
 def _write_maps(
     folder: Path, context: Any, spec: str, modality: str, group: str, mean: Tensor
 ) -> None:
-    """``fold-0_desc-<modality>_group-<group>_saliency.nii.gz`` (64^3 x K) and its JSON."""
-    import nibabel as nib
-
-    from bidsfusion.atomic import atomic_path, write_text
+    """``fold-0_desc-<modality>_group-<group>_saliency.nii.gz`` (64^3 x K) and its JSON;
+    temporaries a killed run left beside them are removed."""
+    from bidsfusion.atomic import remove_stale_temporaries, write_text
+    from bidsfusion.nifti import save_image
     from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
 
     grid = to_grid(mean[None])[0].permute(1, 2, 3, 0).numpy().astype(np.float32)
     stem = f"fold-{SALIENCY_FOLD}_desc-{modality}_group-{group}_saliency"
-    with atomic_path(folder / f"{stem}.nii.gz") as tmp:
-        nib.save(nib.Nifti1Image(grid, MNI_GRID_AFFINE), tmp)
+    for suffix in (".nii.gz", ".json"):
+        remove_stale_temporaries(folder / f"{stem}{suffix}")
+    save_image(grid, MNI_GRID_AFFINE, folder / f"{stem}.nii.gz", space="mni")
     sidecar = {
         "Objective": spec,
         "Fold": SALIENCY_FOLD,

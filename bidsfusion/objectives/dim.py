@@ -192,12 +192,17 @@ def random_location(embeddings: Tensor, mask: Tensor | None = None) -> Tensor:
     return embeddings.gather(2, index)
 
 
+def brain_voxels(volume: Tensor) -> Tensor:
+    """The brain of brain-masked volumes: voxels above each volume's minimum (its
+    background, also the fill of a translation): ``[B, C, *S]`` -> bool, same shape."""
+    return volume > volume.amin(dim=tuple(range(1, volume.ndim)), keepdim=True)
+
+
 def brain_locations(volume: Tensor, size: Sequence[int]) -> Tensor:
     """Which locations of a ``size`` feature map see the brain: bool ``[B, prod(size)]``.
 
     ``volume`` ``[B, 1, D, H, W]``; a location counts when its block of the volume
-    (adaptive max pooling) holds a voxel above the volume's minimum.
+    (adaptive max pooling) holds a :func:`brain_voxels` voxel.
     """
-    floor = volume.amin(dim=tuple(range(1, volume.ndim)), keepdim=True)
-    above = (volume > floor).to(torch.float32)
+    above = brain_voxels(volume).to(torch.float32)
     return F.adaptive_max_pool3d(above, tuple(size)).flatten(1) > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,8 +44,8 @@ class TrainSettings:
         checks = {
             f"epochs must be >= 1, got {self.epochs}": self.epochs >= 1,
             f"batch size must be >= 2, got {self.batch_size}": self.batch_size >= 2,
-            f"need 0 < lr <= max_lr, got lr {self.lr}, max_lr {self.max_lr}": (
-                0 < self.lr <= self.max_lr
+            f"need 0 < lr <= max_lr, both finite, got lr {self.lr}, max_lr {self.max_lr}": (
+                0 < self.lr <= self.max_lr and math.isfinite(self.max_lr)
             ),
             f"seed must be >= 0, got {self.seed}": self.seed >= 0,
             f"device must be one of {', '.join(DEVICES)}, got {self.device!r}": (
