@@ -33,6 +33,7 @@ MULTI_VALUE_OPTIONS = {
     "--analysis",
 }
 USAGE_EXIT = 64
+DEMO_SUBJECTS = 40
 
 
 class BidsAppGroup(click.Group):
@@ -201,6 +202,36 @@ def synth_command(
             variability=variability,
         )
         click.echo(f"wrote {summary.n_subjects} subjects to {summary.out_dir}")
+
+
+@cli.command("demo")
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--subjects",
+    type=click.IntRange(min=24),
+    default=DEMO_SUBJECTS,
+    show_default=True,
+    help="Synthetic subjects (one session each, 40 % AD).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option(
+    "--nprocs",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Processes for the participant level.",
+)
+@click.option("-v", "--verbose", count=True, help="Tracebacks on errors.")
+def demo_command(out_dir: Path, subjects: int, seed: int, nprocs: int, verbose: int) -> None:
+    """Synthesise a calibrated dataset in OUT_DIR/bids, run the participant and group
+    levels into OUT_DIR/derivatives (objectives Random, AE and L-CL at 32^3), and print
+    the path of the HTML report. Rerunning reuses what is done."""
+    from bidsfusion.demo import run_demo
+
+    _configure_logging(verbose)
+    with user_errors(verbose):
+        report = run_demo(out_dir, subjects, seed, nprocs)
+        click.echo(f"report: {report}")
 
 
 @contextlib.contextmanager

@@ -350,9 +350,37 @@ PARTICIPANTS_JSON = {
 }
 
 
+def synth_settings(
+    n_subjects: int = 20,
+    seed: int = 0,
+    max_sessions: int = 3,
+    effect_strength: float = EFFECT_STRENGTH,
+    n_volumes: int = 120,
+    ad_fraction: float = AD_FRACTION,
+    site_confound: float = 0.0,
+    variability: float = 1.0,
+) -> dict:
+    """The settings a dataset is made with (:func:`make_dataset`'s defaults), as recorded."""
+    return {
+        "seed": seed,
+        "n_subjects": n_subjects,
+        "max_sessions": max_sessions,
+        "effect_strength": effect_strength,
+        "n_volumes": n_volumes,
+        "ad_fraction": ad_fraction,
+        "site_confound": site_confound,
+        "variability": variability,
+    }
+
+
+def generator_entry(settings: dict) -> dict:
+    """dataset_description.json's GeneratedBy entry for ``settings`` (:func:`synth_settings`)."""
+    description = ", ".join(f"{k}={v}" for k, v in settings.items())
+    return {"Name": "bidsfusion synth", "Version": __version__, "Description": description}
+
+
 def _write_dataset_files(root: Path, plans: list[SyntheticSubject], settings: dict) -> None:
     """dataset_description.json, README, participants.tsv/.json and the truth masks."""
-    description = ", ".join(f"{k}={v}" for k, v in settings.items())
     _write_json(
         root / "dataset_description.json",
         {
@@ -360,9 +388,7 @@ def _write_dataset_files(root: Path, plans: list[SyntheticSubject], settings: di
             "BIDSVersion": "1.8.0",
             "DatasetType": "raw",
             "License": "CC0",
-            "GeneratedBy": [
-                {"Name": "bidsfusion synth", "Version": __version__, "Description": description}
-            ],
+            "GeneratedBy": [generator_entry(settings)],
         },
     )
     (root / "README").write_text(README.format(seed=settings["seed"]), encoding="utf-8")
@@ -452,16 +478,16 @@ def make_dataset(
     )
     out_dir = Path(out_dir)
     _check_output(out_dir)
-    settings = {
-        "seed": seed,
-        "n_subjects": n_subjects,
-        "max_sessions": max_sessions,
-        "effect_strength": effect_strength,
-        "n_volumes": n_volumes,
-        "ad_fraction": ad_fraction,
-        "site_confound": site_confound,
-        "variability": variability,
-    }
+    settings = synth_settings(
+        n_subjects,
+        seed,
+        max_sessions,
+        effect_strength,
+        n_volumes,
+        ad_fraction,
+        site_confound,
+        variability,
+    )
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         target = out_dir.absolute()
