@@ -27,6 +27,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+FLIP_AXES = {"lr": (0,), "all": (0, 1, 2), "none": ()}
+"""``--flip-axes`` names -> the volume axes flipped (0: left-right)."""
+GRID_MM = 3
+"""Voxel size of the participant-level grid, the unit of ``--max-shift``."""
+MAX_SHIFT = 48
+
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
@@ -73,6 +79,10 @@ class RunConfig:
     analysis: tuple[str, ...] = ()
     """Analyses to run (empty: all registered; ``("none",)``: none)."""
     paired_augmentation: bool = False
+    flip_axes: str = "lr"
+    """``lr``, ``all`` or ``none`` (:data:`FLIP_AXES`)."""
+    max_shift: int = 12
+    """Largest random translation in mm, a multiple of :data:`GRID_MM`."""
     n_trials: int = 500
     optuna_storage: str | None = None
     eval_only: bool = False
@@ -82,6 +92,15 @@ class RunConfig:
         if not (0 < self.lr <= self.max_lr and math.isfinite(self.max_lr)):
             raise UsageError(
                 f"--lr {self.lr} and --max-lr {self.max_lr}: need 0 < lr <= max lr, both finite"
+            )
+        if self.flip_axes not in FLIP_AXES:
+            raise UsageError(
+                f"--flip-axes {self.flip_axes!r}: choose one of {', '.join(FLIP_AXES)}"
+            )
+        if not 0 <= self.max_shift <= MAX_SHIFT or self.max_shift % GRID_MM:
+            raise UsageError(
+                f"--max-shift {self.max_shift}: give a multiple of {GRID_MM} mm (the grid's "
+                f"voxel) between 0 and {MAX_SHIFT}"
             )
         if self.positive == self.negative:
             raise UsageError(

@@ -3,8 +3,8 @@
 Three steps, each through the same code paths as the command line:
 
 1. ``bidsfusion synth OUT_DIR/bids`` with :data:`DATASET` (one session per subject,
-   40 % AD, individual anatomy and function, so that objectives can differ from the
-   untrained ``Random`` control);
+   60 BOLD volumes, 40 % AD, individual anatomy and function, so that objectives can
+   differ from the untrained ``Random`` control);
 2. ``bidsfusion OUT_DIR/bids OUT_DIR/derivatives participant``;
 3. ``bidsfusion OUT_DIR/bids OUT_DIR/derivatives group`` with :data:`GROUP_ARGS`
    (``Random``, ``AE`` and ``L-CL`` at 32^3), which ends with
@@ -29,7 +29,7 @@ from bidsfusion.errors import OutputError
 
 log = logging.getLogger("bidsfusion.demo")
 
-DATASET = {"n_volumes": 100, "max_sessions": 1, "ad_fraction": 0.4}
+DATASET = {"n_volumes": 60, "max_sessions": 1, "ad_fraction": 0.4}
 """Synthesis settings beside ``--subjects`` and ``--seed``."""
 
 GROUP_ARGS = (

@@ -188,6 +188,19 @@ def level_options(fn: Any) -> Any:
             "reference implementation (default: one draw per modality).",
         ),
         click.option(
+            "--flip-axes",
+            type=click.Choice(["lr", "all", "none"]),
+            help="[group] random flips: lr (left-right, as torchio), all (the three axes, "
+            "as the reference implementation) or none. Default: lr.",
+        ),
+        click.option(
+            "--max-shift",
+            type=click.IntRange(0, 48),
+            metavar="MM",
+            help="[group] largest random translation in mm, a multiple of the grid's 3 mm "
+            "(the reference implementation: 12 at 64^3). Default: 12.",
+        ),
+        click.option(
             "--n-trials",
             type=click.IntRange(min=1),
             help="[group] Optuna trials per (objective, modality, fold) evaluation. "

@@ -6,6 +6,7 @@ import dataclasses
 import re
 
 import pytest
+import torch
 
 from bidsfusion.config import make_config
 from bidsfusion.errors import UsageError
@@ -142,3 +143,31 @@ def test_a_peak_learning_rate_below_the_initial_one_is_a_usage_error(tmp_path):
         make_config({**base, "max_lr": float("inf")})
     paper = make_config({**base, "max_lr": 0.01})
     assert (paper.lr, paper.max_lr) == (4e-4, 0.01)
+
+
+def test_augmentation_options_reach_the_training_settings(tmp_path):
+    from bidsfusion.train.pretrain import train_settings
+
+    base = {"bids_dir": tmp_path, "output_dir": tmp_path, "analysis_level": "group"}
+    default = train_settings(make_config(base), torch.device("cpu"))
+    assert (default.flip_axes, default.crop_pad) == ((0,), 4)
+    paper = make_config({**base, "flip_axes": "all", "max_shift": 6, "paired_augmentation": True})
+    settings = train_settings(paper, torch.device("cpu"))
+    assert (settings.flip_axes, settings.crop_pad, settings.paired_augmentation) == (
+        (0, 1, 2),
+        2,
+        True,
+    )
+    assert train_settings(make_config({**base, "flip_axes": "none"}), "cpu").flip_axes == ()
+    for shift in (5, 51, -3):
+        with pytest.raises(UsageError, match=f"--max-shift {shift}: give a multiple of 3"):
+            make_config({**base, "max_shift": shift})
+    with pytest.raises(UsageError, match="--flip-axes 'up'"):
+        make_config({**base, "flip_axes": "up"})
+
+
+def test_augmentation_options_on_the_command_line(run_cli, tmp_path):
+    for option in (["--flip-axes", "up"], ["--max-shift", "60"], ["--max-shift", "5"]):
+        result = run_cli(tmp_path / "bids", tmp_path / "out", "group", *option)
+        assert result.code == 64, result.err
+        assert option[0] in result.err

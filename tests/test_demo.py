@@ -44,7 +44,7 @@ def test_demo_synthesises_and_runs_both_levels(run_cli, tmp_path: Path, levels: 
     assert synthesised == {
         "n_subjects": 24,
         "seed": 3,
-        "n_volumes": 100,
+        "n_volumes": 60,
         "max_sessions": 1,
         "ad_fraction": 0.4,
     }

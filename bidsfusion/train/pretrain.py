@@ -23,6 +23,7 @@ import torch
 
 from bidsfusion import __version__
 from bidsfusion.atomic import atomic_path, locked
+from bidsfusion.config import FLIP_AXES, GRID_MM
 from bidsfusion.data.group_inputs import GroupInputs
 from bidsfusion.data.normalize import PairedVolumes, learn_landmarks, paired_volumes
 from bidsfusion.data.pairs import Pair, label_of
@@ -199,6 +200,22 @@ def build_model(config: Any, modalities: list[str]) -> MultimodalModel:
     return MultimodalModel(modalities, encoder, size, config.latent_dim)
 
 
+def train_settings(config: Any, device: torch.device) -> TrainSettings:
+    """The :class:`TrainSettings` of a run's configuration (``--max-shift`` in mm becomes
+    voxels of the 3 mm grid)."""
+    return TrainSettings(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        max_lr=config.max_lr,
+        seed=config.seed,
+        device=str(device),
+        paired_augmentation=config.paired_augmentation,
+        flip_axes=FLIP_AXES[config.flip_axes],
+        crop_pad=config.max_shift // GRID_MM,
+    )
+
+
 def _train(
     config: Any,
     spec: str,
@@ -215,21 +232,12 @@ def _train(
     objective = build_objective(
         spec, list(model.modalities), model.dims(config.latent_dim), registry, used
     )
-    settings = TrainSettings(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        max_lr=config.max_lr,
-        seed=config.seed,
-        device=str(device),
-        paired_augmentation=config.paired_augmentation,
-    )
     result = train_fold(
         model,
         objective,
         FoldData(tensors.train.volumes, tensors.train.labels),
         FoldData(tensors.validation.volumes, tensors.validation.labels),
-        settings,
+        train_settings(config, device),
         out_dir,
         data_key=data_key(config, spec, used, tensors.key),
     )
