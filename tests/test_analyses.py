@@ -109,7 +109,8 @@ def test_none_skips_and_an_unknown_name_is_64(analysed, run_cli) -> None:
     assert not (out / "group" / "similarity.tsv").exists()
     unknown = run_cli(*_args(root, bids, out, "--eval-only", "--analysis", "nope"))
     assert unknown.code == 64
-    assert "--analysis nope: choose among saliency, similarity, or none" in unknown.err
+    choices = "group-differences, saliency, similarity, or none"
+    assert f"--analysis nope: choose among {choices}" in unknown.err
 
 
 def test_a_failing_analysis_is_65_and_the_others_still_run(analysed, run_cli) -> None:
@@ -125,6 +126,20 @@ def test_a_failing_analysis_is_65_and_the_others_still_run(analysed, run_cli) ->
     assert "analysis broken failed: RuntimeError: planted failure" in result.err
     assert result.err.strip().splitlines()[-1].startswith("bidsfusion: error: analysis broken")
     assert (out / "group" / "similarity.tsv").exists()
+
+
+def test_an_analysis_of_a_missing_model_is_66_naming_it(analysed, run_cli) -> None:
+    root, bids, out, _ = analysed
+    checkpoint = out / "group" / "objective-S" / "fold-0" / "checkpoint.pt"
+    aside = checkpoint.with_name("aside.pt")
+    checkpoint.rename(aside)
+    try:
+        result = run_cli(*_args(root, bids, out, "--eval-only", "--analysis", "saliency"))
+    finally:
+        aside.rename(checkpoint)
+    assert result.code == 66, result.err
+    assert f"cannot read checkpoint {checkpoint}" in result.err
+    assert result.err.strip().splitlines()[-1].startswith("bidsfusion: error: analysis saliency")
 
 
 def test_saliency_maps_in_brain_space_and_the_crossmodal_pair(analysed) -> None:

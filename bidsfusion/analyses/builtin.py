@@ -6,13 +6,17 @@ from collections.abc import Callable
 from typing import Any
 
 from bidsfusion import hookimpl
+from bidsfusion.analyses.group_differences import NAME, write_group_differences
 from bidsfusion.analyses.saliency import write_saliency
 from bidsfusion.analyses.similarity import write_similarity
 
 
 @hookimpl
 def register_analyses(register: Callable[[str, Callable[[Any], None]], None]) -> None:
-    """Register ``similarity`` (CKA and SVCCA between the modalities' representations) and
-    ``saliency`` (SmoothGrad maps of every latent dimension in brain space)."""
+    """Register ``similarity`` (CKA and SVCCA between the modalities' representations),
+    ``saliency`` (SmoothGrad maps of every latent dimension in brain space) and
+    ``group-differences`` (voxel-wise AD versus HC saliency of the dimensions the
+    classifier weighs most)."""
     register("similarity", write_similarity)
     register("saliency", write_saliency)
+    register(NAME, write_group_differences)

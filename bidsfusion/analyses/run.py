@@ -2,7 +2,8 @@
 
 ``--analysis NAME`` (repeatable) selects registered analyses, all of them by
 default and none with ``--analysis none``. Each runs on its own: one that fails is
-reported in one line naming it, the others still run, and the level then exits 65.
+reported in one line naming it, the others still run, and the level then exits 65
+(66 when every failure was missing input, such as a deleted checkpoint).
 """
 
 from __future__ import annotations
@@ -35,17 +36,21 @@ def selected_analyses(requested: Sequence[str]) -> dict[str, Callable[[Any], Non
 
 
 def run_analyses(analyses: dict[str, Callable[[Any], None]], context: Any) -> None:
-    """Run every analysis on ``context``; InputDataError (65) after all ran when one failed."""
-    failed = []
+    """Run every analysis on ``context``; when some failed, raise after all ran: the
+    failures' own error class when they share one (e.g. 66 for a missing model), else
+    InputDataError (65)."""
+    failed: dict[str, type[BidsFusionError]] = {}
     for name, analysis in analyses.items():
         log.info("analysis %s: running", name)
         try:
             analysis(context)
         except BidsFusionError as error:
             log.error("analysis %s failed: %s", name, error)
-            failed.append(name)
+            failed[name] = type(error)
         except Exception as error:  # a plugin's bug must not stop the other analyses
             log.error("analysis %s failed: %s: %s", name, type(error).__name__, error)
-            failed.append(name)
+            failed[name] = InputDataError
     if failed:
-        raise InputDataError(f"analysis {', '.join(failed)} failed (see the log); the others ran")
+        kinds = set(failed.values())
+        kind = kinds.pop() if len(kinds) == 1 else InputDataError
+        raise kind(f"analysis {', '.join(failed)} failed (see the log); the others ran")
