@@ -7,7 +7,8 @@ every spec on every fold (:mod:`bidsfusion.train.pretrain`); evaluate every
 (spec, modality, fold) by Optuna-tuned logistic regression
 (:mod:`bidsfusion.evaluate`): ``group/evaluation.tsv``, ``evaluation_summary.tsv``
 and the summary table on stdout; then run the selected analyses
-(:mod:`bidsfusion.analyses`). ``--eval-only`` skips to the evaluation of the
+(:mod:`bidsfusion.analyses`); last, ``group/report.html`` (:mod:`bidsfusion.report`),
+also when an analysis failed. ``--eval-only`` skips to the evaluation of the
 representations already written.
 """
 
@@ -55,9 +56,14 @@ def run(config: RunConfig) -> None:
     else:
         inputs, splits = _pretrain(config, specs, options, group_dir)
     evaluation = _evaluate(config, specs, splits.n_folds, group_dir, storage)
-    if analyses:
-        context = _analysis_context(config, specs, group_dir, inputs, splits, evaluation)
-        run_analyses(analyses, context)
+    try:
+        if analyses:
+            context = _analysis_context(config, specs, group_dir, inputs, splits, evaluation)
+            run_analyses(analyses, context)
+    except BidsFusionError:
+        _report(group_dir)
+        raise
+    _report(group_dir)
 
 
 def objective_specs(requested: Sequence[str]) -> list[str]:
@@ -235,6 +241,13 @@ def _analysis_context(
     return AnalysisContext(
         config, group_dir, inputs, splits, tuple(specs), tuple(evaluation), device
     )
+
+
+def _report(group_dir: Path) -> None:
+    """Write ``group/report.html`` (:mod:`bidsfusion.report`) and log its path."""
+    from bidsfusion.report.html import write_report
+
+    log.info("report: %s", write_report(group_dir))
 
 
 def _merged(rows: Sequence[Any], table: Path) -> list[Any]:

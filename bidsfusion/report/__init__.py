@@ -1,0 +1,1 @@
+"""The group report: ``group/report.html`` (:func:`bidsfusion.report.html.write_report`)."""

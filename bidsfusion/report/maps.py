@@ -1,0 +1,124 @@
+"""The report's brain-map sections: the cross-modal saliency pair of each objective (the
+paper's Fig. 3) and the group-difference maps with their peaks."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from bidsfusion.errors import InputDataError
+from bidsfusion.report.figures import brain_figure
+from bidsfusion.report.inputs import read_json, read_table, volume
+from bidsfusion.report.markup import figure, guarded, heading, note, problem, relative, table
+
+MAX_PEAKS = 20
+"""Rows of a peaks table shown."""
+RBC_SHOWN = 0.1
+"""The smallest absolute rank-biserial correlation drawn on the maps."""
+
+
+def _folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("objective-*") if p.is_dir())
+
+
+def saliency(group_dir: Path) -> str:
+    """Per objective, the group-mean saliency maps of its most correlated cross-modal
+    pair of latent dimensions (``crossmodal.json``)."""
+    root = group_dir / "saliency"
+    if not root.is_dir():
+        return note("not run: use --analysis saliency")
+    folders = _folders(root)
+    if not folders:
+        return problem(f"{relative(root, group_dir)} holds no objective-*/ folder")
+    text = note(
+        "SmoothGrad saliency of fold 0's model, mean over all evaluated subjects: for each "
+        "objective, the T1w and fALFF latent dimensions whose maps correlate most over "
+        "subjects and voxels; the upper half of each map's non-zero voxels is shown."
+    )
+    parts = [
+        guarded(partial(_pair, f, group_dir), group_dir, f"saliency of {f.name}") for f in folders
+    ]
+    return text + "".join(parts)
+
+
+def _pair(folder: Path, group_dir: Path) -> str:
+    spec = folder.name[len("objective-") :]
+    path = folder / "crossmodal.json"
+    if not path.exists():
+        return heading(spec) + problem(
+            f"{relative(path, group_dir)} is missing (the cross-modal pair needs two modalities)"
+        )
+    document = read_json(path)
+    try:
+        maps = {str(m): folder / str(name) for m, name in document["maps"].items()}
+        dims = {m: int(document[f"{m}_dim"]) for m in maps}
+        correlation = float(document["correlation"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise InputDataError(f"{path}: no valid pair of dimensions and maps ({error})") from None
+    images = [(f"{m} dimension {dims[m]}", volume(maps[m], dims[m])) for m in maps]
+    title = f"{spec}: " + " and ".join(f"{m} dim {dims[m]}" for m in maps)
+    names = [relative(path, group_dir), *(relative(p, group_dir) for p in maps.values())]
+    return heading(f"{title} (r = {correlation:.2f})") + figure(
+        brain_figure(images), f"saliency maps of {title}", names
+    )
+
+
+def group_differences(group_dir: Path) -> str:
+    """Per folder of ``group/group-differences``: its rank-biserial correlation maps
+    (``*stat-rbc*.nii.gz``) as slices and its peaks tables."""
+    root = group_dir / "group-differences"
+    if not root.is_dir():
+        return note("not run: use --analysis group-differences")
+    found = [*root.rglob("*stat-rbc*.nii.gz"), *root.rglob("*peaks*.tsv")]
+    folders = sorted({p.parent for p in found})
+    if not folders:
+        return problem(f"{relative(root, group_dir)} holds no *stat-rbc*.nii.gz map")
+    text = note(
+        "Rank-biserial correlation of the two groups' saliency per voxel, on [-1, 1] (red: "
+        f"higher in the positive group, blue: lower); |RBC| below {RBC_SHOWN} is not drawn."
+    )
+    parts = [
+        guarded(partial(_differences, f, group_dir), group_dir, f"maps of {f.name}")
+        for f in folders
+    ]
+    return text + "".join(parts)
+
+
+def _differences(folder: Path, group_dir: Path) -> str:
+    out = heading(relative(folder, group_dir))
+    maps = sorted(folder.glob("*stat-rbc*.nii.gz"))
+    if maps:
+        images = [(_title(path), volume(path)) for path in maps]
+        names = [relative(p, group_dir) for p in maps]
+        png = brain_figure(images, cmap="cold_hot", vmax=1.0, threshold=RBC_SHOWN)
+        out += figure(png, f"group differences in {folder.name}", names)
+    for path in sorted(folder.glob("*peaks*.tsv")):
+        out += _peaks(path, group_dir)
+    return out
+
+
+def _title(path: Path) -> str:
+    """``<modality> dimension <k>`` from a map's ``desc`` and ``dim`` entities, else its name."""
+    stem = path.name.removesuffix(".nii.gz")
+    entities = dict(part.split("-", 1) for part in stem.split("_") if "-" in part)
+    if "desc" in entities and "dim" in entities:
+        return f"{entities['desc']} dimension {entities['dim']}"
+    return stem
+
+
+def _compact(text: str) -> str:
+    """A decimal number to 4 significant digits (``-54.0``: ``-54``); other text as it is."""
+    try:
+        return format(float(text), ".4g") if "." in text else text
+    except ValueError:
+        return text
+
+
+def _peaks(path: Path, group_dir: Path) -> str:
+    rows = read_table(path, [])
+    if not rows:
+        return note(f"{relative(path, group_dir)}: no peaks")
+    shown = rows[:MAX_PEAKS]
+    more = f" (the first {MAX_PEAKS} of {len(rows)})" if len(rows) > MAX_PEAKS else ""
+    body = [[_compact(v) for v in r.values()] for r in shown]
+    return note(f"peaks from {relative(path, group_dir)}{more}") + table(list(rows[0]), body)

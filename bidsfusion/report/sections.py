@@ -1,0 +1,198 @@
+"""The report's tabular sections, each ``(group_dir) -> HTML``: the run's configuration,
+the dataset and its pairs, the splits, the evaluation and the similarity analysis."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from bidsfusion.errors import InputDataError
+from bidsfusion.report.figures import CONTROL, Bar, Measure, evaluation_figure, similarity_figure
+from bidsfusion.report.inputs import number, read_json, read_table, read_toml
+from bidsfusion.report.markup import Markup, esc, figure, note, problem, relative, sources, table
+
+SETTINGS = (
+    "expanded_objectives", "label_column", "positive", "negative", "encoder", "latent_dim",
+    "input_size", "epochs", "batch_size", "lr", "folds", "holdout", "n_trials", "seed",
+    "paired_augmentation", "eval_only",
+)  # fmt: skip
+"""The keys of ``config.toml`` the report lists."""
+SUMMARY = ("objective", "modality", "n_folds", "holdout_auc_mean", "holdout_auc_sd", "beats_random")
+MEASURES = ("cka", "svcca")
+
+
+def _missing(path: Path, group_dir: Path, why: str) -> str:
+    return problem(f"{relative(path, group_dir)} is missing: {why}")
+
+
+def configuration(group_dir: Path) -> str:
+    """The settings of the last run that pretrained (``config.toml``)."""
+    path = group_dir / "config.toml"
+    if not path.exists():
+        return _missing(path, group_dir, "no group run pretrained into this OUTPUT_DIR")
+    config = read_toml(path)
+    rows = [(key, _shown(config[key])) for key in SETTINGS if key in config]
+    versions = config.get("versions")
+    if isinstance(versions, dict):
+        rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
+    text = note(
+        "The settings of the last run that pretrained into this OUTPUT_DIR; the sections "
+        "below show every objective found here, from this run or earlier ones."
+    )
+    return text + table(["setting", "value"], rows) + sources([relative(path, group_dir)])
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "(none)"
+    return str(value)
+
+
+def dataset(group_dir: Path) -> str:
+    """Pairs per group and role (``pairs.tsv``)."""
+    path = group_dir / "pairs.tsv"
+    if not path.exists():
+        return _missing(path, group_dir, "the group level writes it before pretraining")
+    rows = read_table(path, ["subject", "group", "role"])
+    groups, roles = sorted({r["group"] for r in rows}), sorted({r["role"] for r in rows})
+    body = [_counts(g, [r for r in rows if r["group"] == g], roles) for g in groups]
+    body.append(_counts("all", rows, roles))
+    columns = ["group", *(f"pairs: {role}" for role in roles), "pairs", "subjects"]
+    text = note(
+        "One row of pairs.tsv per (T1w, fALFF) pair; pretrain+evaluation pairs are the one "
+        "pair per subject that is evaluated."
+    )
+    return text + table(columns, body) + sources([relative(path, group_dir)])
+
+
+def _counts(name: str, rows: list[dict[str, str]], roles: list[str]) -> list[object]:
+    """``name``, its pairs per role, its pairs and its subjects."""
+    per_role = [sum(r["role"] == role for r in rows) for role in roles]
+    return [name, *per_role, len(rows), len({r["subject"] for r in rows})]
+
+
+def splits(group_dir: Path) -> str:
+    """Hold-out and fold sizes per group (``splits.json``, groups from ``pairs.tsv``)."""
+    path = group_dir / "splits.json"
+    if not path.exists():
+        return _missing(path, group_dir, "the group level writes it before pretraining")
+    document = read_json(path)
+    parts = [("hold-out", _subjects(document, "holdout", path))]
+    folds = document.get("folds")
+    if not isinstance(folds, list):
+        raise InputDataError(f"{path}: no list of folds")
+    for k, fold in enumerate(folds):
+        if not isinstance(fold, dict):
+            raise InputDataError(f"{path}: fold {k} is not an object")
+        for role in ("train", "validation"):
+            parts.append((f"fold {k} {role}", _subjects(fold, role, path)))
+    group_of = _groups(group_dir)
+    groups = sorted({group_of.get(s, "?") for _, chosen in parts for s in chosen})
+    body = [
+        [name, len(chosen), *(sum(group_of.get(s, "?") == g for s in chosen) for g in groups)]
+        for name, chosen in parts
+    ]
+    text = note(
+        f"seed {document.get('seed', '?')}, {len(folds)} folds, "
+        f"{len(parts[0][1])} hold-out subjects (never seen in pretraining or tuning)"
+    )
+    names = [relative(path, group_dir), relative(group_dir / "pairs.tsv", group_dir)]
+    return text + table(["split", "subjects", *groups], body) + sources(names)
+
+
+def _subjects(document: dict[str, Any], key: str, path: Path) -> list[str]:
+    value = document.get(key)
+    if not isinstance(value, list):
+        raise InputDataError(f"{path}: {key!r} is not a list of subjects")
+    return [str(s) for s in value]
+
+
+def _groups(group_dir: Path) -> dict[str, str]:
+    """Subject -> group from ``pairs.tsv`` (empty when unreadable)."""
+    try:
+        rows = read_table(group_dir / "pairs.tsv", ["subject", "group"])
+    except Exception:  # the dataset section reports the problem
+        return {}
+    return {r["subject"]: r["group"] for r in rows}
+
+
+def evaluation(group_dir: Path) -> str:
+    """Fig. 2: mean hold-out AUC per objective and modality, and the summary table."""
+    path = group_dir / "evaluation_summary.tsv"
+    if not path.exists():
+        return note(
+            "not run: the evaluation needs hold-out subjects (--holdout above 0); "
+            f"{relative(path, group_dir)} is missing"
+        )
+    rows = read_table(path, SUMMARY)
+    if not rows:
+        return problem(f"{relative(path, group_dir)} has no rows")
+    bars: dict[str, list[Bar]] = {}
+    for r in rows:
+        sd = number(r["holdout_auc_sd"], path, "holdout_auc_sd")
+        mean = number(r["holdout_auc_mean"], path, "holdout_auc_mean")
+        bars.setdefault(r["modality"], []).append(
+            Bar(r["objective"], mean, None if math.isnan(sd) else sd)
+        )
+    names = [relative(path, group_dir)]
+    text = note(
+        f"Logistic regression on the frozen representations, tuned on each fold's "
+        f"validation subjects; hold-out ROC AUC, mean and sd over folds. {CONTROL}: the "
+        "untrained encoders every objective must beat; * beats it in every fold."
+    )
+    return (
+        text
+        + figure(evaluation_figure(bars), "hold-out ROC AUC per objective and modality", names)
+        + _summary_table(rows, list(bars))
+        + sources(names)
+    )
+
+
+def _summary_table(rows: list[dict[str, str]], modalities: list[str]) -> str:
+    """One row per objective (the file's order), a ``mean +- sd`` cell per modality."""
+    cells = {(r["objective"], r["modality"]): r for r in rows}
+    objectives = list(dict.fromkeys(r["objective"] for r in rows))
+    body = [[o, *(_auc_cell(cells.get((o, m))) for m in modalities)] for o in objectives]
+    kinds = ["control" if o == CONTROL else "" for o in objectives]
+    return table(["objective", *modalities], body, kinds)
+
+
+def _auc_cell(row: dict[str, str] | None) -> Markup:
+    if row is None:
+        return Markup("n/a")
+    sd = row["holdout_auc_sd"]
+    text = _fixed(row["holdout_auc_mean"]) + (" (one fold)" if sd == "n/a" else f" ± {_fixed(sd)}")
+    if row["beats_random"] == "True":
+        return Markup(f'<span class="good">{esc(text)} *</span>')
+    return Markup(esc(text))
+
+
+def _fixed(text: str) -> str:
+    try:
+        return f"{float(text):.2f}"
+    except ValueError:
+        return text
+
+
+def similarity(group_dir: Path) -> str:
+    """CKA and SVCCA per objective and group (the ``similarity`` analysis)."""
+    path = group_dir / "similarity.tsv"
+    if not path.exists():
+        return note("not run: use --analysis similarity")
+    rows = read_table(path, ["objective", "modalities", "group", *MEASURES])
+    if not rows:
+        return problem(f"{relative(path, group_dir)} has no rows")
+    values = [
+        Measure(r["modalities"], m, r["objective"], r["group"], number(r[m], path, m))
+        for r in rows
+        for m in MEASURES
+    ]
+    text = note(
+        "How alike the modalities' representations of the same evaluated subjects are, "
+        "per group: linear CKA (unbiased estimator, near 0 for independent data) and "
+        "SVCCA (mean canonical correlation; near 1 when subjects are few). Bars: mean "
+        "over folds, error bars: sd."
+    )
+    alt = "CKA and SVCCA per objective and group"
+    return text + figure(similarity_figure(values), alt, [relative(path, group_dir)])

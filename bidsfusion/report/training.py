@@ -1,0 +1,131 @@
+"""The report's training section: the learning diagnostics of every trained (objective,
+fold), what did not learn flagged, and each objective's training curves."""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+from pathlib import Path
+
+from bidsfusion.report.figures import CONTROL, training_figure
+from bidsfusion.report.inputs import number, read_history, read_table
+from bidsfusion.report.markup import (
+    Markup,
+    badge,
+    figure,
+    guarded,
+    heading,
+    note,
+    problem,
+    relative,
+    sources,
+    table,
+)
+
+DIAGNOSTICS = (
+    "objective", "fold", "epochs", "best_epoch", "best_validation_loss", "unlearned",
+    "validation_retrieval", "retrieval_chance", "probe_shared", "probe_independent", "shortcut",
+)  # fmt: skip
+"""The columns of ``training_summary.tsv`` the report reads."""
+FOLD = re.compile(r"fold-(\d+)")
+
+
+def training(group_dir: Path) -> str:
+    """The diagnostics table, then one figure of training curves per objective."""
+    flags: dict[str, list[str]] = {}
+    parts = [guarded(partial(_diagnostics, group_dir, flags), group_dir, "the training summary")]
+    for folder in sorted(p for p in group_dir.glob("objective-*") if p.is_dir()):
+        spec = folder.name[len("objective-") :]
+        build = partial(_curves, folder, group_dir, flags.get(spec, []))
+        parts.append(guarded(build, group_dir, f"the training curves of {spec}"))
+    if len(parts) == 1:
+        parts.append(note("no objective-*/ folder: nothing was trained here"))
+    return "".join(parts)
+
+
+def _diagnostics(group_dir: Path, flags: dict[str, list[str]]) -> str:
+    """The table of ``training_summary.tsv``, flagged rows marked; fills ``flags`` (objective
+    -> what went wrong in which fold)."""
+    path = group_dir / "training_summary.tsv"
+    if not path.exists():
+        return problem(f"{relative(path, group_dir)} is missing: no objective was trained here")
+    rows = sorted(read_table(path, DIAGNOSTICS), key=lambda r: (r["objective"], r["fold"].zfill(6)))
+    body, kinds = [], []
+    for r in rows:
+        found = _problems(r)
+        if found:
+            flags.setdefault(r["objective"], []).extend(f"fold {r['fold']}: {p}" for p in found)
+        retrieval = _ratio(r, "validation_retrieval", "retrieval_chance", path)
+        probe = _ratio(r, "probe_shared", "probe_independent", path)
+        verdict = [badge(p) for p in found] or [badge("learned", "good")]
+        body.append(
+            [
+                r["objective"],
+                r["fold"],
+                f"{r['best_epoch']} of {r['epochs']}",
+                _fixed(r["best_validation_loss"], path, "best_validation_loss", ".4g"),
+                retrieval,
+                probe,
+                Markup(" ".join(verdict)),
+            ]
+        )
+        kinds.append("flagged" if found else "")
+    flagged = sum(bool(k) for k in kinds)
+    summary = (
+        problem(
+            f"{flagged} of {len(rows)} trained (objective, fold) did not learn or took "
+            "the augmentation shortcut: see the red rows"
+        )
+        if flagged
+        else note(f"all {len(rows)} trained (objective, fold) beat their chance levels")
+    )
+    columns = [
+        "objective",
+        "fold",
+        "best epoch",
+        "best validation loss",
+        "validation retrieval / chance",
+        "probe shared / independent",
+        "verdict",
+    ]
+    text = note(
+        "did not learn: a term whose validation value at the best epoch is not below its "
+        "chance level; shortcut: training pairs are retrieved far better with one "
+        "augmentation draw shared by both views than with independent draws."
+    )
+    return summary + text + table(columns, body, kinds) + sources([relative(path, group_dir)])
+
+
+def _problems(row: dict[str, str]) -> list[str]:
+    found = []
+    if row["unlearned"] not in ("", "n/a"):
+        found.append(f"did not learn: {row['unlearned']}")
+    if row["shortcut"] == "True":
+        found.append("shortcut")
+    return found
+
+
+def _ratio(row: dict[str, str], first: str, second: str, path: Path) -> str:
+    return f"{_fixed(row[first], path, first)} / {_fixed(row[second], path, second)}"
+
+
+def _fixed(text: str, path: Path, column: str, spec: str = ".2f") -> str:
+    return format(number(text, path, column), spec)
+
+
+def _curves(folder: Path, group_dir: Path, flags: list[str]) -> str:
+    """One objective's heading (its flags as badges) and its training curves, all folds."""
+    spec = folder.name[len("objective-") :]
+    paths = {}
+    for fold_dir in folder.glob("fold-*"):
+        match = FOLD.fullmatch(fold_dir.name)
+        if match and (fold_dir / "history.tsv").is_file():
+            paths[int(match.group(1))] = fold_dir / "history.tsv"
+    title = heading(spec, *(badge(f) for f in flags))
+    if not paths:
+        if spec == CONTROL:
+            return title + note(f"{CONTROL}: the untrained control, no training curves")
+        return title + problem(f"{relative(folder, group_dir)}: no fold-*/history.tsv")
+    histories = {k: read_history(paths[k]) for k in sorted(paths)}
+    names = [relative(paths[k], group_dir) for k in sorted(paths)]
+    return title + figure(training_figure(histories, spec), f"training curves of {spec}", names)

@@ -1,0 +1,316 @@
+"""group/report.html: one self-contained file whose every image is an embedded PNG that a
+browser renders; absent analyses say "not run", malformed inputs a one-line message."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bidsfusion.errors import InputDataError
+from bidsfusion.evaluate.summary import SUMMARY_COLUMNS
+from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
+from bidsfusion.report.html import write_report
+from bidsfusion.train.pretrain import SUMMARY_COLUMNS as TRAINING_COLUMNS
+from bidsfusion.tsv import write_tsv
+
+IMG = re.compile(r"<img\b[^>]*>")
+SRC = re.compile(r'src="([^"]*)"')
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+GROUPS = {"01": "AD", "02": "AD", "03": "AD", "04": "HC", "05": "HC", "06": "HC", "07": "<b>x&y"}
+
+
+def _blob(centre: tuple[int, int, int], dims: int) -> np.ndarray:
+    i, j, k = np.meshgrid(*(np.arange(64),) * 3, indexing="ij")
+    distance = (i - centre[0]) ** 2 + (j - centre[1]) ** 2 + (k - centre[2]) ** 2
+    blob = np.exp(-distance / 60.0).astype(np.float32)
+    blob[blob < 0.05] = 0  # saliency is 0 outside the brain
+    return np.stack([blob * (d + 1) / dims for d in range(dims)], axis=-1)
+
+
+def _nifti(path: Path, data: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, MNI_GRID_AFFINE), path)
+
+
+def _history(path: Path, epochs: int, fold: int) -> None:
+    t = np.arange(1, epochs + 1, dtype=float)
+    columns = {
+        "epoch": t,
+        "train_loss": 30 - t / 10 - fold,
+        "train_L": 15 - t / 20,
+        "train_L_chance": np.full(epochs, 14.9),
+        "val_loss": 31 - t / 12,
+        "val_L": 15.5 - t / 30,
+        "val_L_chance": np.full(epochs, 15.6),
+        "val_retrieval_T1w_falff": 0.05 + t / 200,
+        "val_retrieval_chance": np.full(epochs, 0.05),
+        "lr": np.full(epochs, 4e-4),
+        "seconds": np.full(epochs, 0.5),
+    }
+    columns["train_loss"][3] = 1e4  # a spike: the panel clips it
+    write_tsv(path, list(columns), np.column_stack(list(columns.values())).tolist())
+
+
+def fabricate(group: Path) -> Path:
+    """A small finished group run: every input of every report section."""
+    group.mkdir(parents=True)
+    (group / "config.toml").write_text('positive = "AD"\nnegative = "HC"\nseed = 0\n')
+    write_tsv(
+        group / "pairs.tsv",
+        ["subject", "group", "role"],
+        [[s, g, "pretrain+evaluation"] for s, g in GROUPS.items()],
+    )
+    splits = {
+        "seed": 0,
+        "n_folds": 2,
+        "holdout": ["01", "04"],
+        "folds": [
+            {"train": ["02", "05", "07"], "validation": ["03", "06"]},
+            {"train": ["03", "06", "07"], "validation": ["02", "05"]},
+        ],
+    }
+    (group / "splits.json").write_text(json.dumps(splits))
+    summary = [
+        ["L-CL", "T1w", 2, 0.7, 0.05, True],
+        ["L-CL", "falff", 2, 0.6, 0.1, False],
+        ["Random", "T1w", 2, 0.55, 0.02, None],
+        ["Random", "falff", 2, 0.65, 0.1, None],
+        ["S", "T1w", 1, 0.5, None, False],
+        ["S", "falff", 1, 0.52, None, False],
+    ]
+    write_tsv(group / "evaluation_summary.tsv", SUMMARY_COLUMNS, summary)
+    write_tsv(
+        group / "similarity.tsv",
+        ["objective", "fold", "modalities", "group", "n", "cka", "cka_biased", "svcca"],
+        [
+            [o, f, "T1w-falff", g, 3, 0.1 * f + 0.05, 0.5, 0.8]
+            for o in ("L-CL", "Random")
+            for f in (0, 1)
+            for g in ("AD", "HC", "all")
+        ],
+    )
+    training = [
+        ["L-CL", 0, 20, 18, 31.0, None, 0.2, 0.05, 0.3, 0.25, False],
+        ["L-CL", 1, 20, 5, 31.5, "L", 0.05, 0.05, 0.6, 0.1, True],
+    ]
+    write_tsv(group / "training_summary.tsv", TRAINING_COLUMNS, training)
+    for fold in (0, 1):
+        (group / "objective-L-CL" / f"fold-{fold}").mkdir(parents=True)
+        _history(group / "objective-L-CL" / f"fold-{fold}" / "history.tsv", 20, fold)
+        (group / "objective-Random" / f"fold-{fold}").mkdir(parents=True)
+    saliency = group / "saliency" / "objective-L-CL"
+    for modality, centre in (("T1w", (24, 40, 40)), ("falff", (40, 30, 34))):
+        _nifti(saliency / f"fold-0_desc-{modality}_group-all_saliency.nii.gz", _blob(centre, 3))
+    crossmodal = {
+        "T1w_dim": 2,
+        "falff_dim": 1,
+        "correlation": 0.42,
+        "maps": {m: f"fold-0_desc-{m}_group-all_saliency.nii.gz" for m in ("T1w", "falff")},
+    }
+    (saliency / "crossmodal.json").write_text(json.dumps(crossmodal))
+    differences = group / "group-differences" / "objective-L-CL"
+    rbc = _blob((24, 40, 40), 1)[..., 0] * 0.8 - _blob((40, 30, 34), 1)[..., 0] * 0.6
+    _nifti(differences / "fold-0_desc-T1w_dim-3_stat-rbc_saliency.nii.gz", rbc)
+    _nifti(differences / "fold-0_desc-T1w_dim-3_stat-q_saliency.nii.gz", np.abs(rbc))
+    write_tsv(
+        differences / "peaks.tsv",
+        ["x", "y", "z", "rbc", "q"],
+        [[-22.5, 8.5, 30.5, 0.8, 0.01], [25.5, -21.5, 12.5, -0.6, 0.04]],
+    )
+    return group
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of the fabricated run (written once for the module)."""
+    group = fabricate(tmp_path_factory.mktemp("run") / "group")
+    return write_report(group)
+
+
+def images(text: str) -> list[bytes]:
+    """The decoded data of every ``<img>``; each must be an embedded PNG."""
+    found = []
+    for tag in IMG.findall(text):
+        source = SRC.search(tag).group(1)
+        assert source.startswith("data:image/png;base64,"), source[:40]
+        found.append(base64.b64decode(source.split(",", 1)[1], validate=True))
+    return found
+
+
+def test_the_report_is_one_self_contained_file_of_embedded_pngs(report: Path) -> None:
+    import matplotlib.image
+    import matplotlib.pyplot as plt
+
+    assert report.name == "report.html" and report.parent.name == "group"
+    assert not [p for p in report.parent.iterdir() if p.name.startswith(".")]
+    text = report.read_text(encoding="utf-8")
+    for banned in ('src="http', "file:", "<script", "<link", "url(", "<iframe"):
+        assert banned not in text
+    pngs = images(text)
+    assert len(pngs) == 5  # evaluation, similarity, L-CL's curves, saliency, differences
+    for png in pngs:
+        assert png.startswith(PNG_SIGNATURE) and len(png) > 1000
+        height, width, _ = matplotlib.image.imread(io.BytesIO(png)).shape
+        assert height > 50 and width > 50
+    assert not plt.get_fignums()
+
+
+def test_sections_show_the_run_its_flags_and_escape_text(report: Path) -> None:
+    text = report.read_text(encoding="utf-8")
+    assert "&lt;b&gt;x&amp;y" in text and "<b>x&y" not in text
+    assert "did not learn: L" in text and ">shortcut<" in text
+    assert "1 of 2 trained (objective, fold)" in text
+    assert "Random: the untrained control, no training curves" in text
+    assert "0.70 ± 0.05 *" in text and "group/evaluation_summary.tsv" in text
+    assert "L-CL: T1w dim 2 and falff dim 1 (r = 0.42)" in text
+    assert "group/saliency/objective-L-CL/fold-0_desc-falff_group-all_saliency.nii.gz" in text
+    assert "fold-0_desc-T1w_dim-3_stat-rbc_saliency.nii.gz" in text and "stat-q" not in text
+    assert "-22.5" in text and "not run" not in text and 'class="problem">' in text
+
+
+def test_absent_inputs_say_what_did_not_run(tmp_path: Path) -> None:
+    group = tmp_path / "group"
+    group.mkdir()
+    text = write_report(group).read_text(encoding="utf-8")
+    for analysis in ("similarity", "saliency", "group-differences"):
+        assert f"not run: use --analysis {analysis}" in text
+    assert "not run: the evaluation needs hold-out subjects" in text
+    assert "group/pairs.tsv is missing" in text and "group/splits.json is missing" in text
+    assert "<img" not in text
+
+
+def test_malformed_inputs_cost_their_section_a_one_line_message(tmp_path: Path) -> None:
+    group = fabricate(tmp_path / "group")
+    summary = group / "evaluation_summary.tsv"
+    summary.write_text(summary.read_text() + "L-CL\tT1w\n")
+    similarity = group / "similarity.tsv"
+    similarity.write_text(similarity.read_text().replace("0.8", "abc", 1))
+    (group / "splits.json").write_text("{not json")
+    (
+        group / "saliency" / "objective-L-CL" / "fold-0_desc-T1w_group-all_saliency.nii.gz"
+    ).write_bytes(b"garbage")
+    history = group / "objective-L-CL" / "fold-1" / "history.tsv"
+    history.write_text(history.read_text().replace("\t", " ", 3))
+    text = write_report(group).read_text(encoding="utf-8")
+    problems = re.findall(r'<p class="problem">([^<]*)</p>', text)
+    expected = [
+        "group/splits.json: unreadable JSON",
+        "group/evaluation_summary.tsv line 8: 2 fields for 6 columns",
+        "group/similarity.tsv: column svcca: &#x27;abc&#x27; is not a number",
+        "group/objective-L-CL/fold-1/history.tsv line 2",
+        "group/saliency/objective-L-CL/fold-0_desc-T1w_group-all_saliency.nii.gz: unreadable",
+    ]
+    for start in expected:
+        assert any(p.startswith(start) for p in problems), (start, problems)
+    assert "Traceback" not in text and str(tmp_path) not in "".join(problems)
+    assert len(images(text)) == 1  # only the group differences still have a figure
+
+
+def test_a_figure_that_fails_is_closed_and_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib.pyplot as plt
+
+    from bidsfusion.report import figures
+
+    def broken(ax: object, *_: object) -> None:
+        raise RuntimeError("no room for the bars")
+
+    monkeypatch.setattr(figures, "_auc_panel", broken)
+    group = fabricate(tmp_path / "group")
+    text = write_report(group).read_text(encoding="utf-8")
+    assert "failed: RuntimeError: no room for the bars" in text
+    assert not plt.get_fignums()
+
+
+def test_the_group_level_writes_the_report_even_when_an_analysis_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bidsfusion import group
+
+    def failed(*_: object) -> None:
+        raise InputDataError("analysis saliency failed (see the log); the others ran")
+
+    for name in (
+        "check_dataset",
+        "check_locations",
+        "_build_once",
+        "check_work_dir",
+        "_storage",
+        "_limit_threads",
+        "_analysis_context",
+    ):
+        monkeypatch.setattr(group, name, lambda *_: None)
+    monkeypatch.setattr(group, "objective_specs", lambda _: ["L-CL"])
+    monkeypatch.setattr(group, "objective_options", lambda *_: {})
+    monkeypatch.setattr(group, "selected_analyses", lambda _: {"saliency": failed})
+    monkeypatch.setattr(group, "_pretrain", lambda *_: (None, SimpleNamespace(n_folds=1)))
+    monkeypatch.setattr(group, "_evaluate", lambda *_: [])
+    monkeypatch.setattr(group, "run_analyses", failed)
+    config = SimpleNamespace(
+        bids_dir=tmp_path,
+        output_dir=tmp_path / "out",
+        work_dir=None,
+        objective=["L-CL"],
+        objective_option=[],
+        analysis=[],
+        work=tmp_path / "work",
+        omp_nthreads=1,
+        nprocs=1,
+        eval_only=False,
+    )
+    (tmp_path / "out" / "group").mkdir(parents=True)
+    caplog.set_level("INFO", logger="bidsfusion.group")
+    with pytest.raises(InputDataError, match="analysis saliency failed"):
+        group.run(config)
+    report = tmp_path / "out" / "group" / "report.html"
+    assert report.is_file() and f"report: {report}" in caplog.text
+
+
+def browser() -> object:
+    """A headless Chromium driven by selenium (skips where either is absent)."""
+    if not (CHROMIUM.exists() or shutil.which("chromium")) or not (
+        CHROMEDRIVER.exists() or shutil.which("chromedriver")
+    ):
+        pytest.skip("chromium/chromedriver not installed: apt-get install chromium chromium-driver")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium"))
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(argument)
+    driver = str(CHROMEDRIVER if CHROMEDRIVER.exists() else shutil.which("chromedriver"))
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_a_browser_renders_every_image(report: Path, tmp_path: Path) -> None:
+    driver = browser()
+    try:
+        driver.get(report.resolve().as_uri())
+        found = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
+        )
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1400, min(height + 100, 16000))
+        assert driver.save_screenshot(str(tmp_path / "report.png"))
+    finally:
+        driver.quit()
+    assert len(found) == 5 and all(complete and width > 0 for complete, width in found)
+    assert (tmp_path / "report.png").read_bytes().startswith(PNG_SIGNATURE)
