@@ -80,3 +80,22 @@ def test_smoothing_equals_scipy_and_the_grid_repeats_blocks() -> None:
     small = torch.arange(8.0).view(1, 1, 2, 2, 2)
     big = to_grid(small, grid_size=4)
     assert big.shape == (1, 1, 4, 4, 4) and (big[0, 0, 2:, :2, 2:] == small[0, 0, 1, 0, 1]).all()
+
+
+def test_long_saliency_runs_log_the_time_left(monkeypatch, caplog) -> None:
+    import logging
+
+    from bidsfusion.analyses import saliency
+
+    monkeypatch.setattr(saliency, "ETA_SECONDS", 0.0)
+    clock = iter([100.0, 110.0, 130.0, 140.0])
+    monkeypatch.setattr(saliency.time, "monotonic", lambda: next(clock))
+    eta = saliency._Eta("saliency of S", 4)
+    with caplog.at_level(logging.INFO, logger="bidsfusion.group"):
+        eta.done(1)
+        eta.done(2)
+        eta.done(4)
+    assert caplog.messages == [
+        "saliency of S: 1/4 subjects, about 30 s left",
+        "saliency of S: 2/4 subjects, about 30 s left",
+    ]
