@@ -31,6 +31,7 @@ MULTI_VALUE_OPTIONS = {
     "--session_label",
     "--objective",
     "--analysis",
+    "--fold",
 }
 USAGE_EXIT = 64
 DEMO_SUBJECTS = 40

@@ -56,7 +56,7 @@ def test_demo_synthesises_and_runs_both_levels(run_cli, tmp_path: Path, levels: 
         assert config.seed == 3
         assert config.nprocs == 1
     assert list(group.objective) == ["Random", "AE", "L-CL"]
-    assert (group.input_size, group.folds) == (32, 3)
+    assert (group.input_size, group.latent_dim, group.folds, group.holdout) == (32, 16, 3, 0.3)
     assert all(f"step {k}/3" in result.err for k in (1, 2, 3))
 
 
