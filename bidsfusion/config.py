@@ -86,6 +86,11 @@ class RunConfig:
     n_trials: int = 500
     optuna_storage: str | None = None
     eval_only: bool = False
+    fold: tuple[int, ...] = ()
+    """Folds to train and evaluate (empty: every fold)."""
+    sync_bn: bool = False
+    dist_timeout: float = 30.0
+    """Minutes a process of a distributed (torchrun) run waits for the others."""
 
     def __post_init__(self) -> None:
         """Check what involves several settings, wherever they came from (exit 64)."""

@@ -10,6 +10,12 @@ and the summary table on stdout; then run the selected analyses
 (:mod:`bidsfusion.analyses`); last, ``group/report.html`` (:mod:`bidsfusion.report`),
 also when an analysis failed. ``--eval-only`` skips to the evaluation of the
 representations already written.
+
+``--fold K`` trains and evaluates the folds given only, and skips the analyses, which
+summarise the whole cross-validation: independent jobs train (objective, fold) pairs
+into one OUTPUT_DIR, and a last run without ``--fold`` (``--eval-only``) evaluates
+every fold and runs the analyses. Under ``torchrun`` every process trains
+(:mod:`bidsfusion.train.distributed`); rank 0 alone writes, evaluates and analyses.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from bidsfusion.errors import BidsFusionError, InputMissingError, UsageError
 from bidsfusion.locations import check_locations, check_work_dir, is_bidsfusion_dataset
 from bidsfusion.modality import BUILTIN_MODALITIES
 from bidsfusion.plugins import registered
+from bidsfusion.train.distributed import barrier, is_main, process_group
 
 log = logging.getLogger("bidsfusion.group")
 
@@ -49,13 +56,21 @@ def run(config: RunConfig) -> None:
     analyses = selected_analyses(config.analysis)
     group_dir = config.output_dir / "group"
     check_work_dir(config.work)
-    storage = _storage(config)
     _limit_threads(config.omp_nthreads or config.nprocs)
-    if config.eval_only:
-        inputs, splits = None, _trained_splits(config, specs, group_dir)
-    else:
-        inputs, splits = _pretrain(config, specs, options, group_dir)
-    evaluation = _evaluate(config, specs, splits.n_folds, group_dir, storage)
+    with process_group(config.device, config.dist_timeout):
+        main = is_main()
+        storage = _storage(config) if main else None
+        if config.eval_only:
+            inputs, splits = None, _trained_splits(config, specs, group_dir)
+        else:
+            inputs, splits = _pretrain(config, specs, options, group_dir)
+    if not main:
+        return  # the other processes of a distributed run only train
+    folds = selected_folds(config.fold, splits.n_folds)
+    evaluation = _evaluate(config, specs, folds, group_dir, storage)
+    if len(folds) < splits.n_folds and analyses:
+        log.info("analyses skipped: they need every fold; run without --fold for them")
+        analyses = {}
     try:
         if analyses:
             context = _analysis_context(config, specs, group_dir, inputs, splits, evaluation)
@@ -117,6 +132,17 @@ def _build_once(
             build_objective(spec, list(BUILTIN_MODALITIES), dims, registry, used)
 
 
+def selected_folds(requested: Sequence[int], n_folds: int) -> list[int]:
+    """The folds of ``--fold`` (sorted, each once), every fold when none is given; a fold
+    the splits do not have: UsageError (64)."""
+    unknown = sorted({k for k in requested if not 0 <= k < n_folds})
+    if unknown:
+        raise UsageError(
+            f"--fold {' '.join(map(str, unknown))}: the splits have folds 0 to {n_folds - 1}"
+        )
+    return sorted(set(requested)) or list(range(n_folds))
+
+
 def _storage(config: RunConfig) -> Any:
     """The Optuna storage (``--optuna-storage``, else a journal file in the work dir),
     opened now so a bad URL fails before any training (73)."""
@@ -140,7 +166,8 @@ def _pretrain(
     options: Mapping[str, Mapping[str, Any]],
     group_dir: Path,
 ) -> tuple[Any, Any]:
-    """Pairs, splits and pretraining of every spec on every fold; the inputs and splits."""
+    """Pairs, splits and pretraining of every spec on the selected folds; the inputs and
+    splits. Rank 0 caches the volumes and writes the tables before the other ranks read."""
     from bidsfusion.data.group_inputs import load_group_inputs
     from bidsfusion.data.splits import make_splits
     from bidsfusion.train.pretrain import pretrain_all
@@ -148,7 +175,11 @@ def _pretrain(
 
     device = resolve_device(config.device)
     modalities = [registered("modalities")[name] for name in BUILTIN_MODALITIES]
-    inputs = load_group_inputs(config, modalities, group_dir)
+    if not is_main():
+        barrier()  # until rank 0 has cached the volumes and written pairs.tsv
+    inputs = load_group_inputs(config, modalities, group_dir, write=is_main())
+    if is_main():
+        barrier()
     evaluated = sorted({p.subject for p in inputs.pairs})
     splits = make_splits(
         evaluated,
@@ -158,15 +189,17 @@ def _pretrain(
         config.seed,
         evaluated_groups=(config.positive, config.negative),
     )
-    splits.to_json(group_dir / "splits.json")
-    write_text(group_dir / "config.toml", _config_record(config, specs, options))
-    pretrain_all(config, specs, inputs, splits, group_dir, options, device)
+    folds = selected_folds(config.fold, splits.n_folds)
+    if is_main():
+        splits.to_json(group_dir / "splits.json")
+        write_text(group_dir / "config.toml", _config_record(config, specs, options))
+    pretrain_all(config, specs, inputs, splits, group_dir, options, device, folds)
     return inputs, splits
 
 
 def _trained_splits(config: RunConfig, specs: Sequence[str], group_dir: Path) -> Any:
-    """``--eval-only``: the splits of ``splits.json``, every spec's representations
-    present (else exit 66 naming the folder)."""
+    """``--eval-only``: the splits of ``splits.json``, every spec's representations of
+    the selected folds present (else exit 66 naming the folder)."""
     from bidsfusion.data.splits import Splits
     from bidsfusion.train.pretrain import representations_path
 
@@ -177,7 +210,7 @@ def _trained_splits(config: RunConfig, specs: Sequence[str], group_dir: Path) ->
         )
     splits = Splits.from_json(group_dir / "splits.json")
     for spec in specs:
-        for fold in range(splits.n_folds):
+        for fold in selected_folds(config.fold, splits.n_folds):
             path = representations_path(group_dir, spec, fold)
             if not path.is_file():
                 raise InputMissingError(
@@ -188,10 +221,11 @@ def _trained_splits(config: RunConfig, specs: Sequence[str], group_dir: Path) ->
 
 
 def _evaluate(
-    config: RunConfig, specs: Sequence[str], n_folds: int, group_dir: Path, storage: Any
+    config: RunConfig, specs: Sequence[str], folds: Sequence[int], group_dir: Path, storage: Any
 ) -> list[Any]:
-    """Evaluate every (spec, modality, fold); write the tables; print the summary; the
-    rows of ``evaluation.tsv`` (none without a hold-out)."""
+    """Evaluate every (spec, modality, fold of ``folds``); write the tables (with the rows
+    of other objectives and folds already there); print the summary; the rows of
+    ``evaluation.tsv`` (none without a hold-out)."""
     from bidsfusion.evaluate import (
         evaluate_representations,
         modalities,
@@ -205,7 +239,7 @@ def _evaluate(
         return []
     rows = []
     for spec in specs:
-        for fold in range(n_folds):
+        for fold in folds:
             path = representations_path(group_dir, spec, fold)
             for modality in modalities(path):
                 rows.append(

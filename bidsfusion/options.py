@@ -218,6 +218,29 @@ def level_options(fn: Any) -> Any:
             default=None,
             help="[group] evaluate existing representations without training.",
         ),
+        click.option(
+            "--fold",
+            multiple=True,
+            type=click.IntRange(min=0),
+            metavar="K...",
+            help="[group] train and evaluate only fold K (0-based; repeatable), e.g. one "
+            "fold per cluster job; the analyses then wait for a run without --fold. "
+            "Default: every fold.",
+        ),
+        click.option(
+            "--sync-bn",
+            is_flag=True,
+            default=None,
+            help="[group] under torchrun, batch norms over the global batch (SyncBatchNorm; "
+            "CUDA only). Default: each process normalises its share of the batch.",
+        ),
+        click.option(
+            "--dist-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="MINUTES",
+            help="[group] under torchrun, how long a process waits for the others before "
+            "failing (a dead process ends the run instead of hanging it). Default: 30.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)

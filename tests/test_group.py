@@ -8,6 +8,7 @@ matter.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -372,3 +373,34 @@ def test_training_summary_has_a_row_per_trained_objective_and_fold(group_run) ->
     )
     assert all(0 <= float(r["probe_shared"]) <= 1 for r in rows)
     assert "retrieval T1w_falff" in result.err  # each epoch's line shows it beside chance
+
+
+def _folds_of(table: Path) -> list[str]:
+    with table.open() as handle:
+        return sorted({row["fold"] for row in csv.DictReader(handle, delimiter="\t")})
+
+
+def test_fold_jobs_then_one_eval_only_run_gather_every_fold(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path)
+    group_dir = out / "group"
+
+    def group(*extra: object):
+        return run_cli(bids, out, "group", "--objective", "S", "-w", tmp_path / "work",
+                       *GROUP_ARGS, "--epochs", "1", "--n-trials", "2", *extra)  # fmt: skip
+
+    first = group("--fold", "1", "--analysis", "similarity")
+    assert first.code == 0, first.err
+    assert [p.name for p in (group_dir / "objective-S").iterdir()] == ["fold-1"]
+    assert _folds_of(group_dir / "evaluation.tsv") == ["1"]
+    assert "analyses skipped" in first.err and not (group_dir / "similarity.tsv").exists()
+    missing = group("--eval-only")
+    assert missing.code == 66 and "fold-0" in missing.err
+    second = group("--fold", "2", "0", "--analysis", "none")
+    assert second.code == 0, second.err
+    assert _folds_of(group_dir / "evaluation.tsv") == ["0", "1", "2"]
+    assert _folds_of(group_dir / "training_summary.tsv") == ["0", "1", "2"]
+    final = group("--eval-only", "--analysis", "similarity")
+    assert final.code == 0 and "epoch" not in final.err
+    assert _folds_of(group_dir / "similarity.tsv") == ["0", "1", "2"]
+    unknown = group("--fold", "3", "--analysis", "none")
+    assert unknown.code == 64 and "--fold 3: the splits have folds 0 to 2" in unknown.err

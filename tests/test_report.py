@@ -237,6 +237,7 @@ def test_the_group_level_writes_the_report_even_when_an_analysis_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from bidsfusion import group
+    from bidsfusion.config import make_config
 
     def failed(*_: object) -> None:
         raise InputDataError("analysis saliency failed (see the log); the others ran")
@@ -257,17 +258,15 @@ def test_the_group_level_writes_the_report_even_when_an_analysis_fails(
     monkeypatch.setattr(group, "_pretrain", lambda *_: (None, SimpleNamespace(n_folds=1)))
     monkeypatch.setattr(group, "_evaluate", lambda *_: [])
     monkeypatch.setattr(group, "run_analyses", failed)
-    config = SimpleNamespace(
-        bids_dir=tmp_path,
-        output_dir=tmp_path / "out",
-        work_dir=None,
-        objective=["L-CL"],
-        objective_option=[],
-        analysis=[],
-        work=tmp_path / "work",
-        omp_nthreads=1,
-        nprocs=1,
-        eval_only=False,
+    config = make_config(
+        {
+            "bids_dir": tmp_path,
+            "output_dir": tmp_path / "out",
+            "analysis_level": "group",
+            "objective": ("L-CL",),
+            "work_dir": tmp_path / "work",
+            "nprocs": 1,
+        }
     )
     (tmp_path / "out" / "group").mkdir(parents=True)
     caplog.set_level("INFO", logger="bidsfusion.group")

@@ -41,15 +41,19 @@ class GroupInputs:
     groups: dict[str, str]
 
 
-def load_group_inputs(config: Any, modalities: Sequence[Modality], group_dir: Path) -> GroupInputs:
-    """Find, cache, label and pair the derivatives; write ``group_dir/pairs.tsv``."""
+def load_group_inputs(
+    config: Any, modalities: Sequence[Modality], group_dir: Path, write: bool = True
+) -> GroupInputs:
+    """Find, cache, label and pair the derivatives; write ``group_dir/pairs.tsv`` (not
+    with ``write`` false: a distributed run's ranks but the first)."""
     caches, scans = _cached_scans(config, selected_scans(config, modalities))
     groups = subject_groups(config, {s.subject for s in scans})
     names = [m.name for m in modalities]
     pairs = build_pairs(scans, names)
     if not pairs:
         raise InputDataError(f"no subject has a derivative of each of {', '.join(names)}")
-    write_pairs_tsv(pairs, groups, group_dir / "pairs.tsv")
+    if write:
+        write_pairs_tsv(pairs, groups, group_dir / "pairs.tsv")
     log.info("%d pairs from %d subjects", len(pairs), len({p.subject for p in pairs}))
     return GroupInputs(caches, pairs, groups)
 

@@ -1,4 +1,10 @@
-"""``CCA``: deep CCA on the latents of every modality pair ``i < j`` (DCCAE baseline)."""
+"""``CCA``: deep CCA on the latents of every modality pair ``i < j`` (DCCAE baseline).
+
+In a distributed training step the covariances are those of the global batch
+(:mod:`~bidsfusion.objectives.gather`): every rank computes the same loss, and
+DDP's mean of the ranks' gradients, each the sum over the ranks of their gradients of
+its rows, is the gradient of the global batch.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from torch import Tensor
 from bidsfusion.errors import UsageError
 from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.objectives.base import Objective
+from bidsfusion.objectives.gather import all_gather
 
 
 def _whiten(h: Tensor, cross: Tensor, ridge: float) -> Tensor:
@@ -62,7 +69,9 @@ class DeepCCA(Objective):
     ) -> dict[str, Tensor]:
         """``{"CCA", "loss"}``, float32 (float64 inside)."""
         loss = sum(
-            cca_loss(outputs[i].latent, outputs[j].latent, self.ridge, self.ridge)
+            cca_loss(
+                all_gather(outputs[i].latent), all_gather(outputs[j].latent), self.ridge, self.ridge
+            )
             for i, j in combinations(self.modalities, 2)
         )
         loss = loss.float()

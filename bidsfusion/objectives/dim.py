@@ -10,6 +10,11 @@ term's value when every score is equal (:func:`~bidsfusion.objectives.infonce.
 infonce_chance` summed over the edges): a term that does not go below it has
 learned nothing.
 
+In a distributed training step the candidates (the first member of every edge),
+their brain locations and the CS draws cover the global batch
+(:mod:`~bidsfusion.objectives.gather`) and the anchors are this rank's samples:
+the terms, their gradients and their chance levels are those of the global batch.
+
 Only locations that see the brain take part (:func:`brain_locations`): a location
 of the 8^3 map whose block of the input holds no voxel above the volume's minimum
 (the background of a brain-masked map, also the fill of a translation) is neither
@@ -31,6 +36,7 @@ from torch import Tensor
 from bidsfusion.errors import UsageError
 from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.objectives.base import Heads, Objective
+from bidsfusion.objectives.gather import all_gather, local_rows
 from bidsfusion.objectives.infonce import infonce, infonce_chance, usable_locations
 
 
@@ -92,9 +98,13 @@ class _InfoNCETerm(Objective):
         return {m: self.heads.embed_latent(m, outputs[m]) for m in self.modalities}
 
     def _sum(self, edges: Sequence[tuple[Tensor, Tensor, Tensor | None]]) -> dict[str, Tensor]:
-        """Sum InfoNCE losses, penalties and chance levels over ``(x, anchor, x_mask)`` edges."""
+        """Sum InfoNCE losses, penalties and chance levels over ``(x, anchor, x_mask)`` edges,
+        ``x`` and ``x_mask`` of the global batch, the anchors this rank's rows of it."""
         losses, penalties = zip(
-            *(infonce(x, y, self.clip, self.penalty_weight, mask) for x, y, mask in edges),
+            *(
+                infonce(x, y, self.clip, self.penalty_weight, mask, local_rows(len(y)).start)
+                for x, y, mask in edges
+            ),
             strict=True,
         )
         loss, penalty = sum(losses), sum(penalties)
@@ -120,8 +130,8 @@ class LocalDIM(_InfoNCETerm):
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
         """``{"L", "L_penalty", "L_chance", "loss"}``."""
-        local, latent = self._local(outputs), self._latent(outputs)
-        masks = self._masks(outputs, batch)
+        local, latent = _gathered(self._local(outputs)), self._latent(outputs)
+        masks = _gathered(self._masks(outputs, batch))
         return self._sum([(local[m], latent[m], masks[m]) for m in self.modalities])
 
 
@@ -134,8 +144,8 @@ class CrossLocalDIM(_InfoNCETerm):
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
         """``{"CL", "CL_penalty", "CL_chance", "loss"}``."""
-        local, latent = self._local(outputs), self._latent(outputs)
-        masks = self._masks(outputs, batch)
+        local, latent = _gathered(self._local(outputs)), self._latent(outputs)
+        masks = _gathered(self._masks(outputs, batch))
         return self._sum(
             [(local[i], latent[j], masks[i]) for i, j in permutations(self.modalities, 2)]
         )
@@ -156,11 +166,12 @@ class CrossSpatialDIM(_InfoNCETerm):
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
         """``{"CS", "CS_penalty", "CS_chance", "loss"}``."""
-        local = self._local(outputs)
-        masks = self._masks(outputs, batch)
+        rows = local_rows(len(outputs[self.modalities[0]].latent))
+        local = _gathered(self._local(outputs))
+        masks = _gathered(self._masks(outputs, batch))
         return self._sum(
             [
-                (local[j], random_location(local[i], masks[i]), masks[j])
+                (local[j], random_location(local[i], masks[i])[rows], masks[j])
                 for i, j in permutations(self.modalities, 2)
             ]
         )
@@ -177,9 +188,15 @@ class SimilarityDIM(_InfoNCETerm):
     ) -> dict[str, Tensor]:
         """``{"S", "S_penalty", "S_chance", "loss"}``."""
         latent = self._latent(outputs)
+        gathered = _gathered(latent)
         return self._sum(
-            [(latent[i], latent[j], None) for i, j in permutations(self.modalities, 2)]
+            [(gathered[i], latent[j], None) for i, j in permutations(self.modalities, 2)]
         )
+
+
+def _gathered(values: Mapping[str, Tensor | None]) -> dict[str, Tensor | None]:
+    """Each value gathered across the ranks of a distributed step (:func:`all_gather`)."""
+    return {m: None if v is None else all_gather(v) for m, v in values.items()}
 
 
 def random_location(embeddings: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -7,6 +7,17 @@ results bit-identical to an uninterrupted one (on the CPU; CUDA kernels may
 not be deterministic). Outputs in ``out_dir``: ``checkpoint.pt`` (best
 validation loss), ``last.pt`` (resume state) and ``history.tsv``, each
 written atomically.
+
+Under torchrun (:mod:`~bidsfusion.train.distributed`) ``batch_size`` is the global
+batch: each of the W ranks trains its share of it, the ranks' shards of one
+class-balanced draw, under DistributedDataParallel, the contrastive terms seeing the
+global batch (:mod:`~bidsfusion.objectives.gather`); the logged terms are averaged
+over the ranks. Every rank validates and refreshes the batch norms on all the data
+(the same result everywhere) and keeps the same state; only rank 0 writes files and
+draws progress. Each rank draws its own random numbers and augmentation from
+``(seed, epoch, rank)``, rank 0 those of one process. A run resumes under any number
+of processes; bit-identical results need the same number (batch norms also see each
+rank's share of a batch unless ``sync_bn``).
 """
 
 from __future__ import annotations
@@ -16,8 +27,9 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +42,16 @@ from torch.optim.lr_scheduler import OneCycleLR
 from bidsfusion.data.sampling import ClassBalancedSampler
 from bidsfusion.data.transforms import augment
 from bidsfusion.errors import InputDataError
+from bidsfusion.objectives.gather import global_batch
 from bidsfusion.train.diagnostics import diagnose, retrieval
+from bidsfusion.train.distributed import (
+    is_main,
+    local_batch_size,
+    mean_over_ranks,
+    parallel,
+    rank,
+    world_size,
+)
 from bidsfusion.train.history import TermMeans, epoch_summary, history_row, write_history
 from bidsfusion.train.progress import ProgressBar
 from bidsfusion.train.resume import (
@@ -146,10 +167,11 @@ def train_fold(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     steps = steps_per_epoch(len(train), settings.batch_size)
-    if steps == 0 or len(validation) < 2:
+    if len(train) < 2 * world_size() or len(validation) < 2:
         raise InputDataError(
-            f"{out_dir}: training needs at least 2 training and 2 validation pairs, "
-            f"got {len(train)} and {len(validation)}"
+            f"{out_dir}: training needs at least 2 training pairs per process and 2 "
+            f"validation pairs, got {len(train)} training pairs for {world_size()} "
+            f"process(es) and {len(validation)} validation pairs"
         )
     device = resolve_device(settings.device)
     key = {
@@ -161,8 +183,11 @@ def train_fold(
     }
     fold = _Fold(model, objective, settings, device, out_dir, steps, key)
     state = fold.resume()
-    sampler = ClassBalancedSampler(train.labels.tolist(), seed=settings.seed)
-    bar = ProgressBar(sys.stderr.isatty() if settings.progress is None else settings.progress)
+    sampler = ClassBalancedSampler(
+        train.labels.tolist(), seed=settings.seed, rank=rank(), world_size=world_size()
+    )
+    shown = sys.stderr.isatty() if settings.progress is None else settings.progress
+    bar = ProgressBar(shown and is_main())
     for epoch in range(state.epoch + 1, settings.epochs + 1):
         epoch_started = time.perf_counter()
         lr = fold.optimizer.param_groups[0]["lr"]
@@ -184,9 +209,10 @@ def train_fold(
         time.perf_counter() - started,
         state.history,
     )
-    result.unlearned, result.probe = diagnose(
-        result.best_row, fold.model, train.volumes, settings, fold.name
-    )
+    if is_main():
+        result.unlearned, result.probe = diagnose(
+            result.best_row, fold.model, train.volumes, settings, fold.name
+        )
     return result
 
 
@@ -207,6 +233,17 @@ def _parameters(*modules: nn.Module) -> list[nn.Parameter]:
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * _SEED_STRIDE + epoch
+
+
+def _training_seeds(seed: int, epoch: int) -> tuple[int, int]:
+    """Epoch ``epoch``'s seeds of torch's generator (CS locations, MMVAE noise) and of
+    the augmentation draws on this rank: rank 0's are those of one process, every
+    other rank's its own, so that no two samples of a global batch share a draw."""
+    if rank() == 0:
+        entropy = np.random.SeedSequence([seed, epoch, 1]).generate_state(1)[0]
+        return _epoch_seed(seed, epoch), int(entropy)
+    torch_seed, entropy = np.random.SeedSequence([seed, epoch, 1, rank()]).generate_state(2)
+    return int(torch_seed), int(entropy)
 
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -246,6 +283,18 @@ def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
+class ModelWithObjective(nn.Module):
+    """The model and its objective as one module (what DDP wraps): batch -> terms."""
+
+    def __init__(self, model: nn.Module, objective: nn.Module) -> None:
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The objective's terms of ``batch`` (each modality ``[B, 1, *S]``, ``"label"``)."""
+        return self.objective(self.model(batch), batch)
+
+
 class _Fold:
     """The modules, optimizer and scheduler of one fold and the files in ``out_dir``."""
 
@@ -260,7 +309,11 @@ class _Fold:
         key: dict[str, Any],
     ) -> None:
         self.model, self.objective = model.to(device), objective.to(device)
+        self.joint = ModelWithObjective(self.model, self.objective)
+        self.trained = parallel(self.joint, device, settings.sync_bn)
+        """What a training step runs: ``joint``, under DDP in a distributed run."""
         self.settings, self.device, self.out_dir = settings, device, out_dir
+        self.steps, self.local_batch = steps, local_batch_size(settings.batch_size)
         self.name = "/".join(out_dir.parts[-2:])
         self.key = key
         """What ``last.pt`` must match to be resumed: settings, numbers of pairs, data key."""
@@ -278,7 +331,7 @@ class _Fold:
 
     def _terms(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         with _autocast(self.device):
-            return self.objective(self.model(batch), batch)
+            return self.joint(batch)
 
     def train_epoch(
         self,
@@ -287,25 +340,27 @@ class _Fold:
         epoch: int,
         progress: Callable[[int], None],
     ) -> dict[str, float]:
-        """One pass over class-balanced, augmented batches; the mean of every term."""
-        seed = self.settings.seed
+        """One pass over class-balanced, augmented batches (this rank's share of each);
+        the mean of every term over the ranks."""
         self._mode(True)
-        torch.manual_seed(_epoch_seed(seed, epoch))
+        torch_seed, entropy = _training_seeds(self.settings.seed, epoch)
+        torch.manual_seed(torch_seed)
         sampler.set_epoch(epoch)
         order = torch.tensor(list(sampler), dtype=torch.long)
-        entropy = np.random.SeedSequence([seed, epoch, 1]).generate_state(1)[0]
-        generator = torch.Generator(device=self.device).manual_seed(int(entropy))
+        generator = torch.Generator(device=self.device).manual_seed(entropy)
         means = TermMeans()
-        for step, index in enumerate(_batches(order, self.settings.batch_size), start=1):
+        batches = islice(_batches(order, self.local_batch), self.steps)
+        for step, index in enumerate(batches, start=1):
             batch = _augment(data.batch(index, self.device), generator, self.settings)
-            terms = self._terms(batch)
+            with _autocast(self.device), global_batch():
+                terms = self.trained(batch)
             self.optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             self.optimizer.step()
             self.scheduler.step()
             means.add(terms, len(index))
             progress(step)
-        return means.means()
+        return mean_over_ranks(means.means(), self.device)
 
     @torch.no_grad()
     def refresh_batch_norm(self, data: FoldData) -> None:
@@ -363,14 +418,19 @@ class _Fold:
         return values
 
     def finish_epoch(self, state: FoldState, row: dict[str, float]) -> None:
-        """Record ``row``; write checkpoint.pt on a new best, then history.tsv and last.pt."""
+        """Record ``row``; rank 0 writes checkpoint.pt on a new best, then history.tsv
+        and last.pt."""
         state.epoch = int(row["epoch"])
         state.history.append(row)
         loss = row["val_loss"] if math.isfinite(row["val_loss"]) else math.inf
-        if state.best_model is None or loss < state.best_validation_loss:
+        best = state.best_model is None or loss < state.best_validation_loss
+        if best:
             state.best_epoch, state.best_validation_loss = state.epoch, loss
             state.best_model = _cpu_state(self.model)
             state.best_objective = _cpu_state(self.objective)
+        if not is_main():
+            return
+        if best:
             save_best(self.out_dir, state)
         write_history(self.out_dir / HISTORY, state.history)
         save_last(self.out_dir, self.key, self.parts(), state)
@@ -386,14 +446,15 @@ class _Fold:
 
     def resume(self) -> FoldState:
         """The progress of a matching ``last.pt`` (loaded into the parts), else a fresh state;
-        checkpoint.pt and history.tsv are repaired from it where needed."""
+        checkpoint.pt and history.tsv are repaired from it where needed (by rank 0)."""
         state = load_last(self.out_dir, self.key, self.parts())
         done, total = state.epoch, self.settings.epochs
         if done >= total:
             log.info("%s: finished run (%d epochs) found; not retraining", self.name, done)
         elif done:
             log.info("%s: resuming from %s after epoch %d/%d", self.name, LAST, done, total)
-        repair_outputs(self.out_dir, state)
+        if is_main():
+            repair_outputs(self.out_dir, state)
         return state
 
     def load_best(self, state: FoldState) -> None:

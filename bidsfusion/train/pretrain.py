@@ -7,7 +7,8 @@ when its fingerprint matches), then the best model's latents of every evaluation
 subject in ``representations.npz``. The ``Random`` control is the same model at its
 seeded initialisation, never trained: it answers "did pretraining help at all?".
 ``group/training_summary.tsv`` gives per trained (objective, fold) the learning
-diagnostics of :mod:`~bidsfusion.train.diagnostics`.
+diagnostics of :mod:`~bidsfusion.train.diagnostics`. In a distributed run every rank
+trains and only rank 0 writes (:mod:`~bidsfusion.train.distributed`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from bidsfusion.fingerprint import digest, file_stamp
 from bidsfusion.models.multimodal import MultimodalModel
 from bidsfusion.plugins import registered
 from bidsfusion.train.diagnostics import SHORTCUT_GAP
+from bidsfusion.train.distributed import is_main
 from bidsfusion.train.encode import encode
 from bidsfusion.train.loop import FoldData, FoldResult, train_fold
 from bidsfusion.train.settings import TrainSettings
@@ -69,14 +71,15 @@ def pretrain_all(
     group_dir: Path,
     options: Mapping[str, Mapping[str, Any]],
     device: torch.device,
+    folds: Sequence[int],
 ) -> None:
-    """Train (or reuse) every spec on every fold; write each one's representations.
+    """Train (or reuse) every spec on the folds ``folds``; write each one's representations.
 
     ``options[term]`` are the keyword options of the objective term ``term``.
     """
     summary = []
-    for k, fold in enumerate(splits.folds):
-        tensors = fold_tensors(config, inputs, fold, splits.holdout, device)
+    for k in folds:
+        tensors = fold_tensors(config, inputs, splits.folds[k], splits.holdout, device)
         for spec in specs:
             out_dir = group_dir / f"objective-{spec}" / f"fold-{k}"
             torch.manual_seed(config.seed)
@@ -84,10 +87,17 @@ def pretrain_all(
             if spec != RANDOM:
                 result = _train(config, spec, model, tensors, options, out_dir, device)
                 summary.append(summary_row(spec, k, result))
-            _save_representations(
-                out_dir / REPRESENTATIONS, model, tensors, inputs.groups, config.batch_size, device
-            )
-    write_training_summary(summary, group_dir)
+            if is_main():
+                _save_representations(
+                    out_dir / REPRESENTATIONS,
+                    model,
+                    tensors,
+                    inputs.groups,
+                    config.batch_size,
+                    device,
+                )
+    if is_main():
+        write_training_summary(summary, group_dir)
 
 
 SUMMARY_COLUMNS = (
@@ -213,6 +223,7 @@ def train_settings(config: Any, device: torch.device) -> TrainSettings:
         paired_augmentation=config.paired_augmentation,
         flip_axes=FLIP_AXES[config.flip_axes],
         crop_pad=config.max_shift // GRID_MM,
+        sync_bn=config.sync_bn,
     )
 
 

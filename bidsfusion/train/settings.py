@@ -25,7 +25,9 @@ class TrainSettings:
     a brain upside down or back to front, which no scan shows);
     ``paired_augmentation``: one draw for both views of a pair (the reference
     implementation) instead of one per modality;
-    ``progress``: an in-place progress bar on stderr (None: only when stderr is a TTY).
+    ``progress``: an in-place progress bar on stderr (None: only when stderr is a TTY);
+    ``sync_bn``: batch norms over the global batch in a distributed run (SyncBatchNorm,
+    CUDA only; without it each rank normalises its share of the batch).
     """
 
     epochs: int = 200
@@ -39,6 +41,7 @@ class TrainSettings:
     flip_axes: tuple[int, ...] = (0,)
     paired_augmentation: bool = False
     progress: bool | None = None
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -62,9 +65,10 @@ class TrainSettings:
             raise UsageError("; ".join(problems))
 
     def resume_key(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the interrupted one (not device, progress)."""
+        """The settings a resumed run must share with the interrupted one (not device,
+        progress, sync_bn: like the number of processes, how the run is spread)."""
         key = asdict(self)
-        del key["device"], key["progress"]
+        del key["device"], key["progress"], key["sync_bn"]
         return key
 
 
