@@ -29,12 +29,13 @@ MULTI_VALUE_OPTIONS = {
     "--participant_label",
     "--session-label",
     "--session_label",
+    "--modality",
     "--objective",
     "--analysis",
     "--fold",
 }
 USAGE_EXIT = 64
-DEMO_SUBJECTS = 40
+DEMO_SUBJECTS = 32
 
 
 class BidsAppGroup(click.Group):

@@ -39,7 +39,7 @@ GROUP_ARGS = (
 )  # fmt: skip
 """The group level's options beside ``--seed``, ``--nprocs`` and the work folder: 32^3
 inputs, 16 latent dimensions (SmoothGrad costs one backward pass per dimension, so the
-saliency analysis takes a quarter of its time at 64) and a 30 % hold-out (12 of 40
+saliency analysis takes a quarter of its time at 64) and a 30 % hold-out (10 of 32
 subjects: a hold-out AUC over 6 subjects moves in steps of 0.17 to 0.33)."""
 
 
