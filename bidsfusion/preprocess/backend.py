@@ -30,6 +30,10 @@ class Backend:
       ``transform_file`` (bold -> T1w rigid, ITK .tfm).
     - ``register_func()``: ``in_file`` (mean bold) -> ``transform_file`` (bold ->
       MNI similarity), used when a subject has no T1w.
+
+    ``check()`` raises a :class:`~bidsfusion.errors.BidsFusionError` (missing software:
+    :class:`~bidsfusion.errors.InputMissingError`, exit 66) when the backend cannot run
+    here; the participant level calls it when it selects the backend, before any work.
     """
 
     name: str
@@ -38,6 +42,7 @@ class Backend:
     register_anat: Callable[[], Any]
     coregister: Callable[[], Any]
     register_func: Callable[[], Any]
+    check: Callable[[], None] = lambda: None
 
 
 def _interface(name: str) -> Callable[[], Any]:
