@@ -20,7 +20,7 @@ from typing import Any
 import tomli_w
 
 from bidsfusion.errors import InputMissingError, UsageError
-from bidsfusion.modality import FALFF_BAND
+from bidsfusion.modality import BUILTIN_MODALITIES, FALFF_BAND
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,6 +59,8 @@ class RunConfig:
     nipype_plugin: str = "MultiProc"
     nipype_plugin_args: Path | None = None
     # group level
+    modality: tuple[str, ...] = BUILTIN_MODALITIES
+    """The registered modalities the group level fuses, at least two, in this order."""
     objective: tuple[str, ...] = ()
     encoder: str = "dcgan"
     latent_dim: int = 64

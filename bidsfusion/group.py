@@ -33,7 +33,7 @@ from bidsfusion.bids import check_dataset
 from bidsfusion.config import RunConfig
 from bidsfusion.errors import BidsFusionError, InputMissingError, UsageError
 from bidsfusion.locations import check_locations, check_work_dir, is_bidsfusion_dataset
-from bidsfusion.modality import BUILTIN_MODALITIES
+from bidsfusion.modality import Modality
 from bidsfusion.plugins import registered
 from bidsfusion.train.distributed import barrier, is_main, process_group
 
@@ -52,7 +52,8 @@ def run(config: RunConfig) -> None:
     check_locations(config.bids_dir, config.output_dir, config.work_dir)
     specs = objective_specs(config.objective)
     options = objective_options(config.objective_option, specs)
-    _build_once(config, specs, options)
+    modalities = selected_modalities(config.modality)
+    _build_once(config, specs, options, [m.name for m in modalities])
     analyses = selected_analyses(config.analysis)
     group_dir = config.output_dir / "group"
     check_work_dir(config.work)
@@ -63,7 +64,7 @@ def run(config: RunConfig) -> None:
         if config.eval_only:
             inputs, splits = None, _trained_splits(config, specs, group_dir)
         else:
-            inputs, splits = _pretrain(config, specs, options, group_dir)
+            inputs, splits = _pretrain(config, specs, options, modalities, group_dir)
     if not main:
         return  # the other processes of a distributed run only train
     folds = selected_folds(config.fold, splits.n_folds)
@@ -73,7 +74,9 @@ def run(config: RunConfig) -> None:
         analyses = {}
     try:
         if analyses:
-            context = _analysis_context(config, specs, group_dir, inputs, splits, evaluation)
+            context = _analysis_context(
+                config, specs, modalities, group_dir, inputs, splits, evaluation
+            )
             run_analyses(analyses, context)
     except BidsFusionError:
         _report(group_dir)
@@ -103,6 +106,23 @@ def objective_specs(requested: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(specs))
 
 
+def selected_modalities(requested: Sequence[str]) -> list[Modality]:
+    """The registered modalities of ``--modality``, in order, each once; an unknown name or
+    fewer than two: UsageError (64) listing the registered ones."""
+    registry = registered("modalities")
+    known = ", ".join(sorted(registry))
+    unknown = [name for name in requested if name not in registry]
+    if unknown:
+        raise UsageError(f"unknown --modality {', '.join(unknown)}; registered: {known}")
+    names = list(dict.fromkeys(requested))
+    if len(names) < 2:
+        raise UsageError(
+            f"--modality {' '.join(names) or '(none)'}: the group level fuses at least two "
+            f"modalities; registered: {known}"
+        )
+    return [registry[name] for name in names]
+
+
 def objective_options(
     assignments: Sequence[str], specs: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
@@ -116,7 +136,10 @@ def objective_options(
 
 
 def _build_once(
-    config: RunConfig, specs: Sequence[str], options: Mapping[str, Mapping[str, Any]]
+    config: RunConfig,
+    specs: Sequence[str],
+    options: Mapping[str, Mapping[str, Any]],
+    modalities: list[str],
 ) -> None:
     """Build the model and every objective once, so a value a factory refuses (exit 64)
     fails before any work."""
@@ -124,12 +147,12 @@ def _build_once(
     from bidsfusion.train.pretrain import build_model
 
     registry = registered("objectives")
-    model = build_model(config, list(BUILTIN_MODALITIES))
+    model = build_model(config, modalities)
     dims = model.dims(config.latent_dim)
     for spec in specs:
         if spec != RANDOM:
             used = {t: options[t] for t in parse_spec(spec, registry) if t in options}
-            build_objective(spec, list(BUILTIN_MODALITIES), dims, registry, used)
+            build_objective(spec, modalities, dims, registry, used)
 
 
 def selected_folds(requested: Sequence[int], n_folds: int) -> list[int]:
@@ -164,6 +187,7 @@ def _pretrain(
     config: RunConfig,
     specs: Sequence[str],
     options: Mapping[str, Mapping[str, Any]],
+    modalities: Sequence[Modality],
     group_dir: Path,
 ) -> tuple[Any, Any]:
     """Pairs, splits and pretraining of every spec on the selected folds; the inputs and
@@ -174,7 +198,6 @@ def _pretrain(
     from bidsfusion.train.settings import resolve_device
 
     device = resolve_device(config.device)
-    modalities = [registered("modalities")[name] for name in BUILTIN_MODALITIES]
     if not is_main():
         barrier()  # until rank 0 has cached the volumes and written pairs.tsv
     inputs = load_group_inputs(config, modalities, group_dir, write=is_main())
@@ -257,6 +280,7 @@ def _evaluate(
 def _analysis_context(
     config: RunConfig,
     specs: Sequence[str],
+    modalities: Sequence[Modality],
     group_dir: Path,
     inputs: Any,
     splits: Any,
@@ -269,7 +293,6 @@ def _analysis_context(
     from bidsfusion.train.settings import resolve_device
 
     if inputs is None:
-        modalities = [registered("modalities")[name] for name in BUILTIN_MODALITIES]
         inputs = load_group_inputs(config, modalities, group_dir)
     device = resolve_device(config.device)
     return AnalysisContext(
@@ -285,8 +308,9 @@ def _report(group_dir: Path) -> None:
 
 
 def _merged(rows: Sequence[Any], table: Path) -> list[Any]:
-    """``rows`` plus the rows of ``table`` for other (objective, modality, fold): the
-    results of jobs that evaluated other objectives into the same OUTPUT_DIR."""
+    """``rows`` plus the rows of ``table`` for other (objective, fold): the results of jobs
+    that evaluated other objectives or folds into the same OUTPUT_DIR (the rows of an
+    (objective, fold) evaluated now are all replaced, those of modalities no longer fused too)."""
     from bidsfusion.evaluate import read_evaluation
 
     if not table.exists():
@@ -296,8 +320,8 @@ def _merged(rows: Sequence[Any], table: Path) -> list[Any]:
     except BidsFusionError as error:
         log.warning("%s; rewriting it with this run's rows only", error)
         return list(rows)
-    mine = {(r.objective, r.modality, r.fold) for r in rows}
-    kept = [r for r in earlier if (r.objective, r.modality, r.fold) not in mine]
+    mine = {(r.objective, r.fold) for r in rows}
+    kept = [r for r in earlier if (r.objective, r.fold) not in mine]
     return [*kept, *rows]
 
 

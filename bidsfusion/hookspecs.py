@@ -23,8 +23,10 @@ Register = Callable[[str, Any], None]
 def register_modalities(register: Register) -> None:
     """Register :class:`bidsfusion.modality.Modality` objects by name.
 
-    A modality says how its participant-level derivative is built (a nipype
-    workflow factory) and how the group level finds it again (BIDS entities).
+    A modality says how its participant-level map is built (from the T1w or the
+    BOLD run, by its own nipype interface factory with its own inputs) and how the
+    group level finds it again (BIDS entities). The participant level makes every
+    registered modality's map; the group level fuses those of ``--modality``.
     """
 
 

@@ -112,6 +112,13 @@ def level_options(fn: Any) -> Any:
             help="[participant] YAML file of arguments for --nipype-plugin.",
         ),
         click.option(
+            "--modality",
+            multiple=True,
+            metavar="NAME...",
+            help="[group] registered modalities to fuse, at least two (repeatable; see "
+            "'bidsfusion plugins'). Default: T1w falff.",
+        ),
+        click.option(
             "--objective",
             multiple=True,
             metavar="SPEC...",

@@ -1,9 +1,10 @@
-"""The participant level: raw T1w + BOLD -> T1 and fALFF derivatives in MNI space.
+"""The participant level: raw T1w + BOLD -> every registered modality's map in MNI space.
 
-Before any work: the dataset, the labels, OUTPUT_DIR, the work directory and the
-nipype plugin are checked. For each selected subject: plan what to do (skipping
-scans whose outputs are complete, intact and made with the current settings;
-refusing bad scans with a one-line reason), build the nipype workflow of
+Before any work: the dataset, the labels, OUTPUT_DIR, the work directory, the
+nipype plugin and the backend (its programs, if it needs any) are checked. For
+each selected subject: plan what to do (skipping scans whose outputs are
+complete, intact and made with the current settings; refusing bad scans with a
+one-line reason), build the nipype workflow of
 :mod:`bidsfusion.preprocess.workflow`, run it, rebuild the QC tables, report.
 The effective configuration of every run is saved under ``OUTPUT_DIR/logs/``.
 """
@@ -98,6 +99,7 @@ def _backend(name: str):
     backends = registered("preprocessing_backends")
     if name not in backends:
         raise UsageError(f"unknown --backend {name!r}; registered: {', '.join(sorted(backends))}")
+    backends[name].check()  # e.g. its programs on PATH: exit 66 before any work
     return backends[name]
 
 
@@ -169,9 +171,7 @@ def _run_plans(plans, config: RunConfig, backend, modalities, summary: Summary) 
             sum(1 for job in plan.anat if job.outputs),
             len(plan.func),
         )
-        subject_wf = init_subject_wf(
-            plan, backend, modalities, config.skull_strip, tuple(config.falff_band)
-        )
+        subject_wf = init_subject_wf(plan, backend, modalities, config.skull_strip)
         progress.expect(subject_wf.name, len(subject_wf.list_node_names()))
         wf.add_nodes([subject_wf])
     start = time.monotonic()

@@ -170,6 +170,21 @@ def test_unknown_term_is_64_listing_registered(run_cli, tmp_path) -> None:
     assert "XYZ" in result.err and "CL" in result.err and "AE" in result.err
 
 
+@pytest.mark.parametrize(
+    ("modalities", "words"),
+    [
+        (["T1w", "bogus"], "unknown --modality bogus; registered: T1w, falff"),
+        (["T1w"], "--modality T1w: the group level fuses at least two modalities"),
+        (["falff", "falff"], "--modality falff: the group level fuses at least two"),
+    ],
+)
+def test_unknown_or_fewer_than_two_modalities_are_64(run_cli, tmp_path, modalities, words):
+    bids, out = write_group_inputs(tmp_path, GROUPS[:2])
+    result = run_cli(bids, out, "group", "--objective", "L", "--modality", *modalities)
+    assert result.code == 64 and words in result.err, result.err
+    assert not (out / "group").exists()
+
+
 def test_too_few_labelled_subjects_is_65_with_counts(run_cli, tmp_path) -> None:
     bids, out = write_group_inputs(tmp_path, ["AD"] * 2 + ["HC"] * 6)
     result = run_cli(bids, out, "group", "--objective", "L", "--holdout", "1", *GROUP_ARGS[:-4])
@@ -228,6 +243,10 @@ def test_a_rerun_resumes_only_folds_whose_data_are_unchanged(run_cli, tmp_path) 
     assert third.code == 0
     # the subject trains in every fold but the one that validates it: all folds retrain
     assert third.err.count("training from scratch") == FOLDS
+    # other modalities (here the same in another order: another anchor, other encoders)
+    fourth = run_cli(*args, "--modality", "falff", "T1w")
+    assert fourth.code == 0 and fourth.err.count("training from scratch") == FOLDS
+    assert np.load(out / "group/objective-S/fold-0/representations.npz")["z_falff"].shape[1] == 8
 
 
 def _quick(bids: Path, out: Path, work: Path, *extra: object) -> list[object]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from bidsfusion import hookimpl
 from bidsfusion.bids import load_layout
 from bidsfusion.config import make_config
+from bidsfusion.modality import Modality
 from bidsfusion.plugins import registered
 from bidsfusion.preprocess.plan import plan_subject
 
@@ -115,3 +118,88 @@ def test_absurd_voxels_and_sheared_axes_are_refused_naming_the_file(dataset, aff
     (problem,) = problems
     assert str(t1w) in str(problem) and words in str(problem) and problem.exit_code == 65
     assert [job.t1w.name for job in plan.anat] == ["sub-01_ses-3_T1w.nii.gz"]
+
+
+def _negate(**inputs):
+    """A map's interface, given its ``inputs`` (nipype Function: out_file = -in_file)."""
+    from nipype.interfaces.utility import Function
+
+    def negate(in_file, repetition_time=None, extra=None):
+        import os
+
+        import nibabel as nib
+
+        image = nib.load(in_file)
+        out_file = os.path.abspath("negated.nii.gz")
+        nib.save(nib.Nifti1Image(-image.get_fdata(), image.affine), out_file)
+        return out_file
+
+    return Function(["in_file", *inputs], ["out_file"], negate, **inputs)
+
+
+def test_each_modality_gets_its_own_inputs_and_t1w_derived_maps_are_planned(dataset) -> None:
+    from bidsfusion.preprocess.workflow import init_subject_wf
+
+    negated = Modality("negT1w", "T1w", "anat", {"desc": "neg", "suffix": "T1w"}, _negate)
+    plain = Modality(
+        "plain", "bold", "func", {"stat": "plain", "suffix": "boldmap"}, _negate,
+        parameters={"extra": 3},
+    )  # fmt: skip
+    config = make_config(
+        {"bids_dir": dataset, "output_dir": dataset.parent / "out", "analysis_level": "participant",
+         "falff_band": (0.02, 0.08)}
+    )  # fmt: skip
+    modalities = [*registered("modalities").values(), negated, plain]
+    plan, problems = plan_subject(
+        load_layout(dataset, validate=False), config, "01", (), modalities
+    )
+    assert problems == []
+    anat, func = plan.anat[0], plan.func[0]
+    assert anat.maps == {"negT1w": {}}
+    assert anat.outputs["negT1w"].path.name == (
+        "sub-01_ses-1_space-MNI152NLin2009aSym_res-3mm_desc-neg_T1w.nii.gz"
+    )
+    assert func.maps == {"falff": {"band": (0.02, 0.08)}, "plain": {"extra": 3}}
+    assert func.outputs["falff"].sidecar["Band"] == [0.02, 0.08]
+    assert "Band" not in func.outputs["plain"].sidecar
+    assert func.outputs["plain"].sidecar["Parameters"] == {"extra": 3}
+    backend = registered("preprocessing_backends")["simpleitk"]
+    wf = init_subject_wf(plan, backend, modalities)
+    names = wf.list_node_names()
+    assert f"{anat.key}_negT1w_resample" in names
+    assert wf.get_node(f"{anat.key}_negT1w").inputs.in_file == str(anat.t1w)
+    assert wf.get_node(f"{func.key}_falff").inputs.band == (0.02, 0.08)
+    plain_node = wf.get_node(f"{func.key}_plain")
+    assert not hasattr(plain_node.inputs, "band") and plain_node.inputs.repetition_time == 2.0
+
+
+class _NegatedT1wPlugin:
+    """A plugin registering a T1w-derived modality: the negated T1w."""
+
+    @hookimpl
+    def register_modalities(self, register) -> None:
+        register("negT1w", Modality("negT1w", "T1w", "anat", {"desc": "neg", "suffix": "T1w"},
+                                    _negate, description="negated T1w"))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_t1w_derived_map_is_made_beside_the_t1w(run_cli, tmp_path: Path) -> None:
+    from bidsfusion.plugins import get_plugin_manager
+    from bidsfusion.synth.dataset import make_dataset
+
+    bids, out = tmp_path / "bids", tmp_path / "out"
+    make_dataset(bids, n_subjects=1, seed=2, max_sessions=1, n_volumes=50, n_jobs=1)
+    get_plugin_manager().register(_NegatedT1wPlugin(), name="negated-t1w")
+    try:
+        result = run_cli(bids, out, "participant", "-w", tmp_path / "work", "--nprocs", "2")
+    finally:
+        get_plugin_manager().unregister(name="negated-t1w")
+    assert result.code == 0, result.err
+    (t1w,) = out.glob("sub-*/**/anat/*_desc-brain_T1w.nii.gz")
+    (negated,) = out.glob("sub-*/**/anat/*_desc-neg_T1w.nii.gz")
+    np.testing.assert_allclose(nib.load(negated).get_fdata(), -nib.load(t1w).get_fdata(), atol=1e-4)
+    sidecar = json.loads(negated.with_name(negated.name.replace(".nii.gz", ".json")).read_text())
+    assert sidecar["Description"] == "negated T1w" and sidecar["QC"]
+    # its figure keeps its own desc: desc-registration alone would be the T1w's figure
+    assert len(list(out.glob("sub-*/figures/*_desc-registration*_T1w.png"))) == 2
+    assert list(out.glob("sub-*/figures/*_desc-registrationNeg_T1w.png"))

@@ -175,8 +175,8 @@ def write_saliency(context: Any) -> None:
     latent dimension, averaged per group (``--positive``, ``--negative``, ``all``) and
     written as 4D NIfTIs on the 64^3 MNI grid (one volume per dimension) with JSON
     sidecars under ``group/saliency/objective-<SPEC>/``; and the cross-modal pair of
-    dimensions whose saliencies correlate most over subjects and voxels
-    (``crossmodal.tsv``, ``crossmodal.json``)."""
+    dimensions, one of each of the first two fused modalities, whose saliencies correlate
+    most over subjects and voxels (``crossmodal.tsv``, ``crossmodal.json``)."""
     for spec in context.specs:
         sums = _saliency_sums(context, spec)
         folder = context.group_dir / "saliency" / f"objective-{spec}"

@@ -34,7 +34,8 @@ log = logging.getLogger("bidsfusion.group")
 
 @dataclass(frozen=True)
 class GroupInputs:
-    """The cached volumes by modality, the pairs, and each paired subject's group."""
+    """The cached volumes by modality (in ``--modality`` order), the pairs, and each paired
+    subject's group."""
 
     caches: dict[str, VolumeCache]
     pairs: list[Pair]
@@ -49,6 +50,7 @@ def load_group_inputs(
     caches, scans = _cached_scans(config, selected_scans(config, modalities))
     groups = subject_groups(config, {s.subject for s in scans})
     names = [m.name for m in modalities]
+    caches = {name: caches[name] for name in names if name in caches}  # the model's order
     pairs = build_pairs(scans, names)
     if not pairs:
         raise InputDataError(f"no subject has a derivative of each of {', '.join(names)}")

@@ -37,14 +37,16 @@ def registration_figure(grid_file: Path, out_png: Path, title: str) -> Path:
 
     data = read_data(grid_file, ndim=3)[0]
     template, mask = grid_template(), grid_brain_mask()
-    vmax = np.percentile(data[mask > 0], 99) if np.any(mask > 0) else data.max()
+    brain = data[mask > 0] if np.any(mask > 0) else data.ravel()
+    # 0 to the 99th percentile; a signed map (a plugin's) from its 1st percentile
+    vmin, vmax = min(0.0, np.percentile(brain, 1)), np.percentile(brain, 99)
     fig, axes = plt.subplots(3, len(SLICES), figsize=(2 * len(SLICES), 6.4))
     for row, axis in enumerate((2, 1, 0)):
         for col, fraction in enumerate(SLICES):
             index = int(fraction * data.shape[axis])
             take = lambda volume, a=axis, i=index: np.take(volume, i, axis=a).T  # noqa: E731
             ax = axes[row, col]
-            ax.imshow(take(data), cmap="gray", origin="lower", vmin=0, vmax=vmax)
+            ax.imshow(take(data), cmap="gray", origin="lower", vmin=vmin, vmax=vmax)
             ax.contour(take(mask), levels=[0.5], colors="r", linewidths=0.8)
             ax.contour(take(template), levels=[0.6 * template.max()], colors="y", linewidths=0.5)
             ax.set_axis_off()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from bidsfusion import hookimpl
@@ -9,11 +11,24 @@ from bidsfusion.hookspecs import Register
 from bidsfusion.modality import Modality
 
 
-def falff_interface(**parameters: Any) -> Any:
+def falff_interface(**inputs: Any) -> Any:
     """A nipype interface computing fALFF in the BOLD's native space."""
     from bidsfusion.preprocess.interfaces import FALFF
 
-    return FALFF(**parameters)
+    return FALFF(**inputs)
+
+
+def falff_settings(config: Any) -> dict[str, Any]:
+    """falff's inputs from the run's configuration: ``band`` (Hz), ``--falff-band``."""
+    return {"band": tuple(config.falff_band)}
+
+
+def check_band(path: Path, n_volumes: int, tr: float, inputs: Mapping[str, Any]) -> None:
+    """Refuse a run too short for ``inputs["band"]`` (one period of its lowest frequency,
+    and a frequency bin inside the band): InputDataError (exit 65)."""
+    from bidsfusion.preprocess.inputs import check_duration
+
+    check_duration(path, n_volumes, tr, tuple(inputs["band"]))
 
 
 T1W = Modality(
@@ -31,6 +46,8 @@ FALFF_MODALITY = Modality(
     entities={"stat": "falff", "suffix": "boldmap"},
     map_interface=falff_interface,
     description="fractional amplitude of low-frequency fluctuations of resting BOLD",
+    settings=falff_settings,
+    check=check_band,
 )
 
 

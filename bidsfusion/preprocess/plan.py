@@ -31,7 +31,7 @@ from bidsfusion.errors import BidsFusionError
 from bidsfusion.fingerprint import digest, file_stamp
 from bidsfusion.modality import Modality
 from bidsfusion.nifti import load_image
-from bidsfusion.preprocess.inputs import check_duration, check_image, repetition_time
+from bidsfusion.preprocess.inputs import check_image, repetition_time
 from bidsfusion.preprocess.outputs import Output
 from bidsfusion.preprocess.verify import set_problem
 
@@ -47,9 +47,10 @@ MOTION = "rigid (6 dof) to the first volume, least squares, trilinear resampling
 class AnatJob:
     """A T1w scan (of ``session``): registered for its own outputs and/or as a BOLD reference.
 
-    ``outputs`` keys: ``T1w``, ``mask``, ``xfm``, ``figure``; empty when the
-    derivatives exist already and the scan only serves as a reference.
-    ``fingerprint`` identifies what its outputs are made from.
+    ``outputs`` keys: ``T1w``, ``mask``, ``xfm``, ``figure``, and each T1w-derived
+    modality's name and ``<name>_figure``; empty when the derivatives exist already
+    and the scan only serves as a reference. ``fingerprint`` identifies what its
+    outputs are made from; ``maps`` holds each T1w-derived map's interface inputs.
     """
 
     key: str
@@ -57,6 +58,7 @@ class AnatJob:
     session: str | None = None
     fingerprint: str = ""
     outputs: Mapping[str, Output] = field(default_factory=dict)
+    maps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class FuncJob:
     """A BOLD run: its TR, the T1w job it coregisters to (``None``: straight to MNI).
 
     ``outputs`` keys: each bold modality's name, ``<name>_figure``, ``confounds``
-    and ``motion_figure``.
+    and ``motion_figure``; ``maps`` holds each bold map's interface inputs.
     """
 
     key: str
@@ -73,6 +75,7 @@ class FuncJob:
     anat_key: str | None
     fingerprint: str = ""
     outputs: Mapping[str, Output] = field(default_factory=dict)
+    maps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def plan_subject(
     anat_jobs = {}
     for t1w in layout.get(suffix="T1w", datatype="anat", **filters):
         try:
-            anat_jobs[_key("anat", t1w.path)] = _anat_job(Path(t1w.path), config)
+            anat_jobs[_key("anat", t1w.path)] = _anat_job(Path(t1w.path), config, modalities)
         except BidsFusionError as error:
             problems.append(error)
     days = session_days(config.bids_dir, subject)
@@ -133,13 +136,66 @@ def _software() -> dict[str, str]:
     }
 
 
-def _anat_record(t1w: Path, config: Any) -> dict[str, Any]:
-    """What a T1w's outputs are made from: versions, options, the input file."""
+def _anat_record(
+    t1w: Path, config: Any, maps: Mapping[str, Mapping[str, Any]], modalities: Sequence[Modality]
+) -> dict[str, Any]:
+    """What a T1w's outputs are made from: versions, options, the T1w-derived maps, the input."""
     return {
         "software": _software(),
         "backend": config.backend,
         "skull_strip": config.skull_strip,
+        "maps": _maps_record(maps, modalities),
         "t1w": file_stamp(t1w, config.bids_dir),
+    }
+
+
+def map_modalities(modalities: Sequence[Modality], source: str) -> list[Modality]:
+    """The modalities whose map is computed from ``source`` (``T1w`` or ``bold``)."""
+    return [m for m in modalities if m.source == source and m.map_interface]
+
+
+def _maps_record(
+    maps: Mapping[str, Mapping[str, Any]], modalities: Sequence[Modality]
+) -> dict[str, Any]:
+    """Each map's inputs and entities, for a fingerprint."""
+    entities = {m.name: dict(m.entities) for m in modalities}
+    return {name: {"inputs": dict(inputs), **entities[name]} for name, inputs in maps.items()}
+
+
+def _camel(name: str) -> str:
+    """A sidecar key from an input name: ``band`` -> ``Band``, ``low_cut`` -> ``LowCut``."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def _map_outputs(
+    modality: Modality,
+    inputs: Mapping[str, Any],
+    folder: Path,
+    figures: Path,
+    grid: Mapping[str, str],
+    common: Mapping[str, Any],
+) -> dict[str, Output]:
+    """A map's output on the grid (sidecar: ``common``, what the map is, its parameters
+    and settings) and its registration figure (``desc-registration``, or
+    ``desc-registration<Desc>`` for a map named with its own ``desc``)."""
+    stat = {key: value for key, value in modality.entities.items() if key != "suffix"}
+    suffix = modality.entities["suffix"]
+    figure = {**grid, **stat, "desc": "registration" + _camel(stat.get("desc", ""))}
+    settings = {k: v for k, v in inputs.items() if k not in modality.parameters}
+    sidecar = {
+        **common,
+        "Description": modality.description,
+        "Resolution": RESOLUTION,
+        "Template": TEMPLATE,
+        "SpatialReference": TEMPLATE_SPACE,
+        **{_camel(k): list(v) if isinstance(v, tuple) else v for k, v in settings.items()},
+        "Parameters": dict(modality.parameters),
+    }
+    return {
+        modality.name: Output(
+            folder / derivative_name({**grid, **stat}, suffix, ".nii.gz"), sidecar
+        ),
+        f"{modality.name}_figure": Output(figures / derivative_name(figure, suffix, ".png")),
     }
 
 
@@ -155,9 +211,10 @@ def _pending(
     return outputs
 
 
-def _anat_job(t1w: Path, config: Any) -> AnatJob:
+def _anat_job(t1w: Path, config: Any, modalities: Sequence[Modality]) -> AnatJob:
     check_image(t1w, load_image(t1w), ndim=3)
-    fingerprint = digest(_anat_record(t1w, config))
+    maps = {m.name: m.inputs(config) for m in map_modalities(modalities, "T1w")}
+    fingerprint = digest(_anat_record(t1w, config, maps, modalities))
     entities = source_entities(t1w)
     folder = derivative_dir(config.output_dir, entities["sub"], entities.get("ses"), "anat")
     grid = {**entities, "space": TEMPLATE_SPACE, "res": GRID_RES}
@@ -174,6 +231,7 @@ def _anat_job(t1w: Path, config: Any) -> AnatJob:
         " Mattes mutual information, multi-resolution, multi-start initialisation",
         "SkullStripping": config.skull_strip,
     }
+    figures = config.output_dir / f"sub-{entities['sub']}" / "figures"
     outputs = {
         "T1w": Output(
             folder / derivative_name({**grid, "desc": "brain"}, "T1w", ".nii.gz"),
@@ -191,18 +249,20 @@ def _anat_job(t1w: Path, config: Any) -> AnatJob:
             {**common, **registration},
         ),
         "figure": Output(
-            config.output_dir
-            / f"sub-{entities['sub']}"
-            / "figures"
-            / derivative_name({**grid, "desc": "registration"}, "T1w", ".png")
+            figures / derivative_name({**grid, "desc": "registration"}, "T1w", ".png")
         ),
     }
+    by_name = {m.name: m for m in modalities}
+    for name, inputs in maps.items():
+        sidecar = {**common, **registration, "SkullStripped": True}
+        outputs.update(_map_outputs(by_name[name], inputs, folder, figures, grid, sidecar))
     return AnatJob(
         _key("anat", t1w),
         t1w,
         entities.get("ses"),
         fingerprint,
         _pending(outputs, fingerprint, t1w),
+        maps,
     )
 
 
@@ -217,23 +277,26 @@ def _func_job(
     image = load_image(bold)
     check_image(bold, image, ndim=4)
     tr = repetition_time(bold, scan_metadata(bold, config.bids_dir))
-    check_duration(bold, image.shape[3], tr, tuple(config.falff_band))
+    maps = {m.name: m.inputs(config) for m in map_modalities(modalities, "bold")}
+    for modality in map_modalities(modalities, "bold"):
+        if modality.check is not None:
+            modality.check(bold, image.shape[3], tr, maps[modality.name])
     anat_key = _reference_t1w(bold, anat_jobs, days)
     anat = anat_jobs.get(anat_key) if anat_key else None
-    maps = [m for m in modalities if m.source == "bold" and m.map_interface]
     record = {
         "software": _software(),
         "backend": config.backend,
-        "band": list(config.falff_band),
-        "maps": {m.name: {"parameters": dict(m.parameters), **m.entities} for m in maps},
+        "maps": _maps_record(maps, modalities),
         "repetition_time": tr,
         "bold": file_stamp(bold, config.bids_dir),
         "reference": anat.fingerprint if anat else None,
     }
     fingerprint = digest(record)
-    outputs = _func_outputs(bold, config, maps, tr, anat, fingerprint)
+    by_name = {m.name: m for m in modalities}
+    chosen = [(by_name[name], inputs) for name, inputs in maps.items()]
+    outputs = _func_outputs(bold, config, chosen, tr, anat, fingerprint)
     pending = _pending(outputs, fingerprint, bold, n_volumes=image.shape[3])
-    return FuncJob(_key("func", bold), bold, tr, anat_key, fingerprint, pending)
+    return FuncJob(_key("func", bold), bold, tr, anat_key, fingerprint, pending, maps)
 
 
 def _reference_t1w(
@@ -262,7 +325,7 @@ def _reference_t1w(
 def _func_outputs(
     bold: Path,
     config: Any,
-    maps: Sequence[Modality],
+    maps: Sequence[tuple[Modality, Mapping[str, Any]]],
     tr: float,
     anat: AnatJob | None,
     fingerprint: str,
@@ -307,26 +370,7 @@ def _func_outputs(
             figures / derivative_name({**entities, "desc": "motion"}, "bold", ".png")
         ),
     }
-    for modality in maps:
-        stat = {key: value for key, value in modality.entities.items() if key != "suffix"}
-        outputs[modality.name] = Output(
-            folder / derivative_name({**grid, **stat}, modality.entities["suffix"], ".nii.gz"),
-            {
-                **common,
-                "Description": modality.description,
-                "Resolution": RESOLUTION,
-                "Template": TEMPLATE,
-                "SpatialReference": TEMPLATE_SPACE,
-                "MotionCorrection": MOTION,
-                "Registration": registration,
-                "Band": list(config.falff_band),
-                "Parameters": dict(modality.parameters),
-            },
-        )
-        outputs[f"{modality.name}_figure"] = Output(
-            figures
-            / derivative_name(
-                {**grid, **stat, "desc": "registration"}, modality.entities["suffix"], ".png"
-            )
-        )
+    for modality, inputs in maps:
+        sidecar = {**common, "MotionCorrection": MOTION, "Registration": registration}
+        outputs.update(_map_outputs(modality, inputs, folder, figures, grid, sidecar))
     return outputs

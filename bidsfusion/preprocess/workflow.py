@@ -2,9 +2,11 @@
 
 ``init_subject_wf`` turns a :class:`SubjectPlan` (which scans, where each
 output goes, what its sidecar says) into nodes: per T1w, registration to the
-template, resampling and masking; per BOLD run, motion correction, each bold
-modality's native map (fALFF), coregistration to the subject's T1w, and one
-resampling onto the MNI grid through the composed transforms. Every scan ends in
+template, resampling and masking, and each T1w-derived modality's map; per BOLD
+run, motion correction, each bold modality's native map (fALFF), coregistration
+to the subject's T1w, and one resampling onto the MNI grid through the composed
+transforms. Each map is made by its modality's own interface with its own inputs
+(the plan's ``maps``). Every scan ends in
 a QC node (:mod:`~bidsfusion.preprocess.qc`) and one sink that publishes all its
 outputs as a set (:mod:`~bidsfusion.preprocess.sink`): none if any step failed.
 """
@@ -13,12 +15,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from nipype.interfaces.utility import Merge
 from nipype.pipeline import engine as pe
 
-from bidsfusion.modality import FALFF_BAND, Modality
+from bidsfusion.modality import Modality
 from bidsfusion.preprocess.backend import Backend
 from bidsfusion.preprocess.figures import QCFigure
 from bidsfusion.preprocess.interfaces import GridBrainMask, ResampleToGrid
@@ -33,14 +36,14 @@ def init_subject_wf(
     backend: Backend,
     modalities: Sequence[Modality],
     skull_strip: str = "template",
-    band: tuple[float, float] = FALFF_BAND,
 ) -> pe.Workflow:
-    """The nipype workflow of one subject, ``sub_<label>`` (nest it in a parent to run)."""
+    """The nipype workflow of one subject, ``sub_<label>`` (nest it in a parent to run);
+    ``modalities``: the registered ones, whose maps the plan's jobs list."""
     wf = pe.Workflow(name=subject_workflow_name(plan.subject))
-    anat_nodes = {job.key: _add_anat(wf, job, backend, skull_strip) for job in plan.anat}
-    bold_modalities = [m for m in modalities if m.source == "bold" and m.map_interface]
+    by_name = {m.name: m for m in modalities}
+    anat_nodes = {job.key: _add_anat(wf, job, backend, skull_strip, by_name) for job in plan.anat}
     for job in plan.func:
-        _add_func(wf, job, backend, anat_nodes.get(job.anat_key), bold_modalities, band)
+        _add_func(wf, job, backend, anat_nodes.get(job.anat_key), by_name)
     return wf
 
 
@@ -123,7 +126,13 @@ def _sidecar_text(output: Output) -> str:
     return json.dumps(dict(output.sidecar), default=str) if output.sidecar is not None else ""
 
 
-def _add_anat(wf: pe.Workflow, job: AnatJob, backend: Backend, skull_strip: str) -> pe.Node:
+def _add_anat(
+    wf: pe.Workflow,
+    job: AnatJob,
+    backend: Backend,
+    skull_strip: str,
+    modalities: Mapping[str, Modality],
+) -> pe.Node:
     register = _node(
         wf,
         backend.register_anat(),
@@ -151,6 +160,9 @@ def _add_anat(wf: pe.Workflow, job: AnatJob, backend: Backend, skull_strip: str)
         "xfm": (register, "transform_file"),
         "figure": (figure, "out_file"),
     }
+    for name, inputs in job.maps.items():
+        map_nodes = _add_map(wf, job.key, job.t1w, modalities[name], inputs, str(job.t1w), chain)
+        sources.update(map_nodes)
     _sink(wf, job.key, job.outputs, sources, qc)
     return register
 
@@ -160,8 +172,7 @@ def _add_func(
     job: FuncJob,
     backend: Backend,
     anat: pe.Node | None,
-    modalities: Sequence[Modality],
-    band: tuple[float, float],
+    modalities: Mapping[str, Modality],
 ) -> None:
     realign = _node(wf, backend.realign(), f"{job.key}_realign", heavy=True, in_file=str(job.bold))
     chain = _bold_to_template(wf, job, backend, realign, anat)
@@ -173,9 +184,13 @@ def _add_func(
         "confounds": (realign, "confounds_file"),
         "motion_figure": (motion_figure, "out_file"),
     }
-    for modality in modalities:
-        if modality.name in job.outputs:
-            sources.update(_add_map(wf, job, modality, realign, chain, band))
+    for name, inputs in job.maps.items():
+        if name in job.outputs:
+            native_inputs = {**inputs, "repetition_time": job.repetition_time}
+            map_nodes = _add_map(
+                wf, job.key, job.bold, modalities[name], native_inputs, (realign, "out_file"), chain
+            )
+            sources.update(map_nodes)
     mean = _node(wf, ResampleToGrid(), f"{job.key}_mean_resample", apply_mask=False)
     wf.connect(realign, "mean_file", mean, "in_file")
     wf.connect(chain, "out", mean, "transform_files")
@@ -188,28 +203,30 @@ def _add_func(
 
 def _add_map(
     wf: pe.Workflow,
-    job: FuncJob,
+    key: str,
+    scan: Path,
     modality: Modality,
-    realign: pe.Node,
+    inputs: Mapping[str, Any],
+    source: tuple[pe.Node, str] | str,
     chain: pe.Node,
-    band: tuple[float, float],
 ) -> dict[str, tuple[pe.Node, str]]:
-    """The nodes of one bold modality's map: native map, one resampling, its figure."""
-    native = _node(
-        wf,
-        modality.map_interface(**modality.parameters),
-        f"{job.key}_{modality.name}",
-        heavy=True,
-        repetition_time=job.repetition_time,
-        band=band,
-    )
-    wf.connect(realign, "out_file", native, "in_file")
-    resample = _node(wf, ResampleToGrid(), f"{job.key}_{modality.name}_resample", apply_mask=True)
+    """The nodes of one modality's map of ``scan``: its native map of ``source`` (a file, or
+    a node's output) made by the modality's interface with ``inputs``, one masked
+    resampling through ``chain``'s transforms, its figure."""
+    interface = modality.map_interface(**inputs)  # the inputs set on the node too: an
+    # interface that adds its input traits after construction (nipype's Function) drops them
+    native = _node(wf, interface, f"{key}_{modality.name}", heavy=True, **inputs)
+    if isinstance(source, str):
+        native.inputs.in_file = source
+    else:
+        wf.connect(*source, native, "in_file")
+    resample = _node(wf, ResampleToGrid(), f"{key}_{modality.name}_resample", apply_mask=True)
     wf.connect(native, "out_file", resample, "in_file")
     wf.connect(chain, "out", resample, "transform_files")
-    title = f"{modality.name} of {job.bold.name} in MNI space"
-    name = f"{job.key}_{modality.name}_figure"
-    figure = _figure(wf, name, (resample, "out_file"), "registration", title)
+    title = f"{modality.name} of {scan.name} in MNI space"
+    figure = _figure(
+        wf, f"{key}_{modality.name}_figure", (resample, "out_file"), "registration", title
+    )
     return {modality.name: (resample, "out_file"), f"{modality.name}_figure": (figure, "out_file")}
 
 

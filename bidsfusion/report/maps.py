@@ -32,8 +32,9 @@ def saliency(group_dir: Path) -> str:
         return problem(f"{relative(root, group_dir)} holds no objective-*/ folder")
     text = note(
         "SmoothGrad saliency of fold 0's model, mean over all evaluated subjects: for each "
-        "objective, the T1w and fALFF latent dimensions whose maps correlate most over "
-        "subjects and voxels; the upper half of each map's non-zero voxels is shown."
+        "objective, the latent dimensions of the first two fused modalities whose maps "
+        "correlate most over subjects and voxels; the upper half of each map's non-zero "
+        "voxels is shown."
     )
     parts = [
         guarded(partial(_pair, f, group_dir), group_dir, f"saliency of {f.name}") for f in folders

@@ -59,9 +59,10 @@ def dataset(group_dir: Path) -> str:
     body = [_counts(g, [r for r in rows if r["group"] == g], roles) for g in groups]
     body.append(_counts("all", rows, roles))
     columns = ["group", *(f"pairs: {role}" for role in roles), "pairs", "subjects"]
+    fused = [c.removeprefix("path_") for c in rows[0] if c.startswith("path_")] if rows else []
     text = note(
-        "One row of pairs.tsv per (T1w, fALFF) pair; pretrain+evaluation pairs are the one "
-        "pair per subject that is evaluated."
+        f"One row of pairs.tsv per pair, one scan of each modality ({', '.join(fused)}); "
+        "pretrain+evaluation pairs are the one pair per subject that is evaluated."
     )
     return text + table(columns, body) + sources([relative(path, group_dir)])
 

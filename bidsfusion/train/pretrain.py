@@ -176,7 +176,11 @@ def fold_tensors(
     roles = dict.fromkeys(fold.train, "train")
     roles.update(dict.fromkeys(fold.validation, "validation"))
     roles.update(dict.fromkeys(holdout, "holdout"))
-    key = {"train": _stamps(train), "validation": _stamps(validation)}
+    key = {
+        "modalities": list(inputs.caches),
+        "train": _stamps(train),
+        "validation": _stamps(validation),
+    }
     return FoldTensors(volumes(train), volumes(validation), volumes(evaluation), roles, key)
 
 
@@ -188,8 +192,8 @@ def data_key(config: Any, spec: str, options: Mapping[str, Any], files: Mapping[
     """SHA-256 of what a fold's training depends on beyond its settings: the
     bidsfusion version, the model (encoder, latent size, input size), the objective
     spec and its terms' options, the labels (column, positive and negative values:
-    the sampler and Supervised use them) and each training and validation file
-    (``files``: path, size, modification time)."""
+    the sampler and Supervised use them), the fused modalities and each training and
+    validation file (``files``: the modalities, then path, size, modification time)."""
     record = {
         "version": __version__,
         "encoder": config.encoder,
