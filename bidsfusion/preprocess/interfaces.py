@@ -114,13 +114,22 @@ class _MapOutputSpec(TraitedSpec):
 
 
 class FALFF(SimpleInterface):
-    """fALFF (DPABI definition) of a motion-corrected BOLD run, inside a brain mask."""
+    """fALFF (DPABI definition) of a motion-corrected BOLD run, inside a brain mask.
+
+    A band map of another measure subclasses it and sets :attr:`measure`
+    (``measure(data[X,Y,Z,T], tr, band, mask) -> [X,Y,Z]``) and :attr:`out_name`."""
 
     input_spec = _FALFFInputSpec
     output_spec = _MapOutputSpec
+    out_name = "falff.nii.gz"
+
+    @staticmethod
+    def measure(data, tr, band, mask):
+        from bidsfusion.preprocess.falff import falff
+
+        return falff(data, tr, band, mask)
 
     def _run_interface(self, runtime):
-        from bidsfusion.preprocess.falff import falff
         from bidsfusion.preprocess.mask import epi_mask
 
         data, image = read_data(self.inputs.in_file, ndim=4)
@@ -128,8 +137,8 @@ class FALFF(SimpleInterface):
             mask = read_data(self.inputs.mask_file, ndim=3)[0] > 0.5
         else:
             mask = epi_mask(data.mean(axis=3))
-        result = falff(data, self.inputs.repetition_time, tuple(self.inputs.band), mask)
-        self._results["out_file"] = str(save_image(result, image.affine, _out("falff.nii.gz")))
+        result = self.measure(data, self.inputs.repetition_time, tuple(self.inputs.band), mask)
+        self._results["out_file"] = str(save_image(result, image.affine, _out(self.out_name)))
         return runtime
 
 

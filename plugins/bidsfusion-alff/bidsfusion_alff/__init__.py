@@ -18,27 +18,17 @@ the amplitude of the whole spectrum.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.fft
 import scipy.signal
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    traits,
-)
 
 from bidsfusion import hookimpl
 from bidsfusion.errors import InputDataError
 from bidsfusion.modality import FALFF_BAND, Modality
-from bidsfusion.nifti import read_data, save_image
 from bidsfusion.preprocess.falff import band_bins, padded_length
-from bidsfusion.preprocess.mask import epi_mask
+from bidsfusion.preprocess.interfaces import FALFF
 from bidsfusion.preprocess.modalities import check_band
 
 
@@ -79,38 +69,12 @@ def alff(
     return out
 
 
-class _ALFFInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True, desc="motion-corrected 4D BOLD")
-    repetition_time = traits.Float(mandatory=True, desc="seconds")
-    band = traits.Tuple(
-        traits.Float(FALFF_BAND[0]),
-        traits.Float(FALFF_BAND[1]),
-        usedefault=True,
-        desc="low, high (Hz)",
-    )
-    mask_file = File(exists=True, desc="native-space brain mask; default: an EPI mask of the mean")
+class ALFF(FALFF):
+    """ALFF of a motion-corrected BOLD run, inside a brain mask (the inputs and outputs
+    of the core's fALFF interface)."""
 
-
-class _ALFFOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="ALFF in the BOLD's native space")
-
-
-class ALFF(SimpleInterface):
-    """ALFF of a motion-corrected BOLD run, inside a brain mask."""
-
-    input_spec = _ALFFInputSpec
-    output_spec = _ALFFOutputSpec
-
-    def _run_interface(self, runtime: Any) -> Any:
-        data, image = read_data(self.inputs.in_file, ndim=4)
-        if self.inputs.mask_file:
-            mask = read_data(self.inputs.mask_file, ndim=3)[0] > 0.5
-        else:
-            mask = epi_mask(data.mean(axis=3))
-        result = alff(data, self.inputs.repetition_time, tuple(self.inputs.band), mask)
-        path = Path(os.getcwd()) / "alff.nii.gz"
-        self._results["out_file"] = str(save_image(result, image.affine, path))
-        return runtime
+    out_name = "alff.nii.gz"
+    measure = staticmethod(alff)
 
 
 def alff_interface(**inputs: Any) -> ALFF:
