@@ -15,7 +15,6 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
     SimpleInterface,
-    TraitedSpec,
     traits,
 )
 from nipype.pipeline import engine as pe
@@ -23,6 +22,7 @@ from nipype.pipeline import engine as pe
 from bidsfusion.errors import BidsFusionError
 from bidsfusion.nifti import one_line
 from bidsfusion.preprocess.engine import crash_report
+from bidsfusion.preprocess.interfaces import Coregister, Realign, RegisterToTemplate
 from bidsfusion_fsl.availability import check_fsl
 from bidsfusion_fsl.workflows import (
     RESULT,
@@ -61,22 +61,11 @@ def run_steps(wf: pe.Workflow, **inputs: Any) -> dict[str, Any]:
     return result.result.outputs.get()
 
 
-class _RealignInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True, desc="4D BOLD series")
-
-
-class _RealignOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="motion-corrected 4D series, first volume's grid")
-    mean_file = File(exists=True, desc="temporal mean of the corrected series")
-    confounds_file = File(exists=True, desc="TSV: trans_x..rot_z (mm, rad), FD (mm)")
-    sd_file = File(exists=True, desc="temporal sd of the detrended corrected series (tSNR)")
-
-
 class FSLRealign(SimpleInterface):
     """Motion correction with MCFLIRT (:func:`~bidsfusion_fsl.workflows.realign_workflow`)."""
 
-    input_spec = _RealignInputSpec
-    output_spec = _RealignOutputSpec
+    input_spec = Realign.input_spec  # the built-in step's inputs and outputs
+    output_spec = Realign.output_spec
 
     def _run_interface(self, runtime):
         self._results.update(run_steps(realign_workflow(), in_file=self.inputs.in_file))
@@ -91,16 +80,12 @@ class _RegisterInputSpec(BaseInterfaceInputSpec):
     dof = traits.Int(T1W_TO_TEMPLATE_DOF, usedefault=True, desc="FLIRT's degrees of freedom")
 
 
-class _TransformOutputSpec(TraitedSpec):
-    transform_file = File(exists=True, desc="ITK transform (.tfm), fixed -> moving world")
-
-
 class FSLRegisterToTemplate(SimpleInterface):
     """BET, then FLIRT to the MNI152 template
     (:func:`~bidsfusion_fsl.workflows.template_workflow`)."""
 
     input_spec = _RegisterInputSpec
-    output_spec = _TransformOutputSpec
+    output_spec = RegisterToTemplate.output_spec
 
     def _run_interface(self, runtime):
         wf = template_workflow(self.inputs.dof, self.inputs.skull_strip)
@@ -108,17 +93,12 @@ class FSLRegisterToTemplate(SimpleInterface):
         return runtime
 
 
-class _CoregisterInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True, desc="mean BOLD")
-    reference_file = File(exists=True, mandatory=True, desc="T1w of the same subject")
-
-
 class FSLCoregister(SimpleInterface):
     """Rigid FLIRT of the mean BOLD to the BET-stripped T1w
     (:func:`~bidsfusion_fsl.workflows.coregister_workflow`)."""
 
-    input_spec = _CoregisterInputSpec
-    output_spec = _TransformOutputSpec
+    input_spec = Coregister.input_spec
+    output_spec = Coregister.output_spec
 
     def _run_interface(self, runtime):
         inputs = {"in_file": self.inputs.in_file, "reference_file": self.inputs.reference_file}
