@@ -64,7 +64,10 @@ def _history(path: Path, epochs: int, fold: int) -> None:
 def fabricate(group: Path) -> Path:
     """A small finished group run: every input of every report section."""
     group.mkdir(parents=True)
-    (group / "config.toml").write_text('positive = "AD"\nnegative = "HC"\nseed = 0\n')
+    (group / "config.toml").write_text(
+        'positive = "AD"\nnegative = "HC"\nseed = 0\nmodality = ["T1w", "falff"]\n'
+        'flip_axes = "all"\nmax_shift = 9\n'
+    )
     write_tsv(
         group / "pairs.tsv",
         ["subject", "group", "role"],
@@ -170,6 +173,8 @@ def test_sections_show_the_run_its_flags_and_escape_text(report: Path) -> None:
     assert "&lt;b&gt;x&amp;y" in text and "<b>x&y" not in text
     assert "did not learn: L" in text and ">shortcut<" in text
     assert "1 of 2 trained (objective, fold)" in text
+    for setting in ("<td>flip_axes</td><td>all</td>", "<td>max_shift</td><td>9</td>"):
+        assert setting in text
     assert "Random: the untrained control, no training curves" in text
     assert "0.70 ± 0.05 *" in text and "group/evaluation_summary.tsv" in text
     assert "L-CL: T1w dim 2 and falff dim 1 (r = 0.42)" in text

@@ -13,9 +13,9 @@ from bidsfusion.report.inputs import number, read_json, read_table, read_toml
 from bidsfusion.report.markup import Markup, esc, figure, note, problem, relative, sources, table
 
 SETTINGS = (
-    "expanded_objectives", "label_column", "positive", "negative", "encoder", "latent_dim",
-    "input_size", "epochs", "batch_size", "lr", "folds", "holdout", "n_trials", "seed",
-    "paired_augmentation", "eval_only",
+    "expanded_objectives", "modality", "label_column", "positive", "negative", "encoder",
+    "latent_dim", "input_size", "epochs", "batch_size", "lr", "max_lr", "folds", "holdout",
+    "n_trials", "seed", "paired_augmentation", "flip_axes", "max_shift", "eval_only",
 )  # fmt: skip
 """The keys of ``config.toml`` the report lists."""
 SUMMARY = ("objective", "modality", "n_folds", "holdout_auc_mean", "holdout_auc_sd", "beats_random")
