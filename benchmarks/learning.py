@@ -4,7 +4,7 @@ Runs what a user runs, through the CLI, in ``WORK`` (each stage is reused when i
 outputs are there, so an interrupted benchmark continues):
 
 1. ``bidsfusion synth WORK/bids`` (``--subjects``, one session each, 100 volumes,
-   ``--ad-fraction``, seed 0), then the participant level into ``WORK/derivatives``;
+   ``--ad-fraction``, ``--coupling``, seed 0), then the participant level into ``WORK/derivatives``;
 2. the raw-voxel controls: the derivatives mean-pooled to 32^3, z-scored per volume;
    PCA (10 components) and logistic regression, stratified 5-fold CV ROC AUC of AD
    vs HC (mean and sd over folds) per modality; and cross-modal pair retrieval of
@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("work", type=Path, help="folder for the dataset and every output")
     parser.add_argument("--subjects", type=int, default=80)
     parser.add_argument("--ad-fraction", type=float, default=0.4)
+    parser.add_argument("--coupling", type=float, default=3.0, help="synth --coupling")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--folds", type=int, default=3)
@@ -67,12 +68,12 @@ def _run(*args: object) -> float:
     return time.perf_counter() - started
 
 
-def prepare(work: Path, subjects: int, ad_fraction: float) -> Path:
+def prepare(work: Path, subjects: int, ad_fraction: float, coupling: float) -> Path:
     """The synthetic dataset and its participant-level derivatives (made once)."""
     bids, derivatives = work / "bids", work / "derivatives"
     if not bids.exists():
         seconds = _run("synth", bids, "--subjects", subjects, "--sessions", 1, "--volumes", 100,
-                       "--ad-fraction", ad_fraction)  # fmt: skip
+                       "--ad-fraction", ad_fraction, "--coupling", coupling)  # fmt: skip
         print(f"synth: {seconds:.0f} s", flush=True)
     if not (derivatives / "qc.tsv").exists():
         seconds = _run(bids, derivatives, "participant", "-w", work / "work", "--nprocs", 2)
@@ -210,7 +211,7 @@ def _seconds(fold: Path) -> float:
 def main() -> None:
     args = _parser().parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    prepare(args.work, args.subjects, args.ad_fraction)
+    prepare(args.work, args.subjects, args.ad_fraction, args.coupling)
     raw = raw_voxel_auc(args.work)
     raw_retrieval = raw_voxel_retrieval(args.work)
     print(f"raw voxels: {raw}, cross-modal retrieval {raw_retrieval:.3f}", flush=True)

@@ -174,6 +174,13 @@ def plugins_command(verbose: int) -> None:
     show_default=True,
     help="Scale of the subjects' individual anatomy and function (0: all alike).",
 )
+@click.option(
+    "--coupling",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Extra scale of the factors T1w and fALFF share (grey-matter density, ventricles).",
+)
 @click.option("-v", "--verbose", count=True, help="Tracebacks on errors.")
 def synth_command(
     out_dir: Path,
@@ -185,6 +192,7 @@ def synth_command(
     ad_fraction: float,
     site_confound: float,
     variability: float,
+    coupling: float,
     verbose: int,
 ) -> None:
     """Write a synthetic BIDS dataset (real NIfTI content, planted AD effects) to OUT_DIR."""
@@ -202,6 +210,7 @@ def synth_command(
             ad_fraction=ad_fraction,
             site_confound=site_confound,
             variability=variability,
+            coupling=coupling,
         )
         click.echo(f"wrote {summary.n_subjects} subjects to {summary.out_dir}")
 

@@ -152,6 +152,19 @@ def test_subjects_differ_and_their_modalities_share_the_difference() -> None:
     assert same > 0.4 and abs(other) < 0.2 and same > abs(other) + 0.3, (same, other)
 
 
+def test_coupling_scales_only_the_shared_factors() -> None:
+    base, coupled = (
+        draw_individuality(np.random.default_rng(5), PHANTOM_SHAPE, 1.0, coupling)
+        for coupling in (1.0, 2.5)
+    )
+    assert np.allclose(np.log(coupled.gm_density), 2.5 * np.log(base.gm_density), atol=1e-5)
+    assert coupled.ventricle_mm == pytest.approx(2.5 * base.ventricle_mm)
+    assert np.array_equal(coupled.displacement_mm, base.displacement_mm)
+    assert np.array_equal(coupled.lf_pattern, base.lf_pattern)
+    template = draw_individuality(np.random.default_rng(5), PHANTOM_SHAPE, 0.0, 2.5)
+    assert np.all(template.gm_density == 1.0) and template.ventricle_mm == 0.0
+
+
 def test_cli_defaults_are_the_calibrated_ones() -> None:
     from bidsfusion.cli import cli
 
@@ -404,6 +417,8 @@ def test_refuses_a_non_empty_output(tmp_path: Path) -> None:
         {"ad_fraction": 1.0},
         {"site_confound": 1.5},
         {"variability": -1.0},
+        {"coupling": -0.5},
+        {"coupling": float("nan")},
     ],
 )
 def test_rejects_nonsense_numbers(tmp_path: Path, kwargs: dict) -> None:

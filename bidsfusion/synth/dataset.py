@@ -159,6 +159,7 @@ def _check_numbers(
     ad_fraction: float,
     site_confound: float,
     variability: float,
+    coupling: float = 1.0,
 ) -> None:
     """UsageError naming the first impossible setting."""
     checks = {
@@ -171,6 +172,9 @@ def _check_numbers(
         f"--site-confound must be in [0, 1], got {site_confound}": 0 <= site_confound <= 1,
         f"--variability must be a number >= 0, got {variability}": (
             np.isfinite(variability) and variability >= 0
+        ),
+        f"--coupling must be a number >= 0, got {coupling}": (
+            np.isfinite(coupling) and coupling >= 0
         ),
     }
     for message, ok in checks.items():
@@ -192,12 +196,14 @@ def plan_dataset(
     ad_fraction: float = AD_FRACTION,
     site_confound: float = 0.0,
     variability: float = 1.0,
+    coupling: float = 1.0,
 ) -> list[SyntheticSubject]:
     """Draw every subject's group, demographics, effect, head size, site and sessions
-    (no images); ``variability`` is only checked here."""
+    (no images); ``variability`` and ``coupling`` are only checked here."""
     _check_numbers(
-        n_subjects, max_sessions, effect_strength, ad_fraction, site_confound, variability
-    )
+        n_subjects, max_sessions, effect_strength, ad_fraction, site_confound, variability,
+        coupling,
+    )  # fmt: skip
     width = max(2, len(str(n_subjects)))
     plans = []
     for index, diagnosis in enumerate(assign_diagnoses(n_subjects, seed, ad_fraction), start=1):
@@ -287,12 +293,17 @@ def _write_scan(
 
 
 def _write_subject(
-    root: Path, plan: SyntheticSubject, seed: int, n_volumes: int, variability: float
+    root: Path,
+    plan: SyntheticSubject,
+    seed: int,
+    n_volumes: int,
+    variability: float,
+    coupling: float,
 ) -> dict:
     """Write one subject's sessions.tsv and scans; return its truth.json entry."""
     effects = Effects.from_strength(plan.effect)
     rng = np.random.default_rng([seed, plan.index, 0, 0])
-    individual = draw_individuality(rng, PHANTOM_SHAPE, variability)
+    individual = draw_individuality(rng, PHANTOM_SHAPE, variability, coupling)
     maps = subject_maps(load_phantom(), effects, individual)
     rows = [{"session_id": f"ses-{s.label}", "days_since_entry": s.days} for s in plan.sessions]
     _write_tsv(root / f"sub-{plan.label}" / f"sub-{plan.label}_sessions.tsv", rows)
@@ -359,6 +370,7 @@ def synth_settings(
     ad_fraction: float = AD_FRACTION,
     site_confound: float = 0.0,
     variability: float = 1.0,
+    coupling: float = 1.0,
 ) -> dict:
     """The settings a dataset is made with (:func:`make_dataset`'s defaults), as recorded."""
     return {
@@ -370,6 +382,7 @@ def synth_settings(
         "ad_fraction": ad_fraction,
         "site_confound": site_confound,
         "variability": variability,
+        "coupling": coupling,
     }
 
 
@@ -424,6 +437,7 @@ def _write_subjects(
     seed: int,
     n_volumes: int,
     variability: float,
+    coupling: float,
     n_jobs: int | None,
 ) -> dict[str, dict]:
     """Write every subject, in ``n_jobs`` forked processes that inherit the phantom.
@@ -434,12 +448,15 @@ def _write_subjects(
     n_jobs = min(n_jobs or usable or 1, len(plans))
     if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         return {
-            f"sub-{p.label}": _write_subject(root, p, seed, n_volumes, variability) for p in plans
+            f"sub-{p.label}": _write_subject(root, p, seed, n_volumes, variability, coupling)
+            for p in plans
         }
     load_phantom()
     with ProcessPoolExecutor(n_jobs, multiprocessing.get_context("fork")) as pool:
         futures = {
-            f"sub-{p.label}": pool.submit(_write_subject, root, p, seed, n_volumes, variability)
+            f"sub-{p.label}": pool.submit(
+                _write_subject, root, p, seed, n_volumes, variability, coupling
+            )
             for p in plans
         }
         return {label: future.result() for label, future in futures.items()}
@@ -462,6 +479,7 @@ def make_dataset(
     ad_fraction: float = AD_FRACTION,
     site_confound: float = 0.0,
     variability: float = 1.0,
+    coupling: float = 1.0,
 ) -> SynthSummary:
     """Write a synthetic BIDS dataset to ``out_dir`` (absent or empty); see the module doc.
 
@@ -474,8 +492,9 @@ def make_dataset(
     if n_volumes < MIN_VOLUMES:
         raise UsageError(f"n_volumes must be at least {MIN_VOLUMES}, got {n_volumes}")
     plans = plan_dataset(
-        n_subjects, seed, max_sessions, effect_strength, ad_fraction, site_confound, variability
-    )
+        n_subjects, seed, max_sessions, effect_strength, ad_fraction, site_confound, variability,
+        coupling,
+    )  # fmt: skip
     out_dir = Path(out_dir)
     _check_output(out_dir)
     settings = synth_settings(
@@ -487,6 +506,7 @@ def make_dataset(
         ad_fraction,
         site_confound,
         variability,
+        coupling,
     )
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -497,7 +517,7 @@ def make_dataset(
         raise OutputError(f"{out_dir}: cannot be created ({error})") from error
     try:
         _write_dataset_files(tmp, plans, settings)
-        subjects = _write_subjects(tmp, plans, seed, n_volumes, variability, n_jobs)
+        subjects = _write_subjects(tmp, plans, seed, n_volumes, variability, coupling, n_jobs)
         _write_json(tmp / "sourcedata" / "synth" / "truth.json", _truth(settings, subjects))
         _check_output(out_dir)
         os.replace(tmp, target)

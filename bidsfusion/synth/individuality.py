@@ -16,6 +16,9 @@ grid (2 mm voxels, ``anatomy.PHANTOM_SHAPE``) that all of its scans share:
   the 0.01-0.1 Hz amplitude: the subject's own functional pattern, fALFF only.
 
 ``variability = 0`` gives the template subject (every field neutral).
+``coupling`` (default 1) further scales only the factors both modalities share
+(``gm_density``'s log-sd and ``ventricle_mm``): above 1, a subject's T1w says more
+about its fALFF, which gives cross-modal objectives more to find.
 """
 
 from __future__ import annotations
@@ -59,17 +62,20 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray
 
 
 def draw_individuality(
-    rng: np.random.Generator, shape: tuple[int, ...], variability: float = 1.0
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    variability: float = 1.0,
+    coupling: float = 1.0,
 ) -> Individuality:
     """The factors of one subject on a grid of ``shape`` from ``rng``, scaled by
-    ``variability`` (>= 0)."""
+    ``variability`` (>= 0); the shared ones also by ``coupling`` (>= 0)."""
     if variability == 0:
         return Individuality.template(shape)
     fields = [smooth_field(rng, shape) for _ in range(5)]
     displacement = np.stack(fields[:3]) * (DISPLACEMENT_MM * variability)
-    gm_density = np.exp(GM_DENSITY_LOG_SD * variability * fields[3])
+    gm_density = np.exp(GM_DENSITY_LOG_SD * variability * coupling * fields[3])
     lf_pattern = np.exp(LF_PATTERN_LOG_SD * variability * fields[4])
-    ventricle_mm = abs(float(rng.normal(0.0, VENTRICLE_SD_MM))) * variability
+    ventricle_mm = abs(float(rng.normal(0.0, VENTRICLE_SD_MM))) * variability * coupling
     return Individuality(displacement, gm_density, lf_pattern, ventricle_mm)
 
 
