@@ -83,8 +83,9 @@ class AnalysisContext:
         return load_representations(self.fold_dir(spec, fold) / "representations.npz")
 
     def model(self, spec: str, fold: int) -> torch.nn.Module:
-        """The trained model of ``(spec, fold)`` on ``device`` in eval mode (``Random``:
-        the seeded, untrained initialisation, as it was encoded)."""
+        """The trained model of ``(spec, fold)`` on ``device``, frozen (eval mode, no
+        parameter gradients: an input gradient then costs half as much); ``Random``:
+        the seeded, untrained initialisation, as it was encoded."""
         from bidsfusion.train.checkpoint import load_checkpoint
         from bidsfusion.train.pretrain import build_model
 
@@ -99,7 +100,7 @@ class AnalysisContext:
                     f"{path} does not hold a model of this configuration ({error}); "
                     "retrain it (the group level without --eval-only)"
                 ) from error
-        return model.to(self.device).eval()
+        return model.to(self.device).eval().requires_grad_(False)
 
     def volumes(self, fold: int) -> PairedVolumes:
         """Every evaluated subject's volumes (one pair each), normalised exactly as fold

@@ -39,6 +39,7 @@ from scipy.special import ndtr
 from scipy.stats import rankdata
 
 from bidsfusion.analyses.saliency import SALIENCY_FOLD, brain_saliency, to_grid
+from bidsfusion.analyses.subpixel import fast_input_gradients
 from bidsfusion.errors import InputDataError
 from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
 
@@ -273,10 +274,11 @@ def _saliency(
     chunk = max(1, 2 * (64 // context.config.input_size) ** 3)
     generator = torch.Generator(device=context.device).manual_seed(context.config.seed)
     parts = []
-    for start in range(0, len(chosen), chunk):
-        rows = torch.as_tensor(chosen[start : start + chunk], device=volumes.device)
-        maps = brain_saliency(lambda v: encoder(v).latent[:, dims], volumes[rows], generator)
-        parts.append(maps.cpu().numpy())
+    with fast_input_gradients(encoder):
+        for start in range(0, len(chosen), chunk):
+            rows = torch.as_tensor(chosen[start : start + chunk], device=volumes.device)
+            maps = brain_saliency(lambda v: encoder(v).latent[:, dims], volumes[rows], generator)
+            parts.append(maps.cpu().numpy())
     return np.concatenate(parts)
 
 

@@ -6,7 +6,9 @@ For a subject's normalised volume ``x`` and an encoder with latent ``z[K]``:
    range(x))^2)`` (``range`` = max - min of the subject's volume), of the gradient of
    ``z[k]`` with respect to the input, for every ``k`` at once (one vector-Jacobian
    product batched over the K cotangents with ``torch.func.vmap``), then its
-   absolute value. Computed in float32 whatever the input's dtype.
+   absolute value. Computed in float32 whatever the input's dtype, on a frozen model
+   in channels-last layout with the stem's input gradient by sub-pixel convolution
+   (:mod:`~bidsfusion.analyses.subpixel`): the same numbers, faster.
 2. The "numerically stable" projection: non-finite values set to 0, the brain mask
    applied (voxels above the volume's minimum, its background), each (subject,
    dimension) map rescaled to [0, 1] inside the mask; a map whose range is below
@@ -37,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bidsfusion.analyses.subpixel import fast_input_gradients
 from bidsfusion.objectives.dim import brain_voxels
 
 NOISE_FRACTION = 0.05
@@ -50,6 +53,11 @@ log = logging.getLogger("bidsfusion.group")
 
 def _spatial(x: Tensor) -> tuple[int, ...]:
     return tuple(range(2, x.ndim))
+
+
+def _fast_layout(x: Tensor) -> torch.memory_format:
+    """Channels-last for volumes (faster convolutions), the default layout otherwise."""
+    return torch.channels_last_3d if x.ndim == 5 else torch.contiguous_format
 
 
 def smoothgrad(
@@ -68,7 +76,8 @@ def smoothgrad(
     total = torch.zeros(())
     for _ in range(samples):
         e = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        z, pullback = torch.func.vjp(lambda v: latent(v).float(), x + noise * span * e)
+        noisy = (x + noise * span * e).contiguous(memory_format=_fast_layout(x))
+        z, pullback = torch.func.vjp(lambda v: latent(v).float(), noisy)
         B, K = z.shape
         cotangents = torch.eye(K, device=x.device).unsqueeze(1).expand(K, B, K)
         (gradients,) = torch.func.vmap(pullback)(cotangents)  # [K, B, 1, *S]
@@ -196,26 +205,27 @@ def _saliency_sums(context: Any, spec: str) -> _Sums:
     sums = _Sums()
     names = (context.config.positive, context.config.negative)
     eta = _Eta(f"saliency of {spec}", len(volumes))
-    for start in range(0, len(volumes), chunk):
-        rows = slice(start, start + chunk)
-        maps = {}
-        for m in context.modalities:
-            encoder = model.encoders[m]
-            maps[m] = brain_saliency(
-                lambda v, e=encoder: e(v).latent, volumes.volumes[m][rows], generator
-            ).cpu()
-        in_chunk = groups[rows]
-        for group in (*names, "all"):
-            chosen = [i for i, g in enumerate(in_chunk) if group in ("all", g)]
-            if not chosen:
-                continue
-            sums.counts[group] = sums.counts.get(group, 0) + len(chosen)
+    with fast_input_gradients(model):
+        for start in range(0, len(volumes), chunk):
+            rows = slice(start, start + chunk)
+            maps = {}
             for m in context.modalities:
-                sums.add_maps(m, group, maps[m][chosen])
-        if len(context.modalities) >= 2:
-            first, second = context.modalities[:2]
-            sums.add_pair(maps[first], maps[second])
-        eta.done(min(start + chunk, len(volumes)))
+                encoder = model.encoders[m]
+                maps[m] = brain_saliency(
+                    lambda v, e=encoder: e(v).latent, volumes.volumes[m][rows], generator
+                ).cpu()
+            in_chunk = groups[rows]
+            for group in (*names, "all"):
+                chosen = [i for i, g in enumerate(in_chunk) if group in ("all", g)]
+                if not chosen:
+                    continue
+                sums.counts[group] = sums.counts.get(group, 0) + len(chosen)
+                for m in context.modalities:
+                    sums.add_maps(m, group, maps[m][chosen])
+            if len(context.modalities) >= 2:
+                first, second = context.modalities[:2]
+                sums.add_pair(maps[first], maps[second])
+            eta.done(min(start + chunk, len(volumes)))
     return sums
 
 
