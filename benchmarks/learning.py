@@ -4,7 +4,8 @@ Runs what a user runs, through the CLI, in ``WORK`` (each stage is reused when i
 outputs are there, so an interrupted benchmark continues):
 
 1. ``bidsfusion synth WORK/bids`` (``--subjects``, one session each, 100 volumes,
-   ``--ad-fraction``, ``--coupling``, seed 0), then the participant level into ``WORK/derivatives``;
+   ``--ad-fraction``, ``--coupling``, ``--effect-strength``, seed 0), then the
+   participant level into ``WORK/derivatives``;
 2. the raw-voxel controls: the derivatives mean-pooled to 32^3, z-scored per volume;
    PCA (10 components) and logistic regression, stratified 5-fold CV ROC AUC of AD
    vs HC (mean and sd over folds) per modality; and cross-modal pair retrieval of
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--subjects", type=int, default=80)
     parser.add_argument("--ad-fraction", type=float, default=0.4)
     parser.add_argument("--coupling", type=float, default=3.0, help="synth --coupling")
+    parser.add_argument("--effect-strength", type=float, default=3.0, help="synth option")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--folds", type=int, default=3)
@@ -68,16 +70,18 @@ def _run(*args: object) -> float:
     return time.perf_counter() - started
 
 
-def prepare(work: Path, subjects: int, ad_fraction: float, coupling: float) -> Path:
+def prepare(work: Path, args: argparse.Namespace) -> Path:
     """The synthetic dataset and its participant-level derivatives (made once)."""
     bids, derivatives = work / "bids", work / "derivatives"
     if not bids.exists():
-        seconds = _run("synth", bids, "--subjects", subjects, "--sessions", 1, "--volumes", 100,
-                       "--ad-fraction", ad_fraction, "--coupling", coupling)  # fmt: skip
+        seconds = _run("synth", bids, "--subjects", args.subjects, "--sessions", 1,
+                       "--volumes", 100, "--ad-fraction", args.ad_fraction,
+                       "--coupling", args.coupling,
+                       "--effect-strength", args.effect_strength)  # fmt: skip
         print(f"synth: {seconds:.0f} s", flush=True)
     if not (derivatives / "qc.tsv").exists():
         seconds = _run(bids, derivatives, "participant", "-w", work / "work", "--nprocs", 2)
-        print(f"participant level: {seconds:.0f} s for {subjects} subjects", flush=True)
+        print(f"participant level: {seconds:.0f} s for {args.subjects} subjects", flush=True)
     return derivatives
 
 
@@ -211,7 +215,7 @@ def _seconds(fold: Path) -> float:
 def main() -> None:
     args = _parser().parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    prepare(args.work, args.subjects, args.ad_fraction, args.coupling)
+    prepare(args.work, args)
     raw = raw_voxel_auc(args.work)
     raw_retrieval = raw_voxel_retrieval(args.work)
     print(f"raw voxels: {raw}, cross-modal retrieval {raw_retrieval:.3f}", flush=True)
