@@ -198,35 +198,38 @@ def write_saliency(context: Any) -> None:
 def _saliency_sums(context: Any, spec: str) -> _Sums:
     model = context.model(spec, SALIENCY_FOLD)
     volumes = context.volumes(SALIENCY_FOLD)
-    groups = [context.inputs.groups[s] for s in volumes.subjects]
-    size = context.config.input_size
-    chunk = max(1, 2 * (64 // size) ** 3)
+    chunk = max(1, 2 * (64 // context.config.input_size) ** 3)
     generator = torch.Generator(device=context.device).manual_seed(context.config.seed)
     sums = _Sums()
-    names = (context.config.positive, context.config.negative)
     eta = _Eta(f"saliency of {spec}", len(volumes))
     with fast_input_gradients(model):
         for start in range(0, len(volumes), chunk):
             rows = slice(start, start + chunk)
-            maps = {}
-            for m in context.modalities:
-                encoder = model.encoders[m]
-                maps[m] = brain_saliency(
-                    lambda v, e=encoder: e(v).latent, volumes.volumes[m][rows], generator
+            maps = {
+                m: brain_saliency(
+                    lambda v, e=model.encoders[m]: e(v).latent, volumes.volumes[m][rows], generator
                 ).cpu()
-            in_chunk = groups[rows]
-            for group in (*names, "all"):
-                chosen = [i for i, g in enumerate(in_chunk) if group in ("all", g)]
-                if not chosen:
-                    continue
-                sums.counts[group] = sums.counts.get(group, 0) + len(chosen)
-                for m in context.modalities:
-                    sums.add_maps(m, group, maps[m][chosen])
-            if len(context.modalities) >= 2:
-                first, second = context.modalities[:2]
-                sums.add_pair(maps[first], maps[second])
+                for m in context.modalities
+            }
+            _add_chunk(
+                sums, context, [context.inputs.groups[s] for s in volumes.subjects[rows]], maps
+            )
             eta.done(min(start + chunk, len(volumes)))
     return sums
+
+
+def _add_chunk(sums: _Sums, context: Any, groups: list[str], maps: dict[str, Tensor]) -> None:
+    """Add one chunk of subjects' maps (``[b, K, *S]`` per modality; ``groups[b]``)."""
+    for group in (context.config.positive, context.config.negative, "all"):
+        chosen = [i for i, g in enumerate(groups) if group in ("all", g)]
+        if not chosen:
+            continue
+        sums.counts[group] = sums.counts.get(group, 0) + len(chosen)
+        for m in context.modalities:
+            sums.add_maps(m, group, maps[m][chosen])
+    if len(context.modalities) >= 2:
+        first, second = context.modalities[:2]
+        sums.add_pair(maps[first], maps[second])
 
 
 class _Eta:
