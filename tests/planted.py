@@ -52,3 +52,21 @@ def planted_pairs(
         x = (x - x.mean(axis=(1, 2, 3), keepdims=True)) / x.std(axis=(1, 2, 3), keepdims=True)
         volumes[m] = torch.tensor(x[:, None], dtype=torch.float32)
     return volumes, torch.tensor(rng.integers(0, 2, n))
+
+
+def textured_pairs(n: int, size: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Paired volumes in which every patch shows its subject: inside the brain, a
+    texture (smoothed noise, drawn for each volume) whose amplitude, log-uniform over
+    a factor of 10, is the subject's own and shared by its two modalities; float32
+    ``[n, 1, size, size, size]`` per modality, z-normalised."""
+    rng = np.random.default_rng(seed)
+    brain = _brain(size)
+    amplitude = np.exp(rng.uniform(np.log(0.1), np.log(1.0), (n, 1, 1, 1)))
+    volumes = {}
+    for m in MODALITIES:
+        texture = ndimage.gaussian_filter(rng.standard_normal((n, size, size, size)), (0, 1, 1, 1))
+        texture /= texture.std(axis=(1, 2, 3), keepdims=True)
+        x = brain * (2 + amplitude * texture)
+        x = (x - x.mean(axis=(1, 2, 3), keepdims=True)) / x.std(axis=(1, 2, 3), keepdims=True)
+        volumes[m] = torch.tensor(x[:, None], dtype=torch.float32)
+    return volumes

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from planted import MODALITIES, planted_pairs
+from planted import MODALITIES, planted_pairs, textured_pairs
 
 from bidsfusion.models.multimodal import MultimodalModel
 from bidsfusion.objectives.compose import build_objective
@@ -61,6 +61,28 @@ def test_local_terms_end_below_their_chance_level(tmp_path: Path) -> None:
     last = result.history[-1]
     for term in ("L", "CL"):
         assert last[f"train_{term}"] < last[f"train_{term}_chance"] - 0.05, (term, last)
+    assert not result.unlearned
+
+
+def test_cs_ends_below_its_chance_level_where_every_patch_shows_its_subject(
+    tmp_path: Path,
+) -> None:
+    """CS matches one location of a subject's T1w with every location of its fALFF, so it
+    can only learn what every patch shows: on the planted factors above (a smooth field,
+    different in each patch) it stays at chance; a texture amplitude shared by the two
+    modalities of a subject is visible everywhere."""
+    volumes = textured_pairs(N_TRAIN + N_VALIDATION, SIZE)
+    labels = torch.zeros(N_TRAIN + N_VALIDATION, dtype=torch.long)
+    train = FoldData({m: x[:N_TRAIN] for m, x in volumes.items()}, labels[:N_TRAIN])
+    validation = FoldData({m: x[N_TRAIN:] for m, x in volumes.items()}, labels[N_TRAIN:])
+    model = _model()
+    objective = build_objective(
+        "CS", list(MODALITIES), model.dims(64), registered("objectives"), {}
+    )
+    options = TrainSettings(epochs=25, batch_size=16, device="cpu", progress=False)
+    result = train_fold(model, objective, train, validation, options, tmp_path)
+    margins = [row["train_CS"] - row["train_CS_chance"] for row in result.history[-5:]]
+    assert sum(margins) / len(margins) < -0.03, margins
     assert not result.unlearned
 
 
