@@ -147,8 +147,8 @@ def test_saliency_maps_in_brain_space_and_the_crossmodal_pair(analysed) -> None:
 
     import nibabel as nib
 
+    from bidsfusion.analyses.fast_gradients import fast_input_gradients
     from bidsfusion.analyses.saliency import brain_saliency
-    from bidsfusion.analyses.subpixel import fast_input_gradients
     from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
 
     _, _, out, _ = analysed

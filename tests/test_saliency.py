@@ -77,6 +77,12 @@ def test_smoothing_equals_scipy_and_the_grid_repeats_blocks() -> None:
     maps[0, 0, 8, 7, 9] = 1.0
     expected = ndimage.gaussian_filter(maps[0, 0].numpy(), 1.5, mode="constant", truncate=3.0)
     torch.testing.assert_close(gaussian_smooth(maps)[0, 0].numpy(), expected, atol=1e-9, rtol=0)
+    uneven = torch.rand(1, 2, 12, 16, 10, dtype=torch.float64)
+    for k in range(2):
+        expected = ndimage.gaussian_filter(uneven[0, k].numpy(), 1.5, mode="constant", truncate=3.0)
+        torch.testing.assert_close(
+            gaussian_smooth(uneven)[0, k].numpy(), expected, atol=1e-9, rtol=0
+        )
     small = torch.arange(8.0).view(1, 1, 2, 2, 2)
     big = to_grid(small, grid_size=4)
     assert big.shape == (1, 1, 4, 4, 4) and (big[0, 0, 2:, :2, 2:] == small[0, 0, 1, 0, 1]).all()

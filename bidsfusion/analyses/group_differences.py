@@ -38,8 +38,8 @@ from scipy.ndimage import maximum_filter
 from scipy.special import ndtr
 from scipy.stats import rankdata
 
+from bidsfusion.analyses.fast_gradients import fast_input_gradients
 from bidsfusion.analyses.saliency import SALIENCY_FOLD, brain_saliency, to_grid
-from bidsfusion.analyses.subpixel import fast_input_gradients
 from bidsfusion.errors import InputDataError
 from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
 

@@ -7,8 +7,9 @@ For a subject's normalised volume ``x`` and an encoder with latent ``z[K]``:
    ``z[k]`` with respect to the input, for every ``k`` at once (one vector-Jacobian
    product batched over the K cotangents with ``torch.func.vmap``), then its
    absolute value. Computed in float32 whatever the input's dtype, on a frozen model
-   in channels-last layout with the stem's input gradient by sub-pixel convolution
-   (:mod:`~bidsfusion.analyses.subpixel`): the same numbers, faster.
+   in channels-last layout with eval batch norms folded into their convolutions and
+   the stem's input gradient by sub-pixel convolution
+   (:mod:`~bidsfusion.analyses.fast_gradients`): the same numbers, faster.
 2. The "numerically stable" projection: non-finite values set to 0, the brain mask
    applied (voxels above the volume's minimum, its background), each (subject,
    dimension) map rescaled to [0, 1] inside the mask; a map whose range is below
@@ -36,10 +37,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from bidsfusion.analyses.subpixel import fast_input_gradients
+from bidsfusion.analyses.fast_gradients import fast_input_gradients
 from bidsfusion.objectives.dim import brain_voxels
 
 NOISE_FRACTION = 0.05
@@ -99,20 +99,27 @@ def unit_range(maps: Tensor, brain: Tensor) -> Tensor:
 
 
 def gaussian_smooth(maps: Tensor, sigma: float = SIGMA_VOXELS) -> Tensor:
-    """Separable Gaussian smoothing (zero padding, radius ceil(3 sigma)) of ``[B, K, *S]``."""
+    """Separable Gaussian smoothing (zero padding, radius ceil(3 sigma)) of ``[B, K, *S]``,
+    each axis one matrix product with the banded ``[S, S]`` convolution matrix (a
+    one-channel ``conv3d`` is about 20x slower on CPU)."""
+    out = maps
+    for axis in range(2, maps.ndim):
+        band = _gaussian_band(maps.shape[axis], sigma, maps.device, maps.dtype)
+        out = torch.movedim(torch.movedim(out, axis, -1) @ band, -1, axis)
+    return out.contiguous()
+
+
+def _gaussian_band(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``[size, size]``: entry ``(i, j)`` the normalised Gaussian weight of offset
+    ``i - j`` within ``ceil(3 sigma)``, 0 beyond (symmetric)."""
     radius = math.ceil(3 * sigma)
-    offsets = torch.arange(-radius, radius + 1, device=maps.device, dtype=maps.dtype)
+    offsets = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
     kernel = kernel / kernel.sum()
-    B, K, *size = maps.shape
-    out = maps.reshape(B * K, 1, *size)
-    for axis in range(3):
-        shape = [1, 1, 1, 1, 1]
-        shape[2 + axis] = kernel.numel()
-        padding = [0, 0, 0]
-        padding[axis] = radius
-        out = F.conv3d(out, kernel.view(shape), padding=tuple(padding))
-    return out.view(B, K, *size)
+    index = torch.arange(size, device=device)
+    offset = index[:, None] - index[None, :]
+    weights = kernel[(offset + radius).clamp(0, 2 * radius)]
+    return torch.where(offset.abs() <= radius, weights, 0.0)
 
 
 def to_grid(maps: Tensor, grid_size: int = 64) -> Tensor:
@@ -234,8 +241,8 @@ def _add_chunk(sums: _Sums, context: Any, groups: list[str], maps: dict[str, Ten
 
 class _Eta:
     """Logs ``done/total`` subjects and the estimated time left, at most every
-    :data:`ETA_SECONDS` (SmoothGrad of every dimension takes about a minute per subject
-    and modality at 64^3 on 2 CPU cores)."""
+    :data:`ETA_SECONDS` (SmoothGrad of every dimension takes about 6 s per subject and
+    modality at 64^3 on 2 CPU cores)."""
 
     def __init__(self, label: str, total: int) -> None:
         self.label, self.total = label, total

@@ -1,4 +1,4 @@
-"""Fast input gradients through a strided stem convolution, for saliency on CPU.
+"""Sub-pixel input gradient of a strided stem convolution, for saliency on CPU.
 
 The gradient of ``conv3d(x, w, stride=2, padding=1)`` (kernel 4^3) with respect to
 ``x`` is a transposed convolution. With one input channel (the first layer of a
@@ -8,16 +8,12 @@ the gradient at ``m - 1, m`` (``r = 0``, taps 3, 1) or ``m, m + 1`` (``r = 1``, 
 2, 0), so it equals 8 interleaved 2^3 convolutions ("sub-pixel"), computed here as
 one ``conv3d`` with 8 times the output channels: the same numbers (to float
 rounding), about 3x faster at 64^3 on 2 CPU cores.
-
-:func:`fast_input_gradients` swaps this in for every qualifying ``nn.Conv3d`` of a
-frozen module while it is active, and keeps the module's 5-D weights channels-last
-(oneDNN's fast layout, about 1.3x); the values do not change.
+:mod:`~bidsfusion.analyses.fast_gradients` swaps it in.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+import itertools
 from typing import Any
 
 import torch
@@ -44,15 +40,17 @@ def strided_input_gradient(grad: Tensor, weight: Tensor) -> Tensor:
     n, channels, size = grad.shape[0], weight.shape[1], grad.shape[-1]
     parts = F.conv3d(grad, subpixel_weight(weight).to(grad.dtype), padding=1)
     parts = parts.reshape(n, channels, 2, 2, 2, size + 1, size + 1, size + 1)
-    windows = [
-        parts[:, :, r1, r2, r3, r1 : r1 + size, r2 : r2 + size, r3 : r3 + size]
-        for r1 in (0, 1)
-        for r2 in (0, 1)
-        for r3 in (0, 1)
-    ]
-    out = torch.stack(windows, dim=-1).reshape(n, channels, size, size, size, 2, 2, 2)
-    out = out.permute(0, 1, 2, 5, 3, 6, 4, 7)
-    return out.reshape(n, channels, 2 * size, 2 * size, 2 * size)
+    out = grad.new_empty(n, channels, 2 * size, 2 * size, 2 * size)
+    for r1, r2, r3 in itertools.product((0, 1), repeat=3):
+        window = parts[:, :, r1, r2, r3, r1 : r1 + size, r2 : r2 + size, r3 : r3 + size]
+        out[:, :, r1::2, r2::2, r3::2] = window
+    return out
+
+
+def strided_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``conv3d(x, weight, bias, stride=2, padding=1)`` whose input gradient is computed
+    by :func:`strided_input_gradient`; no gradient for the weight and bias."""
+    return _StridedConv.apply(x, weight, bias)
 
 
 class _StridedConv(torch.autograd.Function):
@@ -75,7 +73,9 @@ class _StridedConv(torch.autograd.Function):
         return strided_input_gradient(grad, weight), None, None
 
 
-def _qualifies(module: nn.Module) -> bool:
+def qualifies(module: nn.Module) -> bool:
+    """Whether ``module`` is a frozen ``nn.Conv3d`` (kernel 4, stride 2, padding 1, at
+    most :data:`MAX_IN_CHANNELS` inputs) whose input gradient may be sub-pixel."""
     return (
         type(module) is nn.Conv3d
         and module.kernel_size == (4, 4, 4)
@@ -87,21 +87,3 @@ def _qualifies(module: nn.Module) -> bool:
         and module.in_channels <= MAX_IN_CHANNELS
         and not module.weight.requires_grad
     )
-
-
-@contextlib.contextmanager
-def fast_input_gradients(model: nn.Module) -> Iterator[nn.Module]:
-    """Within the block ``model``'s 5-D weights are channels-last, and every frozen
-    ``nn.Conv3d`` with kernel 4, stride 2, padding 1 and at most
-    :data:`MAX_IN_CHANNELS` input channels back-propagates to its input by sub-pixel
-    convolution; both are undone on exit."""
-    patched = [m for m in model.modules() if _qualifies(m)]
-    for conv in patched:
-        conv.forward = lambda x, c=conv: _StridedConv.apply(x, c.weight, c.bias)
-    model.to(memory_format=torch.channels_last_3d)
-    try:
-        yield model
-    finally:
-        model.to(memory_format=torch.contiguous_format)
-        for conv in patched:
-            del conv.forward
