@@ -235,7 +235,7 @@ def synth_command(
 @click.option("-v", "--verbose", count=True, help="Tracebacks on errors.")
 def demo_command(out_dir: Path, subjects: int, seed: int, nprocs: int, verbose: int) -> None:
     """Synthesise a calibrated dataset in OUT_DIR/bids, run the participant and group
-    levels into OUT_DIR/derivatives (objectives Random, AE and L-CL at 32^3), and print
+    levels into OUT_DIR/derivatives (objectives Random, S-AE and L-CL at 32^3), and print
     the path of the HTML report. Rerunning reuses what is done."""
     from bidsfusion.demo import run_demo
 

@@ -3,11 +3,12 @@
 Three steps, each through the same code paths as the command line:
 
 1. ``bidsfusion synth OUT_DIR/bids`` with :data:`DATASET` (one session per subject,
-   60 BOLD volumes, 40 % AD, individual anatomy and function, so that objectives can
-   differ from the untrained ``Random`` control);
+   60 BOLD volumes, 40 % AD, individual anatomy and function, the shared factors and
+   the AD effect tripled as in ``benchmarks/learning.py``, so that cross-modal
+   objectives have something to find);
 2. ``bidsfusion OUT_DIR/bids OUT_DIR/derivatives participant``;
 3. ``bidsfusion OUT_DIR/bids OUT_DIR/derivatives group`` with :data:`GROUP_ARGS`
-   (``Random``, ``AE`` and ``L-CL`` at 32^3, 16 latent dimensions), which ends with
+   (``Random``, ``S-AE`` and ``L-CL`` at 32^3, 16 latent dimensions), which ends with
    ``OUT_DIR/derivatives/group/report.html``.
 
 A rerun reuses what is complete: the dataset when it was made with the same
@@ -29,11 +30,17 @@ from bidsfusion.errors import OutputError
 
 log = logging.getLogger("bidsfusion.demo")
 
-DATASET = {"n_volumes": 60, "max_sessions": 1, "ad_fraction": 0.4}
+DATASET = {
+    "n_volumes": 60,
+    "max_sessions": 1,
+    "ad_fraction": 0.4,
+    "coupling": 3.0,
+    "effect_strength": 3.0,
+}
 """Synthesis settings beside ``--subjects`` and ``--seed``."""
 
 GROUP_ARGS = (
-    "--objective", "Random", "--objective", "AE", "--objective", "L-CL",
+    "--objective", "Random", "--objective", "S-AE", "--objective", "L-CL",
     "--input-size", "32", "--latent-dim", "16", "--epochs", "30", "--batch-size", "8",
     "--folds", "3", "--holdout", "0.3", "--n-trials", "20",
 )  # fmt: skip

@@ -47,6 +47,8 @@ def test_demo_synthesises_and_runs_both_levels(run_cli, tmp_path: Path, levels: 
         "n_volumes": 60,
         "max_sessions": 1,
         "ad_fraction": 0.4,
+        "coupling": 3.0,
+        "effect_strength": 3.0,
     }
     assert participant.analysis_level == "participant"
     assert group.analysis_level == "group"
@@ -55,7 +57,7 @@ def test_demo_synthesises_and_runs_both_levels(run_cli, tmp_path: Path, levels: 
         assert config.output_dir == out / "derivatives"
         assert config.seed == 3
         assert config.nprocs == 1
-    assert list(group.objective) == ["Random", "AE", "L-CL"]
+    assert list(group.objective) == ["Random", "S-AE", "L-CL"]
     assert (group.input_size, group.latent_dim, group.folds, group.holdout) == (32, 16, 3, 0.3)
     assert all(f"step {k}/3" in result.err for k in (1, 2, 3))
 
