@@ -419,9 +419,13 @@ def test_refuses_a_non_empty_output(tmp_path: Path) -> None:
         {"variability": -1.0},
         {"coupling": -0.5},
         {"coupling": float("nan")},
+        {"coupling": 10.5},
+        {"variability": 1e9},
+        {"effect_strength": float("inf")},
     ],
 )
 def test_rejects_nonsense_numbers(tmp_path: Path, kwargs: dict) -> None:
-    with pytest.raises(UsageError):
+    name = "--" + next(iter(kwargs)).replace("n_", "").replace("max_", "").replace("_", "-")
+    with pytest.raises(UsageError, match=name):
         make_dataset(tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()

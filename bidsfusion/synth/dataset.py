@@ -165,21 +165,26 @@ def _check_numbers(
     checks = {
         f"--subjects must be at least 1, got {n_subjects}": n_subjects >= 1,
         f"--sessions must be 1, 2 or 3, got {max_sessions}": 1 <= max_sessions <= 3,
-        f"--effect-strength must be a number >= 0, got {effect_strength}": (
-            np.isfinite(effect_strength) and effect_strength >= 0
-        ),
+        **_scale_check("--effect-strength", effect_strength),
         f"--ad-fraction must be above 0 and below 1, got {ad_fraction}": 0 < ad_fraction < 1,
         f"--site-confound must be in [0, 1], got {site_confound}": 0 <= site_confound <= 1,
-        f"--variability must be a number >= 0, got {variability}": (
-            np.isfinite(variability) and variability >= 0
-        ),
-        f"--coupling must be a number >= 0, got {coupling}": (
-            np.isfinite(coupling) and coupling >= 0
-        ),
+        **_scale_check("--variability", variability),
+        **_scale_check("--coupling", coupling),
     }
     for message, ok in checks.items():
         if not ok:
             raise UsageError(message)
+
+
+MAX_SCALE = 10.0
+"""The largest ``--effect-strength``, ``--variability`` and ``--coupling``: beyond it
+the effects saturate (grey matter gone, amplitudes clipped) and the factors overflow."""
+
+
+def _scale_check(option: str, value: float) -> dict[str, bool]:
+    """``{message: ok}`` for a scale option that must lie in [0, :data:`MAX_SCALE`]."""
+    ok = bool(np.isfinite(value)) and 0 <= value <= MAX_SCALE
+    return {f"{option} must be a number from 0 to {MAX_SCALE:g}, got {value}": ok}
 
 
 def _site(rng: np.random.Generator, diagnosis: str, site_confound: float) -> str:
@@ -490,7 +495,7 @@ def make_dataset(
     is non-empty or cannot be written.
     """
     if n_volumes < MIN_VOLUMES:
-        raise UsageError(f"n_volumes must be at least {MIN_VOLUMES}, got {n_volumes}")
+        raise UsageError(f"--volumes must be at least {MIN_VOLUMES}, got {n_volumes}")
     plans = plan_dataset(
         n_subjects, seed, max_sessions, effect_strength, ad_fraction, site_confound, variability,
         coupling,
