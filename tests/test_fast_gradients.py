@@ -3,6 +3,7 @@ unchanged (batch norms folded, sub-pixel stem) and the model is restored after."
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -87,3 +88,14 @@ def test_only_frozen_strided_stems_are_patched() -> None:
     with fast_input_gradients(model):
         patched = ["forward" in vars(m) for m in model]
     assert patched == [False, False, True, False]
+
+
+def test_the_model_is_restored_when_the_block_fails() -> None:
+    encoder = DCGANEncoder((16, 16, 16), 8).eval().requires_grad_(False)
+    before = {name: p.clone() for name, p in encoder.state_dict().items()}
+    with pytest.raises(RuntimeError, match="inside"), fast_input_gradients(encoder):
+        raise RuntimeError("inside")
+    assert not any("forward" in vars(m) for m in encoder.modules())
+    assert all(p.is_contiguous() for p in encoder.parameters())
+    for name, value in encoder.state_dict().items():
+        assert torch.equal(value, before[name]), name
