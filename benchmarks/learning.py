@@ -13,7 +13,8 @@ outputs are there, so an interrupted benchmark continues):
 3. one group run with ``--objective Random AE S CL L-CL S-AE Supervised`` (and
    ``--input-size 32``, ``--epochs``, ``--batch-size``, ``--folds``, ``--n-trials``);
 4. a table per objective: hold-out AUC per modality (mean and sd over folds, from
-   ``evaluation_summary.tsv``), validation pair retrieval against its chance level,
+   ``evaluation_summary.tsv``), validation pair retrieval against its chance level
+   (by the latents, and by the objective's own critic),
    the shortcut probe, the terms that did not learn (``training_summary.tsv``) and
    the training seconds (``history.tsv``).
 
@@ -175,11 +176,11 @@ def report(
     training = _table(group / "training_summary.tsv")
     lines = [
         "| objective | hold-out AUC T1w | hold-out AUC fALFF | val retrieval (chance) "
-        "| probe shared / independent | not learned | train s/fold |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| critic retrieval | probe shared / independent | not learned | train s/fold |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
         f"| raw voxels (PCA 10 + LR, 5-fold CV) | {raw['T1w'][0]:.3f} +- {raw['T1w'][1]:.3f} "
         f"| {raw['falff'][0]:.3f} +- {raw['falff'][1]:.3f} "
-        f"| {raw_retrieval:.3f} (PCA 20 + CCA 5, 20 held out: chance 0.050) | | | |",
+        f"| {raw_retrieval:.3f} (PCA 20 + CCA 5, 20 held out: chance 0.050) | | | | |",
     ]
     for spec in objectives:
         cells = []
@@ -194,16 +195,19 @@ def report(
         if rows:
             retrieval = np.mean([float(r["validation_retrieval"] or "nan") for r in rows])
             chance = np.mean([float(r["retrieval_chance"] or "nan") for r in rows])
+            critic = [float(r["critic_retrieval"]) for r in rows if r["critic_retrieval"] != "n/a"]
             shared = np.mean([float(r["probe_shared"]) for r in rows])
             independent = np.mean([float(r["probe_independent"]) for r in rows])
             terms = {t for r in rows for t in r["unlearned"].split() if t != "n/a"}
             unlearned = " ".join(sorted(terms))
             seconds = np.mean([_seconds(group / f"objective-{spec}" / f"fold-{r['fold']}")
                                for r in rows])  # fmt: skip
-            cells += [f"{retrieval:.3f} ({chance:.3f})", f"{shared:.2f} / {independent:.2f}",
+            cells += [f"{retrieval:.3f} ({chance:.3f})",
+                      f"{np.mean(critic):.3f}" if critic else "-",
+                      f"{shared:.2f} / {independent:.2f}",
                       unlearned or "-", f"{seconds:.0f}"]  # fmt: skip
         else:
-            cells += ["-", "-", "-", "-"]
+            cells += ["-", "-", "-", "-", "-"]
         lines.append(f"| {spec} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

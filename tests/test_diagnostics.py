@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bidsfusion.models.base import EncoderOutput
-from bidsfusion.train.diagnostics import retrieval, shortcut_probe, unlearned_terms
+from bidsfusion.train.diagnostics import (
+    critic_retrieval,
+    retrieval,
+    shortcut_probe,
+    top1,
+    unlearned_terms,
+)
 
 
 def test_retrieval_of_matching_and_unrelated_latents() -> None:
@@ -45,3 +52,15 @@ def test_terms_at_or_above_chance_are_reported() -> None:
     row = {"val_S": 4.2, "val_S_chance": 4.97, "val_L": 17.9, "val_L_chance": 17.89}
     row |= {"val_CCA": -3.0, "val_retrieval_T1w_falff": 0.5, "val_retrieval_chance": 0.06}
     assert unlearned_terms(row) == {"L": (17.9, 17.89)}
+
+
+def test_critic_retrieval_ranks_by_the_critics_products() -> None:
+    x = F.normalize(torch.randn(30, 64, generator=torch.Generator().manual_seed(0)), dim=1)
+    found = critic_retrieval({"S_a_b": (x, x), "CL_a_b": (x, x.roll(1, dims=0))})
+    assert found == {"S_a_b": 1.0, "CL_a_b": 0.0}
+    # products, not cosines: the long candidate 1 wins anchor 0 (cosines would be right)
+    x, y = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 0.0], [1.5, 2.0]])
+    assert critic_retrieval({"e": (y, x)})["e"] == 0.75
+    assert retrieval({"a": y, "b": x})["a_b"] == 1.0
+    scores = torch.tensor([[3.0, 0.0], [2.0, 1.0]])  # row 1 prefers column 0
+    assert top1(scores) == 0.75  # rows: 1 of 2 right; columns: 2 of 2 right

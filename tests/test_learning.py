@@ -51,6 +51,7 @@ def test_s_finds_the_partner_of_a_held_out_subject(tmp_path: Path) -> None:
     _, validation = _data()
     untrained = retrieval(latents_of(_model().eval(), validation.volumes, 16))["T1w_falff"]
     assert learned >= 4 * chance, (learned, chance)
+    assert result.best_row["val_critic_S_T1w_falff"] >= 4 * chance  # its critic agrees
     assert untrained <= 2 * chance, untrained
     assert result.best_row["val_S"] < result.best_row["val_S_chance"]
     assert not result.unlearned
@@ -62,6 +63,8 @@ def test_local_terms_end_below_their_chance_level(tmp_path: Path) -> None:
     for term in ("L", "CL"):
         assert last[f"train_{term}"] < last[f"train_{term}_chance"] - 0.05, (term, last)
     assert not result.unlearned
+    for edge in ("T1w_falff", "falff_T1w"):  # CL's critic pairs held-out subjects (3x chance)
+        assert result.best_row[f"val_critic_CL_{edge}"] >= 2 / N_VALIDATION, result.best_row
 
 
 def test_cs_ends_below_its_chance_level_where_every_patch_shows_its_subject(

@@ -310,3 +310,56 @@ def test_cs_anchors_lie_in_the_mask() -> None:
         chosen = random_location(embeddings, mask)[:, 0, 0].long() % 10
         assert chosen[0] == 3 and chosen[1] == 7 and chosen[2] in (2, 3)
     assert len({int(random_location(embeddings, mask)[3, 0, 0]) for _ in range(50)}) > 5
+
+
+def test_pair_embeddings_give_each_critics_mean_score(registry) -> None:
+    """x[i] . y[j] / sqrt(d) is the mean raw critic score of sample i's first member
+    against sample j's anchor over the brain locations, written out directly here."""
+    from bidsfusion.objectives.dim import brain_locations
+
+    encoders = _encoders()
+    objective = _build("L-CL-CS-S", encoders, registry)
+    torch.manual_seed(1)
+    batch = {m: torch.randn(5, 1, SIZE, SIZE, SIZE) for m in encoders}
+    batch["T1w"][:, :, :8] = batch["T1w"].amin()  # half the field of view is background
+    outputs = {m: e(batch[m]) for m, e in encoders.items()}
+    pairs = objective.pair_embeddings(outputs, batch)
+    assert set(pairs) == {"CL_T1w_fALFF", "CL_fALFF_T1w", "CS_T1w_fALFF", "S_T1w_fALFF"}
+    heads = objective.heads
+    local = {m: heads.local[m](outputs[m].features["local"]).flatten(2) for m in MODALITIES}
+    latent = {m: outputs[m].latent for m in MODALITIES}
+    mask = {
+        m: brain_locations(batch[m], outputs[m].features["local"].shape[2:]) for m in MODALITIES
+    }
+    assert not mask["T1w"].all() and mask["T1w"].any(dim=1).all()
+    d = latent["T1w"].shape[1]
+
+    def mean_score(a, i, b, j):  # local of (a, i) against the latent of (b, j)
+        scores = torch.einsum("dl,d->l", local[a][i], latent[b][j]) / math.sqrt(d)
+        return scores[mask[a][i]].mean()
+
+    def cs_score(a, i, b, j):  # every brain location of (a, i) against every one of (b, j)
+        scores = torch.einsum("dl,dm->lm", local[a][i], local[b][j]) / math.sqrt(d)
+        return scores[mask[a][i]][:, mask[b][j]].mean()
+
+    for name, formula, a, b in [
+        ("CL_T1w_fALFF", mean_score, "T1w", "fALFF"),
+        ("CL_fALFF_T1w", mean_score, "fALFF", "T1w"),
+        ("CS_T1w_fALFF", cs_score, "T1w", "fALFF"),
+        (
+            "S_T1w_fALFF",
+            lambda a, i, b, j: latent[a][i] @ latent[b][j] / math.sqrt(d),
+            "T1w",
+            "fALFF",
+        ),
+    ]:
+        x, y = pairs[name]
+        expected = torch.tensor([[formula(a, i, b, j) for j in range(5)] for i in range(5)])
+        torch.testing.assert_close(x @ y.T / math.sqrt(d), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_objectives_without_a_critic_give_no_pair_embeddings(registry) -> None:
+    encoders = _encoders()
+    objective = _build("AE-L", encoders, registry)
+    _, batch = _run(encoders, objective)
+    assert objective.pair_embeddings({m: e(batch[m]) for m, e in encoders.items()}, batch) == {}

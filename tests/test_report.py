@@ -53,6 +53,7 @@ def _history(path: Path, epochs: int, fold: int) -> None:
         "val_L": 15.5 - t / 30,
         "val_L_chance": np.full(epochs, 15.6),
         "val_retrieval_T1w_falff": 0.05 + t / 200,
+        "val_critic_CL_T1w_falff": 0.05 + t / 100,
         "val_retrieval_chance": np.full(epochs, 0.05),
         "lr": np.full(epochs, 4e-4),
         "seconds": np.full(epochs, 0.5),
@@ -103,8 +104,8 @@ def fabricate(group: Path) -> Path:
         ],
     )
     training = [
-        ["L-CL", 0, 20, 18, 31.0, None, 0.2, 0.05, 0.3, 0.25, False],
-        ["L-CL", 1, 20, 5, 31.5, "L", 0.05, 0.05, 0.6, 0.1, True],
+        ["L-CL", 0, 20, 18, 31.0, None, 0.2, 0.05, 0.35, 0.3, 0.25, False],
+        ["L-CL", 1, 20, 5, 31.5, "L", 0.05, 0.05, None, 0.6, 0.1, True],
     ]
     write_tsv(group / "training_summary.tsv", TRAINING_COLUMNS, training)
     for fold in (0, 1):
@@ -173,6 +174,7 @@ def test_sections_show_the_run_its_flags_and_escape_text(report: Path) -> None:
     assert "&lt;b&gt;x&amp;y" in text and "<b>x&y" not in text
     assert "did not learn: L" in text and ">shortcut<" in text
     assert "1 of 2 trained (objective, fold)" in text
+    assert "<td>0.35 / 0.05</td>" in text and "<td>-</td>" in text  # critic retrieval
     for setting in ("<td>flip_axes</td><td>all</td>", "<td>max_shift</td><td>9</td>"):
         assert setting in text
     assert "Random: the untrained control, no training curves" in text

@@ -100,7 +100,8 @@ def test_history_has_a_row_per_epoch_and_every_term(reference: Run) -> None:
     columns, rows = read_history(reference.out_dir / "history.tsv")
     names = [f"{t}{s}" for t in ("CL", "CS", "L") for s in ("", "_chance", "_penalty")]
     terms = ["loss", *names]
-    retrieval = ["val_retrieval_T1w_falff", "val_retrieval_chance"]
+    critic = [f"val_critic_{e}" for e in ("CL_T1w_falff", "CL_falff_T1w", "CS_T1w_falff")]
+    retrieval = ["val_retrieval_T1w_falff", *critic, "val_retrieval_chance"]
     assert columns == [
         "epoch", *[f"train_{t}" for t in terms], *[f"val_{t}" for t in terms], *retrieval,
         "lr", "seconds",
@@ -115,6 +116,7 @@ def test_history_has_a_row_per_epoch_and_every_term(reference: Run) -> None:
             if split == "val":
                 assert row["val_L_chance"] == pytest.approx(2 * math.log(1 + 7 * 512))
         assert row["val_retrieval_chance"] == 1 / 8 and 0 <= row["val_retrieval_T1w_falff"] <= 1
+        assert all(row[c] in {k / 16 for k in range(17)} for c in critic)  # 8 rows + 8 columns
         assert row["seconds"] > 0
     assert reference.result.epochs_run == 3
 

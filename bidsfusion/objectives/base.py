@@ -29,6 +29,16 @@ class Objective(nn.Module):
         """Named loss terms and their total ``"loss"``."""
         raise NotImplementedError
 
+    def pair_embeddings(
+        self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
+    ) -> dict[str, tuple[Tensor, Tensor]]:
+        """This objective's own measure of which samples pair up across modalities:
+        per cross-modal edge ``"<a>_<b>"`` of its critic, embeddings ``(x [B, d],
+        y [B, d])`` whose products ``x[i] . y[j]`` rank the candidates ``i`` of anchor
+        ``j`` as the critic's mean score over locations does. Validation retrieves
+        pairs with them (critic retrieval); empty for objectives without a critic."""
+        return {}
+
 
 ObjectiveFactory = Callable[..., Objective]
 """``factory(modalities, dims, *, heads=None, **options) -> Objective``.

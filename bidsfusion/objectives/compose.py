@@ -110,6 +110,19 @@ class ComposedObjective(Objective):
         values["loss"] = total
         return values
 
+    def pair_embeddings(
+        self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
+    ) -> dict[str, tuple[Tensor, Tensor]]:
+        """Every term's pair embeddings as ``"<term>_<a>_<b>"``, float32."""
+        outputs = {m: _float32_output(output) for m, output in outputs.items()}
+        batch = {k: v.float() if v.is_floating_point() else v for k, v in batch.items()}
+        with torch.autocast(_device_type(outputs), enabled=False):
+            return {
+                f"{name}_{edge}": (x.float(), y.float())
+                for name, term in self.terms.items()
+                for edge, (x, y) in term.pair_embeddings(outputs, batch).items()
+            }
+
 
 def _float32_output(output: EncoderOutput) -> EncoderOutput:
     return EncoderOutput(output.latent.float(), {k: v.float() for k, v in output.features.items()})

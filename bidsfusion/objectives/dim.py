@@ -8,7 +8,9 @@ against all locations of ``phi_j(c_j)``; ``S`` over ordered pairs of
 returns ``{name, name_penalty, name_chance, "loss"}``; ``name_chance`` is the
 term's value when every score is equal (:func:`~bidsfusion.objectives.infonce.
 infonce_chance` summed over the edges): a term that does not go below it has
-learned nothing.
+learned nothing. :meth:`pair_embeddings` gives, per cross-modal edge, the critic's
+mean score over brain locations as a product of two embeddings: validation pair
+retrieval by the critic (:func:`~bidsfusion.train.diagnostics.critic_retrieval`).
 
 In a distributed training step the candidates (the first member of every edge),
 their brain locations and the CS draws cover the global batch
@@ -26,7 +28,7 @@ stayed at its chance level even when every patch showed which subject it came fr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from itertools import permutations
+from itertools import combinations, permutations
 from typing import ClassVar
 
 import torch
@@ -150,6 +152,17 @@ class CrossLocalDIM(_InfoNCETerm):
             [(local[i], latent[j], masks[i]) for i, j in permutations(self.modalities, 2)]
         )
 
+    def pair_embeddings(
+        self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
+    ) -> dict[str, tuple[Tensor, Tensor]]:
+        """``"<i>_<j>"``: the mean brain-location embedding of ``i`` against ``j``'s latent."""
+        local, latent = self._local(outputs), self._latent(outputs)
+        masks = self._masks(outputs, batch)
+        return {
+            f"{i}_{j}": (location_mean(local[i], masks[i]), latent[j][:, :, 0])
+            for i, j in permutations(self.modalities, 2)
+        }
+
 
 class CrossSpatialDIM(_InfoNCETerm):
     """``CS``: one random brain location of ``phi_i(c_i)`` per sample against all brain
@@ -176,6 +189,17 @@ class CrossSpatialDIM(_InfoNCETerm):
             ]
         )
 
+    def pair_embeddings(
+        self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
+    ) -> dict[str, tuple[Tensor, Tensor]]:
+        """``"<i>_<j>"``: the mean brain-location embeddings of ``i`` and ``j`` (the mean
+        score over anchor and candidate locations is symmetric: one per unordered pair)."""
+        local, masks = self._local(outputs), self._masks(outputs, batch)
+        return {
+            f"{i}_{j}": (location_mean(local[i], masks[i]), location_mean(local[j], masks[j]))
+            for i, j in combinations(self.modalities, 2)
+        }
+
 
 class SimilarityDIM(_InfoNCETerm):
     """``S``: the latent of modality ``i`` against the latent of ``j != i``."""
@@ -193,6 +217,16 @@ class SimilarityDIM(_InfoNCETerm):
             [(gathered[i], latent[j], None) for i, j in permutations(self.modalities, 2)]
         )
 
+    def pair_embeddings(
+        self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
+    ) -> dict[str, tuple[Tensor, Tensor]]:
+        """``"<i>_<j>"``: the two latent embeddings (one per unordered pair: S is symmetric)."""
+        latent = self._latent(outputs)
+        return {
+            f"{i}_{j}": (latent[i][:, :, 0], latent[j][:, :, 0])
+            for i, j in combinations(self.modalities, 2)
+        }
+
 
 def _gathered(values: Mapping[str, Tensor | None]) -> dict[str, Tensor | None]:
     """Each value gathered across the ranks of a distributed step (:func:`all_gather`)."""
@@ -207,6 +241,14 @@ def random_location(embeddings: Tensor, mask: Tensor | None = None) -> Tensor:
     draws = torch.rand(B, L, device=embeddings.device).masked_fill(~keep, -1.0)
     index = draws.argmax(dim=1).view(B, 1, 1).expand(B, d, 1)
     return embeddings.gather(2, index)
+
+
+def location_mean(embeddings: Tensor, mask: Tensor | None) -> Tensor:
+    """The mean over each sample's ``mask`` locations (None or an empty row: all):
+    ``[B, d, L] -> [B, d]``; with a separable critic, the mean score of the locations."""
+    B, _, L = embeddings.shape
+    weights = usable_locations(mask, B, L, embeddings.device).to(embeddings.dtype)[:, None]
+    return (embeddings * weights).sum(2) / weights.sum(2)
 
 
 def brain_voxels(volume: Tensor) -> Tensor:

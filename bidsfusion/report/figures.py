@@ -190,11 +190,16 @@ def _fold_values(
 def training_figure(histories: Mapping[int, Mapping[str, np.ndarray]], title: str) -> bytes:
     """Small multiples of one objective: a panel per term (``loss``, each term and
     penalty) with train (blue) and validation (orange) per fold and their chance levels
-    dashed, and a panel of validation pair retrieval against its chance level."""
+    dashed, and a panel of validation pair retrieval (latents solid, the objective's critic
+    dotted) against its chance level."""
     plt = _pyplot()
     first = next(iter(histories.values()))
     terms = [c[6:] for c in first if c.startswith("train_") and not c.endswith("_chance")]
-    retrieval = [c for c in first if c.startswith("val_retrieval_") and c != "val_retrieval_chance"]
+    retrieval = [
+        c
+        for c in first
+        if c.startswith(("val_retrieval_", "val_critic_")) and c != "val_retrieval_chance"
+    ]
     panels = len(terms) + bool(retrieval)
     columns = min(panels, 4)
     rows = -(-panels // columns)
@@ -266,11 +271,14 @@ def _retrieval_panel(
     for history in histories.values():
         epoch = history["epoch"]
         for column in columns:
-            ax.plot(epoch, history[column], color=VALIDATION, linewidth=1, alpha=0.8)
+            style = ":" if column.startswith("val_critic_") else "-"
+            ax.plot(epoch, history[column], color=VALIDATION, linewidth=1, alpha=0.8, ls=style)
         if "val_retrieval_chance" in history:
             ax.plot(epoch, history["val_retrieval_chance"], color=VALIDATION, linestyle="--")
-    pairs = ", ".join(c[len("val_retrieval_") :] for c in columns)
-    ax.set_title(f"validation pair retrieval ({pairs})", fontsize=9)
+    pairs = ", ".join(c[len("val_retrieval_") :] for c in columns if c.startswith("val_retrieval_"))
+    critic = ", ".join(c[len("val_critic_") :] for c in columns if c.startswith("val_critic_"))
+    title = f"validation pair retrieval ({pairs})" if pairs else "validation pair retrieval"
+    ax.set_title(f"{title}\ncritic, dotted: {critic}" if critic else title, fontsize=9)
     _epoch_axis(ax)
     ax.set_ylim(bottom=0)
     ax.tick_params(labelsize=7)

@@ -56,6 +56,11 @@ def _diagnostics(group_dir: Path, flags: dict[str, list[str]]) -> str:
         if found:
             flags.setdefault(r["objective"], []).extend(f"fold {r['fold']}: {p}" for p in found)
         retrieval = _ratio(r, "validation_retrieval", "retrieval_chance", path)
+        critic = (
+            _ratio(r, "critic_retrieval", "retrieval_chance", path)
+            if r.get("critic_retrieval", "n/a") != "n/a"
+            else "-"
+        )
         probe = _ratio(r, "probe_shared", "probe_independent", path)
         verdict = [badge(p) for p in found] or [badge("learned", "good")]
         body.append(
@@ -65,6 +70,7 @@ def _diagnostics(group_dir: Path, flags: dict[str, list[str]]) -> str:
                 f"{r['best_epoch']} of {r['epochs']}",
                 _fixed(r["best_validation_loss"], path, "best_validation_loss", ".4g"),
                 retrieval,
+                critic,
                 probe,
                 Markup(" ".join(verdict)),
             ]
@@ -85,12 +91,16 @@ def _diagnostics(group_dir: Path, flags: dict[str, list[str]]) -> str:
         "best epoch",
         "best validation loss",
         "validation retrieval / chance",
+        "critic retrieval / chance",
         "probe shared / independent",
         "verdict",
     ]
     text = note(
         "did not learn: a term whose validation value at the best epoch is not below its "
-        "chance level; shortcut: training pairs are retrieved far better with one "
+        "chance level; validation retrieval: how often a subject's latent of one modality "
+        "is closest (cosine) to its own of the other; critic retrieval: the same by the "
+        "objective's own critic (its mean score over brain locations: CL, CS, S); "
+        "shortcut: training pairs are retrieved far better with one "
         "augmentation draw shared by both views than with independent draws."
     )
     return summary + text + table(columns, body, kinds) + sources([relative(path, group_dir)])

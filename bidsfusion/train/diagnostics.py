@@ -3,6 +3,10 @@
 - Pair retrieval: for each subject's latent of one modality, is the closest latent
   (cosine) of the other modality the same subject's? Top-1 accuracy, averaged over
   both directions of every pair of modalities; chance is 1/N for N pairs.
+- Critic retrieval: the same with the objective's own critic in place of the cosine
+  of the latents (:meth:`~bidsfusion.objectives.base.Objective.pair_embeddings`):
+  CL pairs a subject's local features with the other modality's latent, which
+  latent retrieval does not see.
 - The shortcut probe: retrieval on training pairs when both views share one
   augmentation draw versus when each has its own. A model that matches pairs by
   where the brain sits in the field of view (which a shared draw makes identical)
@@ -39,14 +43,27 @@ def retrieval(latents: Mapping[str, Tensor]) -> dict[str, float]:
 
     ``latents[m]`` [N, d] hold the same N subjects in the same order.
     """
-    out = {}
-    for a, b in combinations(latents, 2):
-        scores = F.normalize(latents[a].float(), dim=1) @ F.normalize(latents[b].float(), dim=1).T
-        target = torch.arange(len(scores), device=scores.device)
-        forward = (scores.argmax(dim=1) == target).float().mean()
-        backward = (scores.argmax(dim=0) == target).float().mean()
-        out[f"{a}_{b}"] = float((forward + backward) / 2)
-    return out
+    return {
+        f"{a}_{b}": top1(
+            F.normalize(latents[a].float(), dim=1) @ F.normalize(latents[b].float(), dim=1).T
+        )
+        for a, b in combinations(latents, 2)
+    }
+
+
+def critic_retrieval(pairs: Mapping[str, tuple[Tensor, Tensor]]) -> dict[str, float]:
+    """Top-1 pair retrieval by the critic's scores ``x @ y.T`` of each edge's pair
+    embeddings ``(x [N, d], y [N, d])``, ``{edge: accuracy}``."""
+    return {edge: top1(x.float() @ y.float().T) for edge, (x, y) in pairs.items()}
+
+
+def top1(scores: Tensor) -> float:
+    """Top-1 accuracy of ``scores [N, N]`` (row ``i`` and column ``i`` are sample ``i``'s)
+    finding the diagonal, averaged over rows and columns."""
+    target = torch.arange(len(scores), device=scores.device)
+    forward = (scores.argmax(dim=1) == target).float().mean()
+    backward = (scores.argmax(dim=0) == target).float().mean()
+    return float((forward + backward) / 2)
 
 
 @torch.no_grad()

@@ -62,7 +62,7 @@ def history_matches(path: Path, rows: Sequence[Mapping[str, float]]) -> bool:
 
 def epoch_summary(row: Mapping[str, float]) -> str:
     """One line of an epoch: losses, each validation term against its chance level,
-    validation pair retrieval against its chance, seconds."""
+    validation pair retrieval (latents, then each critic edge) against its chance, seconds."""
     parts = [f"loss {row['train_loss']:.4g} val {row['val_loss']:.4g}"]
     for key, chance in row.items():
         if key.startswith("val_") and key.endswith("_chance") and key != "val_retrieval_chance":
@@ -70,4 +70,6 @@ def epoch_summary(row: Mapping[str, float]) -> str:
     for key, value in row.items():
         if key.startswith("val_retrieval_") and key != "val_retrieval_chance":
             parts.append(f"retrieval {key[14:]} {value:.2f}/{row['val_retrieval_chance']:.2f}")
+        if key.startswith("val_critic_"):
+            parts.append(f"critic {key[11:]} {value:.2f}/{row['val_retrieval_chance']:.2f}")
     return "; ".join(parts) + f" ({row['seconds']:.1f} s; value/chance)"

@@ -42,8 +42,9 @@ from torch.optim.lr_scheduler import OneCycleLR
 from bidsfusion.data.sampling import ClassBalancedSampler
 from bidsfusion.data.transforms import augment
 from bidsfusion.errors import InputDataError
+from bidsfusion.objectives.base import Objective
 from bidsfusion.objectives.gather import global_batch
-from bidsfusion.train.diagnostics import diagnose, retrieval
+from bidsfusion.train.diagnostics import critic_retrieval, diagnose, retrieval
 from bidsfusion.train.distributed import (
     is_main,
     local_batch_size,
@@ -145,7 +146,7 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 def train_fold(
     model: nn.Module,
-    objective: nn.Module,
+    objective: Objective,
     train: FoldData,
     validation: FoldData,
     settings: TrainSettings,
@@ -301,7 +302,7 @@ class _Fold:
     def __init__(
         self,
         model: nn.Module,
-        objective: nn.Module,
+        objective: Objective,
         settings: TrainSettings,
         device: torch.device,
         out_dir: Path,
@@ -395,11 +396,13 @@ class _Fold:
     @torch.no_grad()
     def validate(self, data: FoldData) -> dict[str, float]:
         """Every term's mean over ``data`` (eval mode, no augmentation, a fixed seed),
-        and the pair retrieval of its latents (``retrieval_<a>_<b>``, chance 1/N)."""
+        the pair retrieval of its latents (``retrieval_<a>_<b>``) and by the objective's
+        critic (``critic_<term>_<a>_<b>``), chance 1/N."""
         self._mode(False)
         torch.manual_seed(_epoch_seed(self.settings.seed, 0))
         means = TermMeans()
         latents: dict[str, list[Tensor]] = {m: [] for m in data.volumes}
+        pairs: dict[str, list[tuple[Tensor, Tensor]]] = {}
         n = len(data)
         # chunks of at least batch_size (the rest joins the last): a one-sample batch
         # would make InfoNCE return 0 and CCA's Cholesky fail
@@ -410,10 +413,19 @@ class _Fold:
             means.add(self.objective(outputs, batch), len(index))
             for m, output in outputs.items():
                 latents[m].append(output.latent.float())
+            for edge, xy in self.objective.pair_embeddings(outputs, batch).items():
+                pairs.setdefault(edge, []).append(xy)
         values = means.means()
         found = retrieval({m: torch.cat(parts) for m, parts in latents.items()})
         values.update({f"retrieval_{pair}": accuracy for pair, accuracy in found.items()})
-        if found:
+        critic = critic_retrieval(
+            {
+                edge: (torch.cat([x for x, _ in xy]), torch.cat([y for _, y in xy]))
+                for edge, xy in pairs.items()
+            }
+        )
+        values.update({f"critic_{edge}": accuracy for edge, accuracy in critic.items()})
+        if found or critic:
             values["retrieval_chance"] = 1 / n
         return values
 

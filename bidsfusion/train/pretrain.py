@@ -109,6 +109,7 @@ SUMMARY_COLUMNS = (
     "unlearned",
     "validation_retrieval",
     "retrieval_chance",
+    "critic_retrieval",
     "probe_shared",
     "probe_independent",
     "shortcut",
@@ -118,9 +119,11 @@ SUMMARY_COLUMNS = (
 
 def summary_row(spec: str, fold: int, result: FoldResult) -> list[object]:
     """A ``training_summary.tsv`` row: the best epoch, the terms that did not beat their
-    chance level, validation retrieval at the best epoch, the shortcut probe."""
+    chance level, validation retrieval (latents, and the critic's: each the mean over its
+    pairs) at the best epoch, the shortcut probe."""
     row = result.best_row
     retrieval = [v for k, v in row.items() if k.startswith("val_retrieval_") and "chance" not in k]
+    critic = [v for k, v in row.items() if k.startswith("val_critic_")]
     shared, independent = result.probe
     return [
         spec,
@@ -131,6 +134,7 @@ def summary_row(spec: str, fold: int, result: FoldResult) -> list[object]:
         " ".join(sorted(result.unlearned)) or None,
         sum(retrieval) / len(retrieval) if retrieval else None,
         row.get("val_retrieval_chance"),
+        sum(critic) / len(critic) if critic else None,
         shared,
         independent,
         shared - independent > SHORTCUT_GAP,
@@ -148,7 +152,7 @@ def write_training_summary(rows: Sequence[list[object]], group_dir: Path) -> Non
             try:
                 _, earlier = read_tsv(path)
                 kept = [
-                    [r[c] for c in SUMMARY_COLUMNS]
+                    [r.get(c) for c in SUMMARY_COLUMNS]
                     for r in earlier
                     if (r["objective"], r["fold"]) not in mine
                 ]
