@@ -66,7 +66,7 @@ class RunConfig:
     latent_dim: int = 64
     epochs: int = 200
     lr: float = 4e-4
-    max_lr: float = 2e-3
+    max_lr: float = 5e-4
     batch_size: int = 64
     input_size: int = 64
     folds: int = 5

@@ -153,7 +153,7 @@ def level_options(fn: Any) -> Any:
         click.option(
             "--max-lr",
             type=click.FloatRange(min=0, min_open=True),
-            help="[group] OneCycle's peak learning rate, >= --lr. Default: 2e-3 "
+            help="[group] OneCycle's peak learning rate, >= --lr. Default: 5e-4 "
             "(the paper's 0.01 makes the DIM terms diverge at the peak).",
         ),
         click.option("--batch-size", type=click.IntRange(min=2), help="[group] Default: 64."),

@@ -137,7 +137,7 @@ def test_same_positive_and_negative_is_a_usage_error(tmp_path):
 
 def test_a_peak_learning_rate_below_the_initial_one_is_a_usage_error(tmp_path):
     base = {"bids_dir": tmp_path, "output_dir": tmp_path, "analysis_level": "group"}
-    with pytest.raises(UsageError, match=re.escape("--lr 0.01 and --max-lr 0.002")):
+    with pytest.raises(UsageError, match=re.escape("--lr 0.01 and --max-lr 0.0005")):
         make_config({**base, "lr": 0.01})
     with pytest.raises(UsageError, match="both finite"):
         make_config({**base, "max_lr": float("inf")})
