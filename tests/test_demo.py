@@ -59,6 +59,7 @@ def test_demo_synthesises_and_runs_both_levels(run_cli, tmp_path: Path, levels: 
         assert config.nprocs == 1
     assert list(group.objective) == ["Random", "S-AE", "L-CL"]
     assert (group.input_size, group.latent_dim, group.folds, group.holdout) == (32, 16, 3, 0.3)
+    assert (group.epochs, group.max_lr) == (30, 0.002)
     assert all(f"step {k}/3" in result.err for k in (1, 2, 3))
 
 
