@@ -1,5 +1,5 @@
 """Within fast_input_gradients a frozen model's input gradients and saliency are
-unchanged (batch norms folded, sub-pixel stem) and the model is restored after."""
+unchanged (batch norms folded, explicit transposed convolutions) and the model is restored after."""
 
 from __future__ import annotations
 
@@ -52,9 +52,13 @@ def test_training_batch_norms_and_trainable_pairs_are_not_folded() -> None:
     model.requires_grad_(False)
     model[1].train()
     model[2].weight.requires_grad_(True)
+    x = torch.randn(2, 2, 8, 8, 8)
+    expected = model(x)
     with fast_input_gradients(model):
         patched = ["forward" in vars(m) for m in model]
-    assert patched == [False, False, False, False]
+        output = model(x)
+    assert patched == [True, False, False, False]
+    torch.testing.assert_close(output, expected)
 
 
 def test_saliency_is_unchanged_and_the_model_restored() -> None:
@@ -77,7 +81,7 @@ def test_saliency_is_unchanged_and_the_model_restored() -> None:
     assert fast.abs().sum() > 0
 
 
-def test_only_frozen_strided_stems_are_patched() -> None:
+def test_only_frozen_convolutions_are_patched() -> None:
     model = nn.Sequential(
         nn.Conv3d(1, 4, 4, 2, 1),
         nn.Conv3d(4, 4, 3, 1, 1),
@@ -87,7 +91,7 @@ def test_only_frozen_strided_stems_are_patched() -> None:
     model[0].requires_grad_(True)
     with fast_input_gradients(model):
         patched = ["forward" in vars(m) for m in model]
-    assert patched == [False, False, True, False]
+    assert patched == [False, False, True, True]
 
 
 def test_the_model_is_restored_when_the_block_fails() -> None:

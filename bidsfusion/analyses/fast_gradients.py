@@ -9,8 +9,9 @@ While :func:`fast_input_gradients` is active, a frozen model
   beta`` is the convolution with weight ``w gamma / sqrt(var + eps)`` and bias ``(b -
   mean) gamma / sqrt(var + eps) + beta``, so the backward pass skips the batch norm
   (about 1.3x at 64^3);
-- back-propagates to the input of a strided stem convolution by sub-pixel
-  convolution (:mod:`~bidsfusion.analyses.subpixel`, about 3x for that layer).
+- back-propagates through every frozen ``nn.Conv3d`` by an explicit transposed
+  convolution, or a sub-pixel one for the stem
+  (:mod:`~bidsfusion.analyses.frozen_conv`: about 4x for those layers under vmap).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from bidsfusion.analyses.subpixel import qualifies, strided_conv
+from bidsfusion.analyses.frozen_conv import frozen_conv, transposable
 
 
 @contextlib.contextmanager
@@ -54,8 +55,9 @@ def _fast_forward(
     if type(module) is not nn.Conv3d:
         return None
     weight, bias = folds.get(module, (module.weight, module.bias))
-    if qualifies(module):
-        return lambda x: strided_conv(x, weight, bias)
+    if transposable(module):
+        settings = module.stride, module.padding, module.dilation
+        return lambda x: frozen_conv(x, weight, bias, *settings)
     if module in folds:
         return lambda x: module._conv_forward(x, weight, bias)
     return None

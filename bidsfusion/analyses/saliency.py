@@ -8,7 +8,7 @@ For a subject's normalised volume ``x`` and an encoder with latent ``z[K]``:
    product batched over the K cotangents with ``torch.func.vmap``), then its
    absolute value. Computed in float32 whatever the input's dtype, on a frozen model
    in channels-last layout with eval batch norms folded into their convolutions and
-   the stem's input gradient by sub-pixel convolution
+   every convolution's input gradient an explicit transposed convolution
    (:mod:`~bidsfusion.analyses.fast_gradients`): the same numbers, faster.
 2. The "numerically stable" projection: non-finite values set to 0, the brain mask
    applied (voxels above the volume's minimum, its background), each (subject,

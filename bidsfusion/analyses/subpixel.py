@@ -8,17 +8,17 @@ the gradient at ``m - 1, m`` (``r = 0``, taps 3, 1) or ``m, m + 1`` (``r = 1``, 
 2, 0), so it equals 8 interleaved 2^3 convolutions ("sub-pixel"), computed here as
 one ``conv3d`` with 8 times the output channels: the same numbers (to float
 rounding), about 3x faster at 64^3 on 2 CPU cores.
-:mod:`~bidsfusion.analyses.fast_gradients` swaps it in.
+:mod:`~bidsfusion.analyses.frozen_conv` uses it.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 MAX_IN_CHANNELS = 4
 """Above this many input channels oneDNN's own transposed convolution is faster."""
@@ -47,43 +47,22 @@ def strided_input_gradient(grad: Tensor, weight: Tensor) -> Tensor:
     return out
 
 
-def strided_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``conv3d(x, weight, bias, stride=2, padding=1)`` whose input gradient is computed
-    by :func:`strided_input_gradient`; no gradient for the weight and bias."""
-    return _StridedConv.apply(x, weight, bias)
-
-
-class _StridedConv(torch.autograd.Function):
-    """``conv3d(x, weight, bias, stride=2, padding=1)`` whose input gradient is sub-pixel;
-    no gradient for the weight and bias (frozen models only)."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        return F.conv3d(x, weight, bias, stride=2, padding=1)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
-        ctx.save_for_backward(inputs[1])
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        (weight,) = ctx.saved_tensors
-        return strided_input_gradient(grad, weight), None, None
-
-
-def qualifies(module: nn.Module) -> bool:
-    """Whether ``module`` is a frozen ``nn.Conv3d`` (kernel 4, stride 2, padding 1, at
-    most :data:`MAX_IN_CHANNELS` inputs) whose input gradient may be sub-pixel."""
+def subpixel_fits(
+    weight: Tensor,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    input_size: Sequence[int],
+    output_size: Sequence[int],
+) -> bool:
+    """Whether :func:`strided_input_gradient` is the input gradient of this
+    convolution (kernel 4, stride 2, padding 1, no dilation, at most
+    :data:`MAX_IN_CHANNELS` inputs, an input twice the output size) and the faster one."""
     return (
-        type(module) is nn.Conv3d
-        and module.kernel_size == (4, 4, 4)
-        and module.stride == (2, 2, 2)
-        and module.padding == (1, 1, 1)
-        and module.dilation == (1, 1, 1)
-        and module.groups == 1
-        and module.padding_mode == "zeros"
-        and module.in_channels <= MAX_IN_CHANNELS
-        and not module.weight.requires_grad
+        tuple(weight.shape[-3:]) == (4, 4, 4)
+        and tuple(stride) == (2, 2, 2)
+        and tuple(padding) == (1, 1, 1)
+        and tuple(dilation) == (1, 1, 1)
+        and weight.shape[1] <= MAX_IN_CHANNELS
+        and tuple(input_size) == tuple(2 * size for size in output_size)
     )
