@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bidsfusion.models.base import EncoderOutput
 from bidsfusion.train.diagnostics import (
+    FEW_STEPS,
     critic_retrieval,
+    diagnose,
     retrieval,
     shortcut_probe,
     top1,
@@ -52,6 +55,20 @@ def test_terms_at_or_above_chance_are_reported() -> None:
     row = {"val_S": 4.2, "val_S_chance": 4.97, "val_L": 17.9, "val_L_chance": 17.89}
     row |= {"val_CCA": -3.0, "val_retrieval_T1w_falff": 0.5, "val_retrieval_chance": 0.06}
     assert unlearned_terms(row) == {"L": (17.9, 17.89)}
+
+
+@pytest.mark.parametrize(("steps", "advised"), [(240, True), (FEW_STEPS, False)])
+def test_a_term_that_did_not_learn_is_a_warning_with_its_steps(
+    steps: int, advised: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    row = {"val_CL": 17.03, "val_CL_chance": 17.02, "val_S": 4.0, "val_S_chance": 4.97}
+    unlearned, probe = diagnose(row, nn.Identity(), {}, None, "CL/fold-0", steps)
+    assert unlearned == {"CL": (17.03, 17.02)} and probe == (0.0, 0.0)
+    (record,) = caplog.records
+    assert record.levelname == "WARNING"
+    assert "CL/fold-0: CL did not learn" in record.message
+    assert f"after {steps} optimizer steps" in record.message
+    assert ("more --epochs or a smaller --batch-size" in record.message) == advised
 
 
 def test_critic_retrieval_ranks_by_the_critics_products() -> None:

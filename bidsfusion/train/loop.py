@@ -212,7 +212,7 @@ def train_fold(
     )
     if is_main():
         result.unlearned, result.probe = diagnose(
-            result.best_row, fold.model, train.volumes, settings, fold.name
+            result.best_row, fold.model, train.volumes, settings, fold.name, steps * state.epoch
         )
     return result
 
