@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bidsfusion.analyses.frozen_conv import frozen_conv, input_gradient
+from bidsfusion.analyses.frozen_conv import Geometry, frozen_conv, input_gradient
 
 CASES = [
     # (in channels, kernel, stride, padding, dilation, input size)
@@ -34,18 +34,18 @@ def test_the_input_gradient_is_autograds(
         size,
         dtype=torch.float64,
     )
-    settings = (stride,) * 3, (padding,) * 3, (dilation,) * 3
+    geometry = Geometry((stride,) * 3, (padding,) * 3, (dilation,) * 3)
 
     def plain(v: torch.Tensor) -> torch.Tensor:
-        return F.conv3d(v, weight, None, *settings)
+        return F.conv3d(v, weight, None, *geometry)
 
     output, pullback = torch.func.vjp(plain, x)
     cotangents = torch.randn(4, *output.shape, dtype=torch.float64)
     (expected,) = torch.func.vmap(pullback)(cotangents)
-    _, fast_pullback = torch.func.vjp(lambda v: frozen_conv(v, weight, None, *settings), x)
+    _, fast_pullback = torch.func.vjp(lambda v: frozen_conv(v, weight, None, geometry), x)
     (fast,) = torch.func.vmap(fast_pullback)(cotangents)
     torch.testing.assert_close(fast, expected, rtol=1e-10, atol=1e-10)
-    direct = input_gradient(cotangents[0], weight, tuple(x.shape[-3:]), *settings)
+    direct = input_gradient(cotangents[0], weight, tuple(x.shape[-3:]), geometry)
     torch.testing.assert_close(direct, expected[0], rtol=1e-10, atol=1e-10)
 
 
@@ -53,6 +53,6 @@ def test_the_forward_is_the_convolution_with_bias() -> None:
     torch.manual_seed(0)
     weight, bias = torch.randn(4, 2, 3, 3, 3), torch.randn(4)
     x = torch.randn(1, 2, 6, 6, 6)
-    settings = (1, 1, 1), (1, 1, 1), (1, 1, 1)
-    expected = F.conv3d(x, weight, bias, *settings)
-    torch.testing.assert_close(frozen_conv(x, weight, bias, *settings), expected)
+    geometry = Geometry((1, 1, 1), (1, 1, 1), (1, 1, 1))
+    expected = F.conv3d(x, weight, bias, *geometry)
+    torch.testing.assert_close(frozen_conv(x, weight, bias, geometry), expected)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from bidsfusion.analyses.frozen_conv import frozen_conv, transposable
+from bidsfusion.analyses.frozen_conv import Geometry, frozen_conv, transposable
 
 
 @contextlib.contextmanager
@@ -56,8 +56,8 @@ def _fast_forward(
         return None
     weight, bias = folds.get(module, (module.weight, module.bias))
     if transposable(module):
-        settings = module.stride, module.padding, module.dilation
-        return lambda x: frozen_conv(x, weight, bias, *settings)
+        geometry = Geometry.of(module)
+        return lambda x: frozen_conv(x, weight, bias, geometry)
     if module in folds:
         return lambda x: module._conv_forward(x, weight, bias)
     return None

@@ -13,7 +13,7 @@ Frozen models only: no gradient for the weight and bias.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,19 @@ from torch import Tensor, nn
 from bidsfusion.analyses.subpixel import strided_input_gradient, subpixel_fits
 
 Triple = tuple[int, int, int]
+
+
+class Geometry(NamedTuple):
+    """A convolution's ``stride``, ``padding`` and ``dilation`` per axis."""
+
+    stride: Triple
+    padding: Triple
+    dilation: Triple
+
+    @classmethod
+    def of(cls, module: nn.Conv3d) -> Geometry:
+        """The geometry of ``module``."""
+        return cls(module.stride, module.padding, module.dilation)
 
 
 def transposable(module: nn.Module) -> bool:
@@ -37,32 +50,18 @@ def transposable(module: nn.Module) -> bool:
     )
 
 
-def frozen_conv(
-    x: Tensor,
-    weight: Tensor,
-    bias: Tensor | None,
-    stride: Triple,
-    padding: Triple,
-    dilation: Triple,
-) -> Tensor:
-    """``conv3d(x, weight, bias, stride, padding, dilation)``; its input gradient is
-    computed as the module doc describes, none for the weight and bias."""
-    return _FrozenConv.apply(x, weight, bias, stride, padding, dilation)
+def frozen_conv(x: Tensor, weight: Tensor, bias: Tensor | None, geometry: Geometry) -> Tensor:
+    """``conv3d(x, weight, bias, *geometry)``; its input gradient is computed as the
+    module doc describes, none for the weight and bias."""
+    return _FrozenConv.apply(x, weight, bias, geometry)
 
 
-def input_gradient(
-    grad: Tensor,
-    weight: Tensor,
-    input_size: Triple,
-    stride: Triple,
-    padding: Triple,
-    dilation: Triple,
-) -> Tensor:
-    """The gradient of ``conv3d(x, weight, stride=..., padding=..., dilation=...)`` with
-    respect to ``x[N, C_in, *input_size]`` for ``grad[N, C_out, *S]``, computed
-    channels-last."""
+def input_gradient(grad: Tensor, weight: Tensor, input_size: Triple, geometry: Geometry) -> Tensor:
+    """The gradient of ``conv3d(x, weight, None, *geometry)`` with respect to
+    ``x[N, C_in, *input_size]`` for ``grad[N, C_out, *S]``, computed channels-last."""
     grad = grad.movedim(1, -1).contiguous().movedim(-1, 1)
-    if subpixel_fits(weight, stride, padding, dilation, input_size, grad.shape[-3:]):
+    stride, padding, dilation = geometry
+    if subpixel_fits(weight, *geometry, input_size, grad.shape[-3:]):
         return strided_input_gradient(grad, weight)
     kernel = weight.shape[-3:]
     output_padding = tuple(
@@ -87,26 +86,16 @@ class _FrozenConv(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(
-        x: Tensor,
-        weight: Tensor,
-        bias: Tensor | None,
-        stride: Triple,
-        padding: Triple,
-        dilation: Triple,
-    ) -> Tensor:
-        return F.conv3d(x, weight, bias, stride, padding, dilation)
+    def forward(x: Tensor, weight: Tensor, bias: Tensor | None, geometry: Geometry) -> Tensor:
+        return F.conv3d(x, weight, bias, *geometry)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
-        x, weight, _, ctx.stride, ctx.padding, ctx.dilation = inputs
+        x, weight, _, ctx.geometry = inputs
         ctx.input_size = tuple(x.shape[-3:])
         ctx.save_for_backward(weight)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         (weight,) = ctx.saved_tensors
-        gradient = input_gradient(
-            grad, weight, ctx.input_size, ctx.stride, ctx.padding, ctx.dilation
-        )
-        return gradient, None, None, None, None, None
+        return input_gradient(grad, weight, ctx.input_size, ctx.geometry), None, None, None
