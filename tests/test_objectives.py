@@ -354,7 +354,9 @@ def test_pair_embeddings_give_each_critics_mean_score(registry) -> None:
         ),
     ]:
         x, y = pairs[name]
-        expected = torch.tensor([[formula(a, i, b, j) for j in range(5)] for i in range(5)])
+        expected = torch.stack(
+            [torch.stack([formula(a, i, b, j) for j in range(5)]) for i in range(5)]
+        )
         torch.testing.assert_close(x @ y.T / math.sqrt(d), expected, rtol=1e-4, atol=1e-5)
 
 
