@@ -38,7 +38,7 @@ FEW_STEPS = 1000
 """Fewer optimizer steps than this, and a term that did not learn is told to train
 longer: on the learning benchmark (64 training subjects at 32^3, peak learning rate
 5e-4) CL's training loss stayed at its chance level through 240 steps (60 epochs of
-batch 16) and went 0.85 below it, validation 0.5 below, in 1,200 (150 epochs of 8)."""
+batch 16) and went 0.85 below it, validation 0.6 below, in 1,200 (150 epochs of 8)."""
 PROBE_SEED = 12345
 """Seed of the probe's augmentation draws (the same for every fold and objective)."""
 
@@ -116,7 +116,7 @@ def _few_steps_advice(steps: int) -> str:
     if steps >= FEW_STEPS:
         return ""
     return (
-        f"; the contrastive terms may need about {FEW_STEPS}: more --epochs or a "
+        f"; a term may need about {FEW_STEPS} steps to learn: more --epochs or a "
         "smaller --batch-size"
     )
 
