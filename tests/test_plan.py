@@ -91,7 +91,8 @@ def test_workflow_marks_heavy_and_quick_nodes(dataset: Path) -> None:
     expected = {n for n in nodes if n.endswith(("_register", "_realign", "_falff"))}
     assert heavy == expected and len(heavy) == 2 + 2 * 2  # 2 T1w; per BOLD: realign, fALFF
     quick = {n for n, node in nodes.items() if node.run_without_submitting}
-    assert quick == {n for n in nodes if n.endswith(("_sink", "_outputs", "_chain"))}
+    cheap = ("_sink", "_outputs", "_chain", "_resample", "_mask", "_qc")
+    assert quick == {n for n in nodes if n.endswith(cheap)}
     sinks = [n for n in nodes if n.endswith("_sink")]
     assert len(sinks) == 2 + 2  # one per scan: its outputs are published as a set
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 from collections.abc import Callable
@@ -13,9 +14,10 @@ from bidsfusion.errors import BidsFusionError, UsageError
 
 log = logging.getLogger("bidsfusion.participant")
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.05
 """How often nipype's scheduler looks for finished and ready nodes (its default, 2 s,
-leaves the cores idle between the many short steps)."""
+and 0.2 s leave the cores idle between the many short steps: 8 subjects took 34.5 s
+at 0.2 s, 32.2 s at 0.05 s with ``--nprocs 2``)."""
 ERROR_LINE = re.compile(r"^bidsfusion\.errors\.(\w+): (.*)$")
 
 
@@ -106,6 +108,9 @@ def run_workflow(
     plugin, args = plugin_settings(config)
     if status_callback is not None and not plugin.endswith("Graph"):  # graph plugins refuse it
         args["status_callback"] = status_callback
+    # MultiProc collects garbage before every submission; frozen, the graph's objects are
+    # not scanned (else 0.15 s a submission over 8 subjects' nodes, a third of the wall time)
+    gc.freeze()
     try:
         wf.run(plugin=make_plugin(plugin, args), plugin_args=args)
     except RuntimeError as exc:
@@ -113,6 +118,8 @@ def run_workflow(
         if not failures:
             raise BidsFusionError(f"workflow {wf.name} failed: {exc}") from exc
         return failures
+    finally:
+        gc.unfreeze()
     return {}
 
 
