@@ -35,7 +35,7 @@ MULTI_VALUE_OPTIONS = {
     "--fold",
 }
 USAGE_EXIT = 64
-DEMO_SUBJECTS = 32
+DEMO_SUBJECTS = 64
 
 
 class BidsAppGroup(click.Group):
