@@ -20,6 +20,7 @@ from bidsfusion.errors import InputDataError, InputMissingError, OutputError, Us
 from bidsfusion.evaluate import (
     COLUMNS,
     EvaluationRow,
+    auc_standard_error,
     evaluate_representations,
     logreg,
     mask_url,
@@ -319,3 +320,27 @@ def test_a_damaged_journal_is_repaired_or_set_aside(tmp_path: Path, caplog) -> N
         fresh = journal_storage(path)
     assert "unreadable records" in caplog.text and fresh.get_all_studies() == []
     assert len(list(tmp_path.glob("optuna.journal.corrupt-*"))) == 1
+
+
+def test_auc_standard_error_at_chance_is_the_mann_whitney_null_variance() -> None:
+    for n_positive, n_negative in ((8, 9), (3, 20), (1, 1)):
+        exact = (n_positive + n_negative + 1) / (12 * n_positive * n_negative)
+        assert auc_standard_error(0.5, n_positive, n_negative) == pytest.approx(math.sqrt(exact))
+
+
+def test_auc_standard_error_matches_simulated_exponential_scores() -> None:
+    """Exponential scores are the model where Hanley and McNeil's formula is exact."""
+    rng = np.random.default_rng(0)
+    n_positive, n_negative, rate = 8, 12, 1 / 3  # AUC = 1 / (1 + rate) = 0.75
+    labels = np.r_[np.ones(n_positive), np.zeros(n_negative)]
+    aucs = [
+        roc_auc_score(
+            labels,
+            np.r_[rng.exponential(1 / rate, n_positive), rng.exponential(1.0, n_negative)],
+        )
+        for _ in range(4000)
+    ]
+    assert np.mean(aucs) == pytest.approx(0.75, abs=0.01)
+    assert auc_standard_error(0.75, n_positive, n_negative) == pytest.approx(np.std(aucs), rel=0.05)
+    with pytest.raises(ValueError, match="both classes"):
+        auc_standard_error(0.75, 0, n_negative)

@@ -179,6 +179,8 @@ def test_sections_show_the_run_its_flags_and_escape_text(report: Path) -> None:
         assert setting in text
     assert "Random: the untrained control, no training curves" in text
     assert "0.70 ± 0.05 *" in text and "group/evaluation_summary.tsv" in text
+    # hold-out 01 (AD) and 04 (HC): the null SE sqrt((1 + 1 + 1) / 12) = 0.50
+    assert "the same 1 AD and 1 HC subjects in every fold" in text and "is 0.50" in text
     assert "L-CL: T1w dim 2 and falff dim 1 (r = 0.42)" in text
     assert "group/saliency/objective-L-CL/fold-0_desc-falff_group-all_saliency.nii.gz" in text
     assert "fold-0_desc-T1w_dim-3_stat-rbc_saliency.nii.gz" in text and "stat-q" not in text

@@ -12,6 +12,7 @@ from bidsfusion.evaluate.logreg import (
 from bidsfusion.evaluate.study import journal_storage, mask_url, open_storage
 from bidsfusion.evaluate.summary import (
     CONTROL,
+    auc_standard_error,
     read_evaluation,
     summarize,
     summary_table,
@@ -22,6 +23,7 @@ __all__ = [
     "COLUMNS",
     "CONTROL",
     "EvaluationRow",
+    "auc_standard_error",
     "classifier",
     "evaluate_representations",
     "journal_storage",

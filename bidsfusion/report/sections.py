@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bidsfusion.errors import InputDataError
+from bidsfusion.errors import BidsFusionError, InputDataError
+from bidsfusion.evaluate.summary import auc_standard_error
 from bidsfusion.report.figures import CONTROL, Bar, Measure, evaluation_figure, similarity_figure
 from bidsfusion.report.inputs import number, read_json, read_table, read_toml
 from bidsfusion.report.markup import Markup, esc, figure, note, problem, relative, sources, table
@@ -141,12 +142,35 @@ def evaluation(group_dir: Path) -> str:
         f"Logistic regression on the frozen representations, tuned on each fold's "
         f"validation subjects; hold-out ROC AUC, mean and sd over folds. {CONTROL}: the "
         "untrained encoders every objective must beat; * beats it in every fold."
+        + _holdout_noise(group_dir)
     )
     return (
         text
         + figure(evaluation_figure(bars), "hold-out ROC AUC per objective and modality", names)
         + _summary_table(rows, list(bars))
         + sources(names)
+    )
+
+
+def _holdout_noise(group_dir: Path) -> str:
+    """A sentence on the hold-out's own sampling noise (empty when the class counts of
+    the hold-out cannot be read from ``splits.json``, ``pairs.tsv`` and ``config.toml``)."""
+    try:
+        config = read_toml(group_dir / "config.toml")
+        holdout = _subjects(read_json(group_dir / "splits.json"), "holdout", group_dir)
+    except BidsFusionError:
+        return ""
+    group_of = _groups(group_dir)
+    positive = sum(group_of.get(s) == str(config.get("positive")) for s in holdout)
+    negative = sum(group_of.get(s) == str(config.get("negative")) for s in holdout)
+    if positive < 1 or negative < 1:
+        return ""
+    error = auc_standard_error(0.5, positive, negative)
+    return (
+        f" The hold-out is the same {positive} {config['positive']} and {negative} "
+        f"{config['negative']} subjects in every fold, so the fold sd leaves out its own "
+        f"sampling noise: the standard error of a hold-out AUC near 0.5 is {error:.2f} "
+        "(Hanley and McNeil 1982): differences between objectives of that size are noise."
     )
 
 
