@@ -272,9 +272,26 @@ def _evaluate(
                 )
     with locked(group_dir / ".evaluation.lock"):
         rows = _merged(rows, group_dir / "evaluation.tsv")
-        write_evaluation(rows, group_dir)
-    sys.stdout.write(summary_table(rows) + "\n")
+        scores = _holdout_scores(rows, group_dir)
+        write_evaluation(rows, group_dir, scores)
+    sys.stdout.write(summary_table(rows, scores) + "\n")
     return rows
+
+
+def _holdout_scores(rows: Sequence[Any], group_dir: Path) -> dict[tuple[str, str, int], Any]:
+    """Every row's hold-out decision scores, refit from its representations (a row whose
+    representations are gone or changed has none: its p-value against Random is n/a)."""
+    from bidsfusion.evaluate import holdout_scores
+    from bidsfusion.train.pretrain import representations_path
+
+    scores = {}
+    for row in rows:
+        path = representations_path(group_dir, row.objective, row.fold)
+        try:
+            scores[row.objective, row.modality, row.fold] = holdout_scores(path, row)
+        except BidsFusionError as error:
+            log.warning("no hold-out scores for %s: %s", path, error)
+    return scores
 
 
 def _analysis_context(

@@ -22,6 +22,7 @@ from bidsfusion.evaluate import (
     EvaluationRow,
     auc_standard_error,
     evaluate_representations,
+    holdout_scores,
     logreg,
     mask_url,
     read_evaluation,
@@ -128,6 +129,13 @@ def test_a_row_is_reproduced_by_an_independent_refit(tmp_path: Path) -> None:
     assert balanced_accuracy_score(label[part["holdout"]], predicted) == row.holdout_bacc
     study = optuna.load_study(study_name=row.study, storage=storage)
     assert study.best_value == row.validation_auc  # the refit is the best trial's model
+    scores = holdout_scores(path, row)  # the same refit, by subject
+    with np.load(path) as npz:
+        assert sorted(scores) == sorted(npz["subject"][part["holdout"]])
+    labels, values = zip(*scores.values(), strict=True)
+    assert roc_auc_score(labels, values) == row.holdout_auc
+    changed = EvaluationRow(**{**vars(row), "holdout_auc": row.holdout_auc - 0.01})
+    assert holdout_scores(path, changed) == {}  # a row its representations no longer give
 
     write_evaluation([row], tmp_path / "group")
     assert read_evaluation(tmp_path / "group" / "evaluation.tsv") == [row]
@@ -344,3 +352,51 @@ def test_auc_standard_error_matches_simulated_exponential_scores() -> None:
     assert auc_standard_error(0.75, n_positive, n_negative) == pytest.approx(np.std(aucs), rel=0.05)
     with pytest.raises(ValueError, match="both classes"):
         auc_standard_error(0.75, 0, n_negative)
+
+
+def test_delong_gives_the_aucs_and_the_variance_of_their_difference() -> None:
+    from bidsfusion.evaluate.delong import delong_difference, p_greater, structural_components
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([1, 0], 30)
+    a, b = rng.normal(size=60) + y, np.round(rng.normal(size=60) + 0.5 * y)  # b has ties
+    v10, v01 = structural_components(y, np.stack([a, b]))
+    for r, scores in enumerate((a, b)):
+        assert v10[r].mean() == pytest.approx(roc_auc_score(y, scores))
+        assert v01[r].mean() == pytest.approx(roc_auc_score(y, scores))
+    assert delong_difference(y, a, a) == (0.0, 0.0)
+    assert p_greater([0.0], [0.0]) is None
+    # on correlated classifiers (a shared subject effect) the variance is that of the
+    # difference over repeated hold-outs: 2000 simulated ones
+    differences, variances = [], []
+    for _ in range(2000):
+        shared = rng.normal(size=60)
+        d, v = delong_difference(y, shared + y, shared + 0.8 * rng.normal(size=60) + 0.5 * y)
+        differences.append(d)
+        variances.append(v)
+    assert np.mean(variances) == pytest.approx(np.var(differences), rel=0.15)
+    assert np.var(differences) < 0.5 * np.mean(
+        [auc_standard_error(0.8, 30, 30) ** 2 + auc_standard_error(0.65, 30, 30) ** 2]
+    )  # the pairing matters: independent AUCs would vary twice as much
+    assert p_greater([0.2, 0.3], [0.01, 0.01]) == pytest.approx(0.0062, abs=1e-4)
+
+
+def test_the_summary_tests_each_objective_against_random_on_the_holdout() -> None:
+    rng = np.random.default_rng(1)
+    subjects = [f"s{i}" for i in range(20)]
+    labels = np.arange(20) % 2
+    noise = {k: rng.normal(size=20) for k in range(3)}
+    scores = {}
+    for k in range(3):
+        good = labels * 3.0 + rng.normal(size=20)
+        for objective, values in (("L-CL", good), ("AE", noise[k] + 0.1), ("Random", noise[k])):
+            for modality in ("T1w", "falff"):
+                pairs = zip(labels.tolist(), values.tolist(), strict=True)
+                scores[objective, modality, k] = dict(zip(subjects, pairs, strict=True))
+    del scores["L-CL", "falff", 1]  # one fold without scores: the others still count
+    summary = {(r[0], r[1]): r[6] for r in summarize(planted_rows(), scores)}
+    assert summary["L-CL", "T1w"] < 1e-3 and summary["L-CL", "falff"] < 1e-2
+    assert summary["AE", "T1w"] is None  # same ranks as Random: no difference, no variance
+    assert summary["Random", "T1w"] is None
+    assert all(r[6] is None for r in summarize(planted_rows()))
+    assert "L-CL       0.72 +- 0.02 * (p 0.00)" in summary_table(planted_rows(), scores)

@@ -85,12 +85,12 @@ def fabricate(group: Path) -> Path:
     }
     (group / "splits.json").write_text(json.dumps(splits))
     summary = [
-        ["L-CL", "T1w", 2, 0.7, 0.05, True],
-        ["L-CL", "falff", 2, 0.6, 0.1, False],
-        ["Random", "T1w", 2, 0.55, 0.02, None],
-        ["Random", "falff", 2, 0.65, 0.1, None],
-        ["S", "T1w", 1, 0.5, None, False],
-        ["S", "falff", 1, 0.52, None, False],
+        ["L-CL", "T1w", 2, 0.7, 0.05, True, 0.031],
+        ["L-CL", "falff", 2, 0.6, 0.1, False, 0.8],
+        ["Random", "T1w", 2, 0.55, 0.02, None, None],
+        ["Random", "falff", 2, 0.65, 0.1, None, None],
+        ["S", "T1w", 1, 0.5, None, False, None],
+        ["S", "falff", 1, 0.52, None, False, None],
     ]
     write_tsv(group / "evaluation_summary.tsv", SUMMARY_COLUMNS, summary)
     write_tsv(
@@ -178,7 +178,8 @@ def test_sections_show_the_run_its_flags_and_escape_text(report: Path) -> None:
     for setting in ("<td>flip_axes</td><td>all</td>", "<td>max_shift</td><td>9</td>"):
         assert setting in text
     assert "Random: the untrained control, no training curves" in text
-    assert "0.70 ± 0.05 *" in text and "group/evaluation_summary.tsv" in text
+    assert "0.70 ± 0.05, p = 0.03 *" in text and "0.60 ± 0.10, p = 0.80<" in text
+    assert "0.50 (one fold)<" in text and "group/evaluation_summary.tsv" in text
     # hold-out 01 (AD) and 04 (HC): the null SE sqrt((1 + 1 + 1) / 12) = 0.50
     assert "the same 1 AD and 1 HC subjects in every fold" in text and "is 0.50" in text
     assert "L-CL: T1w dim 2 and falff dim 1 (r = 0.42)" in text
@@ -214,7 +215,7 @@ def test_malformed_inputs_cost_their_section_a_one_line_message(tmp_path: Path) 
     problems = re.findall(r'<p class="problem">([^<]*)</p>', text)
     expected = [
         "group/splits.json: unreadable JSON",
-        "group/evaluation_summary.tsv line 8: 2 fields for 6 columns",
+        "group/evaluation_summary.tsv line 8: 2 fields for 7 columns",
         "group/similarity.tsv: column svcca: &#x27;abc&#x27; is not a number",
         "group/objective-L-CL/fold-1/history.tsv line 2",
         "group/saliency/objective-L-CL/fold-0_desc-T1w_group-all_saliency.nii.gz: unreadable",

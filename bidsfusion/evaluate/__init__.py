@@ -6,6 +6,7 @@ from bidsfusion.evaluate.logreg import (
     EvaluationRow,
     classifier,
     evaluate_representations,
+    holdout_scores,
     load_fold,
     modalities,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "auc_standard_error",
     "classifier",
     "evaluate_representations",
+    "holdout_scores",
     "journal_storage",
     "load_fold",
     "mask_url",

@@ -191,6 +191,27 @@ def auc(model: LogisticRegression, data: FoldData, part: str) -> float:
     return float(roc_auc_score(data.y[part], model.decision_function(data.x[part])))
 
 
+def holdout_scores(path: Path, row: EvaluationRow) -> dict[str, tuple[int, float]]:
+    """The decision score of every labelled hold-out subject under ``row``'s classifier,
+    refit from ``path`` (the fold's ``representations.npz``): subject -> (label, score).
+
+    Empty when the refit does not reproduce the row's hold-out AUC (the representations
+    changed since the row was written).
+    """
+    data = load_fold(path, row.modality, row.fold)
+    model = fit(data, row.C, row.l1_ratio, row.seed)
+    scores = model.decision_function(data.x["holdout"])
+    if abs(roc_auc_score(data.y["holdout"], scores) - row.holdout_auc) > 1e-9:
+        return {}
+    arrays = load_representations(path)
+    label, role = arrays["label"], arrays["role"].astype(str)
+    subjects = arrays["subject"][(role == "holdout") & np.isin(label, (0, 1))].astype(str)
+    return {
+        s: (int(y), float(score))
+        for s, y, score in zip(subjects, data.y["holdout"], scores, strict=True)
+    }
+
+
 def suggest(trial: optuna.Trial) -> tuple[float, str, float]:
     """``(C, penalty, l1_ratio)`` of a trial, from the search space above."""
     C = trial.suggest_float("C", *C_RANGE, log=True)

@@ -1,17 +1,19 @@
 """The evaluation tables: ``group/evaluation.tsv`` (one row per objective, modality and
 fold) and ``group/evaluation_summary.tsv`` (mean +- sd of hold-out ROC AUC over folds,
-sorted like the paper's Fig. 2, and whether each objective beats the untrained
-``Random`` control in every fold)."""
+sorted like the paper's Fig. 2, whether each objective beats the untrained ``Random``
+control in every fold, and DeLong's one-sided p-value that it beats it on the
+hold-out subjects)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import astuple, fields
 from pathlib import Path
 
 import numpy as np
 
 from bidsfusion.errors import InputDataError
+from bidsfusion.evaluate.delong import delong_difference, p_greater
 from bidsfusion.evaluate.logreg import COLUMNS, EvaluationRow
 from bidsfusion.tsv import read_tsv, write_tsv
 
@@ -25,10 +27,17 @@ SUMMARY_COLUMNS = (
     "holdout_auc_mean",
     "holdout_auc_sd",
     "beats_random",
+    "p_vs_random",
 )
 
+Scores = Mapping[tuple[str, str, int], Mapping[str, tuple[int, float]]]
+"""(objective, modality, fold) -> hold-out subject -> (label, decision score)
+(:func:`~bidsfusion.evaluate.logreg.holdout_scores`)."""
 
-def write_evaluation(rows: Sequence[EvaluationRow], group_dir: Path) -> tuple[Path, Path]:
+
+def write_evaluation(
+    rows: Sequence[EvaluationRow], group_dir: Path, scores: Scores | None = None
+) -> tuple[Path, Path]:
     """Write ``group_dir/evaluation.tsv`` (one row per objective, modality, fold) and
     ``group_dir/evaluation_summary.tsv`` (see :func:`summarize`); returns both paths."""
     keys = [(r.objective, r.modality, r.fold) for r in rows]
@@ -36,7 +45,9 @@ def write_evaluation(rows: Sequence[EvaluationRow], group_dir: Path) -> tuple[Pa
         raise ValueError("two evaluation rows for one (objective, modality, fold)")
     ordered = sorted(rows, key=lambda r: (r.objective, r.modality, r.fold))
     table = write_tsv(group_dir / "evaluation.tsv", COLUMNS, [astuple(r) for r in ordered])
-    summary = write_tsv(group_dir / "evaluation_summary.tsv", SUMMARY_COLUMNS, summarize(rows))
+    summary = write_tsv(
+        group_dir / "evaluation_summary.tsv", SUMMARY_COLUMNS, summarize(rows, scores)
+    )
     return table, summary
 
 
@@ -50,23 +61,54 @@ def read_evaluation(path: Path) -> list[EvaluationRow]:
     return [EvaluationRow(**{k: cast[kinds[k]](v) for k, v in row.items()}) for row in rows]
 
 
-def summarize(rows: Sequence[EvaluationRow]) -> list[tuple[object, ...]]:
+def summarize(
+    rows: Sequence[EvaluationRow], scores: Scores | None = None
+) -> list[tuple[object, ...]]:
     """Rows ``SUMMARY_COLUMNS``: per objective and modality, the number of folds and the
-    mean and sd (ddof 1; n/a for one fold) of the hold-out AUC over folds, and whether
-    the objective beats ``Random`` in every fold (None: Random absent, or itself).
+    mean and sd (ddof 1; n/a for one fold) of the hold-out AUC over folds, whether
+    the objective beats ``Random`` in every fold (None: Random absent, or itself), and
+    :func:`p_vs_control` from the hold-out ``scores`` (None without them).
 
     Ordered like the paper's Fig. 2: objectives by their mean hold-out AUC over
     modalities, descending; modalities in the order they first appear.
     """
-    scores = _scores(rows)
+    aucs = _scores(rows)
     out = []
-    for objective in _ranked(scores):
-        for modality, by_fold in scores[objective].items():
+    for objective in _ranked(aucs):
+        for modality, by_fold in aucs[objective].items():
             values = np.array(list(by_fold.values()))
             sd = float(values.std(ddof=1)) if len(values) > 1 else None
-            beats = _beats_control(scores, objective, modality)
-            out.append((objective, modality, len(values), float(values.mean()), sd, beats))
+            beats = _beats_control(aucs, objective, modality)
+            p = p_vs_control(scores or {}, objective, modality, list(by_fold))
+            out.append((objective, modality, len(values), float(values.mean()), sd, beats, p))
     return out
+
+
+def p_vs_control(
+    scores: Scores, objective: str, modality: str, folds: Sequence[int]
+) -> float | None:
+    """DeLong's one-sided p-value that ``objective`` has a higher hold-out AUC than
+    ``Random``, averaged over the ``folds`` where both have hold-out scores, each fold's
+    two classifiers compared on the subjects both scored (:func:`~bidsfusion.evaluate.
+    delong.p_greater`). None for ``Random`` itself, or where no fold has both."""
+    if objective == CONTROL:
+        return None
+    differences, variances = [], []
+    for fold in folds:
+        ours = scores.get((objective, modality, fold), {})
+        control = scores.get((CONTROL, modality, fold), {})
+        subjects = sorted(set(ours) & set(control))
+        labels = np.array([ours[s][0] for s in subjects])
+        if min((labels == 1).sum(), (labels == 0).sum()) < 2:
+            continue
+        difference, variance = delong_difference(
+            labels,
+            np.array([ours[s][1] for s in subjects]),
+            np.array([control[s][1] for s in subjects]),
+        )
+        differences.append(difference)
+        variances.append(variance)
+    return p_greater(differences, variances) if differences else None
 
 
 def auc_standard_error(auc: float, n_positive: int, n_negative: int) -> float:
@@ -86,29 +128,37 @@ def auc_standard_error(auc: float, n_positive: int, n_negative: int) -> float:
     return float(np.sqrt(max(variance, 0.0)))
 
 
-def summary_table(rows: Sequence[EvaluationRow]) -> str:
+def summary_table(rows: Sequence[EvaluationRow], scores: Scores | None = None) -> str:
     """The summary as text: a header, then one line per objective (in the order of
     :func:`summarize`) with one ``0.71 +- 0.04`` column per modality; ``*`` marks a
-    modality where the objective beats Random in every fold."""
-    summary = {(r[0], r[1]): r for r in summarize(rows)}
+    modality where the objective beats Random in every fold, ``(p 0.03)`` follows
+    where DeLong's p-value against Random is known."""
+    summary = {(r[0], r[1]): r for r in summarize(rows, scores)}
     objectives = list(dict.fromkeys(o for o, _ in summary))
     modalities = list(dict.fromkeys(r.modality for r in rows))
     width = max([len("objective"), *map(len, objectives)])
-    lines = ["  ".join([f"{'objective':<{width}}", *(f"{m:<14}" for m in modalities)]).rstrip()]
+    cells = {(o, m): _cell(summary.get((o, m))) for o in objectives for m in modalities}
+    column = max([14, *map(len, cells.values())])
+    lines = [
+        "  ".join([f"{'objective':<{width}}", *(f"{m:<{column}}" for m in modalities)]).rstrip()
+    ]
     for objective in objectives:
-        cells = [_cell(summary.get((objective, m))) for m in modalities]
-        lines.append("  ".join([f"{objective:<{width}}", *cells]).rstrip())
+        row = [f"{cells[objective, m]:<{column}}" for m in modalities]
+        lines.append("  ".join([f"{objective:<{width}}", *row]).rstrip())
     if any(r[5] is not None for r in summary.values()):
         lines.append(f"* beats {CONTROL} in every fold")
+    if any(r[6] is not None for r in summary.values()):
+        lines.append(f"p: DeLong's one-sided p-value of a higher hold-out AUC than {CONTROL}")
     return "\n".join(lines) + "\n"
 
 
 def _cell(row: tuple[object, ...] | None) -> str:
     if row is None:
         return f"{'n/a':<14}"
-    _, _, _, mean, sd, beats = row
+    _, _, _, mean, sd, beats, p = row
     sd_text = "n/a" if sd is None else f"{sd:.2f}"
-    return f"{mean:.2f} +- {sd_text}{' *' if beats else '  '}"
+    p_text = "" if p is None else f" (p {p:.2f})"
+    return f"{mean:.2f} +- {sd_text}{' *' if beats else '  '}{p_text}"
 
 
 def _scores(rows: Sequence[EvaluationRow]) -> dict[str, dict[str, dict[int, float]]]:

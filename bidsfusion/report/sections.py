@@ -141,8 +141,9 @@ def evaluation(group_dir: Path) -> str:
     text = note(
         f"Logistic regression on the frozen representations, tuned on each fold's "
         f"validation subjects; hold-out ROC AUC, mean and sd over folds. {CONTROL}: the "
-        "untrained encoders every objective must beat; * beats it in every fold."
-        + _holdout_noise(group_dir)
+        "untrained encoders every objective must beat; * beats it in every fold; p: "
+        "DeLong's one-sided p-value of a higher hold-out AUC than it, on the same "
+        "hold-out subjects (averaged over folds)." + _holdout_noise(group_dir)
     )
     return (
         text
@@ -188,6 +189,8 @@ def _auc_cell(row: dict[str, str] | None) -> Markup:
         return Markup("n/a")
     sd = row["holdout_auc_sd"]
     text = _fixed(row["holdout_auc_mean"]) + (" (one fold)" if sd == "n/a" else f" ± {_fixed(sd)}")
+    if row.get("p_vs_random", "n/a") != "n/a":
+        text += f", p = {_fixed(row['p_vs_random'])}"
     if row["beats_random"] == "True":
         return Markup(f'<span class="good">{esc(text)} *</span>')
     return Markup(esc(text))
