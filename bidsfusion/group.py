@@ -284,13 +284,16 @@ def _holdout_scores(rows: Sequence[Any], group_dir: Path) -> dict[tuple[str, str
     from bidsfusion.evaluate import holdout_scores
     from bidsfusion.train.pretrain import representations_path
 
-    scores = {}
+    scores, unreadable = {}, set()
     for row in rows:
         path = representations_path(group_dir, row.objective, row.fold)
+        if path in unreadable:
+            continue
         try:
             scores[row.objective, row.modality, row.fold] = holdout_scores(path, row)
         except BidsFusionError as error:
-            log.warning("no hold-out scores for %s: %s", path, error)
+            unreadable.add(path)
+            log.warning("%s; the p-values against Random leave this fold out", error)
     return scores
 
 

@@ -303,6 +303,26 @@ def test_evaluation_rows_are_reproduced_by_a_refit_and_summarised(group_run) -> 
     assert len(summary) == 1 + len(SPECS) * 2
     random_rows = [line for line in summary if line.startswith("Random\t")]
     assert all(line.endswith("\tn/a") for line in random_rows)
+    assert summary[0].endswith("\tbeats_random\tp_vs_random")
+    # this hold-out has one subject of a class: DeLong's variance needs two, so no p-value
+    assert all(line.endswith("\tn/a") for line in summary[1:]) and "(p " not in result.out
+
+
+def test_rows_whose_representations_are_unreadable_get_no_p_value(tmp_path, caplog) -> None:
+    from bidsfusion.evaluate import EvaluationRow
+    from bidsfusion.group import _holdout_scores
+
+    fold = tmp_path / "objective-S" / "fold-0"
+    fold.mkdir(parents=True)
+    (fold / "representations.npz").write_text("truncated")
+    row = dict(fold=0, n_train=4, n_validation=2, n_holdout=2, C=1.0, penalty="l2",
+               l1_ratio=0.0, validation_auc=0.5, holdout_auc=0.5, holdout_bacc=0.5,
+               n_trials=1, seed=0, max_iter=10, study="s")  # fmt: skip
+    rows = [EvaluationRow(objective="S", modality=m, **row) for m in ("T1w", "falff")]
+    assert _holdout_scores(rows, tmp_path) == {}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "representations.npz" in warnings[0], warnings
+    assert "leave this fold out" in warnings[0]
 
 
 def test_eval_only_reuses_finished_studies_and_needs_representations(group_run, run_cli, tmp_path):
