@@ -290,10 +290,20 @@ def _holdout_scores(rows: Sequence[Any], group_dir: Path) -> dict[tuple[str, str
         if path in unreadable:
             continue
         try:
-            scores[row.objective, row.modality, row.fold] = holdout_scores(path, row)
+            found = holdout_scores(path, row)
         except BidsFusionError as error:
             unreadable.add(path)
             log.warning("%s; the p-values against Random leave this fold out", error)
+            continue
+        if not found:
+            log.warning(
+                "%s no longer gives the hold-out AUC of its %s row in evaluation.tsv (its "
+                "fold was retrained since): no p-value against Random from it; rerun with "
+                "--eval-only",
+                path,
+                row.modality,
+            )
+        scores[row.objective, row.modality, row.fold] = found
     return scores
 
 

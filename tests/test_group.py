@@ -325,6 +325,21 @@ def test_rows_whose_representations_are_unreadable_get_no_p_value(tmp_path, capl
     assert "leave this fold out" in warnings[0]
 
 
+def test_a_row_its_representations_no_longer_give_is_named(tmp_path, caplog, monkeypatch):
+    import bidsfusion.evaluate
+    from bidsfusion.evaluate import EvaluationRow
+    from bidsfusion.group import _holdout_scores
+
+    monkeypatch.setattr(bidsfusion.evaluate, "holdout_scores", lambda path, row: {})
+    row = dict(fold=1, n_train=4, n_validation=2, n_holdout=2, C=1.0, penalty="l2",
+               l1_ratio=0.0, validation_auc=0.5, holdout_auc=0.5, holdout_bacc=0.5,
+               n_trials=1, seed=0, max_iter=10, study="s")  # fmt: skip
+    scores = _holdout_scores([EvaluationRow(objective="S", modality="T1w", **row)], tmp_path)
+    assert scores == {("S", "T1w", 1): {}}
+    (message,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "objective-S/fold-1/representations.npz" in message and "--eval-only" in message
+
+
 def test_eval_only_reuses_finished_studies_and_needs_representations(group_run, run_cli, tmp_path):
     bids, out, _ = group_run
     work = out.parent / "work"

@@ -179,6 +179,7 @@ def test_sections_show_the_run_its_flags_and_escape_text(report: Path) -> None:
         assert setting in text
     assert "Random: the untrained control, no training curves" in text
     assert "0.70 ± 0.05, p = 0.03 *" in text and "0.60 ± 0.10, p = 0.80<" in text
+    assert "p: DeLong" in text and "one-sided p-value of a higher hold-out AUC" in text
     assert "0.50 (one fold)<" in text and "group/evaluation_summary.tsv" in text
     # hold-out 01 (AD) and 04 (HC): the null SE sqrt((1 + 1 + 1) / 12) = 0.50
     assert "the same 1 AD and 1 HC subjects in every fold" in text and "is 0.50" in text
@@ -197,6 +198,17 @@ def test_absent_inputs_say_what_did_not_run(tmp_path: Path) -> None:
     assert "not run: the evaluation needs hold-out subjects" in text
     assert "group/pairs.tsv is missing" in text and "group/splits.json is missing" in text
     assert "<img" not in text
+
+
+def test_a_summary_of_an_older_version_without_p_values_still_renders(tmp_path: Path) -> None:
+    from bidsfusion.report.sections import evaluation
+
+    group = tmp_path / "group"
+    group.mkdir()
+    rows = [["L-CL", "T1w", 2, 0.7, 0.05, True], ["Random", "T1w", 2, 0.55, 0.02, None]]
+    write_tsv(group / "evaluation_summary.tsv", SUMMARY_COLUMNS[:-1], rows)
+    text = evaluation(group)
+    assert "0.70 ± 0.05 *" in text and "p = " not in text and "p: DeLong" not in text
 
 
 def test_malformed_inputs_cost_their_section_a_one_line_message(tmp_path: Path) -> None:

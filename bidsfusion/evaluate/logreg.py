@@ -83,12 +83,14 @@ COLUMNS = tuple(f.name for f in fields(EvaluationRow))
 
 @dataclass(frozen=True)
 class FoldData:
-    """Standardised features ``x[part]`` (n, d float64) and labels ``y[part]`` (n, 0/1)
-    of one modality and fold; ``key`` hashes them."""
+    """Standardised features ``x[part]`` (n, d float64), labels ``y[part]`` (n, 0/1) and
+    subject labels ``subjects[part]`` (n, str) of one modality and fold; ``key`` hashes
+    them."""
 
     x: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
     key: str
+    subjects: dict[str, np.ndarray]
 
 
 def modalities(path: Path) -> list[str]:
@@ -117,7 +119,8 @@ def load_fold(path: Path, modality: str, fold: int) -> FoldData:
     sd[sd == 0] = 1.0
     x = {p: np.ascontiguousarray((z[m] - mean) / sd) for p, m in parts.items()}
     y = {p: label[m].astype(np.int64) for p, m in parts.items()}
-    return FoldData(x, y, _data_key(arrays["subject"], label, role, z))
+    subjects = {p: arrays["subject"][m].astype(str) for p, m in parts.items()}
+    return FoldData(x, y, _data_key(arrays["subject"], label, role, z), subjects)
 
 
 def load_representations(path: Path) -> dict[str, np.ndarray]:
@@ -203,12 +206,9 @@ def holdout_scores(path: Path, row: EvaluationRow) -> dict[str, tuple[int, float
     scores = model.decision_function(data.x["holdout"])
     if abs(roc_auc_score(data.y["holdout"], scores) - row.holdout_auc) > 1e-9:
         return {}
-    arrays = load_representations(path)
-    label, role = arrays["label"], arrays["role"].astype(str)
-    subjects = arrays["subject"][(role == "holdout") & np.isin(label, (0, 1))].astype(str)
     return {
         s: (int(y), float(score))
-        for s, y, score in zip(subjects, data.y["holdout"], scores, strict=True)
+        for s, y, score in zip(data.subjects["holdout"], data.y["holdout"], scores, strict=True)
     }
 
 

@@ -141,9 +141,9 @@ def evaluation(group_dir: Path) -> str:
     text = note(
         f"Logistic regression on the frozen representations, tuned on each fold's "
         f"validation subjects; hold-out ROC AUC, mean and sd over folds. {CONTROL}: the "
-        "untrained encoders every objective must beat; * beats it in every fold; p: "
-        "DeLong's one-sided p-value of a higher hold-out AUC than it, on the same "
-        "hold-out subjects (averaged over folds)." + _holdout_noise(group_dir)
+        "untrained encoders every objective must beat; * beats it in every fold."
+        + (_P_LEGEND if any(r.get("p_vs_random", "n/a") != "n/a" for r in rows) else "")
+        + _holdout_noise(group_dir)
     )
     return (
         text
@@ -153,12 +153,19 @@ def evaluation(group_dir: Path) -> str:
     )
 
 
+_P_LEGEND = (
+    " p: DeLong's one-sided p-value of a higher hold-out AUC than it, on the same hold-out "
+    "subjects (averaged over folds)."
+)
+
+
 def _holdout_noise(group_dir: Path) -> str:
     """A sentence on the hold-out's own sampling noise (empty when the class counts of
     the hold-out cannot be read from ``splits.json``, ``pairs.tsv`` and ``config.toml``)."""
+    splits = group_dir / "splits.json"
     try:
         config = read_toml(group_dir / "config.toml")
-        holdout = _subjects(read_json(group_dir / "splits.json"), "holdout", group_dir)
+        holdout = _subjects(read_json(splits), "holdout", splits)
     except BidsFusionError:
         return ""
     group_of = _groups(group_dir)
