@@ -31,7 +31,7 @@ from bidsfusion.analyses.run import run_analyses, selected_analyses
 from bidsfusion.atomic import locked, write_text
 from bidsfusion.bids import check_dataset
 from bidsfusion.config import RunConfig
-from bidsfusion.errors import BidsFusionError, InputMissingError, UsageError
+from bidsfusion.errors import BidsFusionError, InputDataError, InputMissingError, UsageError
 from bidsfusion.locations import check_locations, check_work_dir, is_bidsfusion_dataset
 from bidsfusion.modality import Modality
 from bidsfusion.plugins import registered
@@ -231,7 +231,13 @@ def _trained_splits(config: RunConfig, specs: Sequence[str], group_dir: Path) ->
             f"{group_dir / 'splits.json'} is missing: --eval-only evaluates representations "
             "a group run wrote; run the group level without --eval-only first"
         )
-    splits = Splits.from_json(group_dir / "splits.json")
+    try:
+        splits = Splits.from_json(group_dir / "splits.json")
+    except InputDataError as error:
+        raise InputDataError(
+            f"{error}; the group level without --eval-only, with the options it was trained "
+            "with, writes it again"
+        ) from None
     for spec in specs:
         for fold in selected_folds(config.fold, splits.n_folds):
             path = representations_path(group_dir, spec, fold)
@@ -348,7 +354,11 @@ def _merged(rows: Sequence[Any], table: Path) -> list[Any]:
     try:
         earlier = read_evaluation(table)
     except BidsFusionError as error:
-        log.warning("%s; rewriting it with this run's rows only", error)
+        log.warning(
+            "%s; rewriting it with this run's rows only (--eval-only with every objective "
+            "evaluates the others again)",
+            error,
+        )
         return list(rows)
     mine = {(r.objective, r.fold) for r in rows}
     kept = [r for r in earlier if (r.objective, r.fold) not in mine]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -352,6 +353,35 @@ def test_eval_only_reuses_finished_studies_and_needs_representations(group_run, 
     missing = run_cli(bids, out, "group", "--eval-only", "--objective", "CS", "-w", work)
     assert missing.code == 66
     assert "objective-CS" in missing.err and "without --eval-only" in missing.err
+
+
+def test_eval_only_with_damaged_tables_says_how_to_recover(group_run, run_cli, tmp_path):
+    bids, trained, _ = group_run
+    out = tmp_path / "out"
+    shutil.copytree(trained, out)
+    splits, table = out / "group" / "splits.json", out / "group" / "evaluation.tsv"
+    intact = splits.read_text()
+    splits.write_text(intact[:40])
+    args = (bids, out, "group", "--eval-only", "-w", tmp_path / "work", *GROUP_ARGS)
+    damaged = run_cli(*args, "--objective", "Random")
+    assert damaged.code == 65
+    assert str(splits) in damaged.err and "without --eval-only" in damaged.err
+    assert len(damaged.err.strip().splitlines()) == 1
+    splits.write_text(intact)
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join([*lines[:-1], lines[-1][:20]]) + "\n")
+    rewritten = run_cli(*args, "--objective", "Random")
+    assert rewritten.code == 0, rewritten.err
+    assert "rows only" in rewritten.err and "every objective" in rewritten.err
+    assert {r["objective"] for r in _rows(table)} == {"Random"}
+    restored = run_cli(*args, *[a for spec in SPECS for a in ("--objective", spec)])
+    assert restored.code == 0, restored.err
+    assert {r["objective"] for r in _rows(table)} == set(SPECS)
+
+
+def _rows(table: Path) -> list[dict[str, str]]:
+    with table.open(newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
 
 
 @pytest.mark.parametrize(
