@@ -193,6 +193,15 @@ def test_too_few_labelled_subjects_is_65_with_counts(run_cli, tmp_path) -> None:
     assert "need at least 3 subjects per group for 3 folds; have AD=2, HC=5" in result.err
 
 
+@pytest.mark.parametrize("option", ["--positive", "--negative"])
+def test_a_class_no_subject_has_is_64_listing_the_values(run_cli, tmp_path, option) -> None:
+    bids, out = write_group_inputs(tmp_path, ["AD"] * 4 + ["HC"] * 4 + ["other"])
+    result = run_cli(bids, out, "group", "--objective", "L", option, "MCI", *GROUP_ARGS)
+    assert result.code == 64
+    assert f"{option} MCI: no selected subject has diagnosis 'MCI'" in result.err
+    assert "its values: AD, HC, other" in result.err
+
+
 def test_corrupt_derivative_is_excluded_and_the_run_goes_on(run_cli, tmp_path) -> None:
     bids, out = write_group_inputs(tmp_path)
     bad = next(out.glob("sub-02/ses-1/func/*_boldmap.nii.gz"))

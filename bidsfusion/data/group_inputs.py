@@ -25,7 +25,7 @@ from bidsfusion.bids import (
 from bidsfusion.data.derivatives import find_scans
 from bidsfusion.data.pairs import OTHER_GROUP, Pair, Scan, build_pairs, write_pairs_tsv
 from bidsfusion.data.volumes import VolumeCache
-from bidsfusion.errors import InputDataError, InputMissingError
+from bidsfusion.errors import InputDataError, InputMissingError, UsageError
 from bidsfusion.locations import is_bidsfusion_dataset
 from bidsfusion.modality import Modality
 
@@ -109,7 +109,14 @@ def subject_groups(config: Any, subjects: set[str]) -> dict[str, str]:
             "choose one with --label-column"
         )
     values = {s: (table.get(s, {}).get(config.label_column) or OTHER_GROUP) for s in subjects}
-    return {s: (OTHER_GROUP if v in ("", "n/a") else v) for s, v in values.items()}
+    groups = {s: (OTHER_GROUP if v in ("", "n/a") else v) for s, v in values.items()}
+    for option, label in (("--positive", config.positive), ("--negative", config.negative)):
+        if label not in groups.values():
+            raise UsageError(
+                f"{option} {label}: no selected subject has {config.label_column} {label!r} "
+                f"in participants.tsv; its values: {', '.join(sorted(set(groups.values())))}"
+            )
+    return groups
 
 
 def _cached_scans(config: Any, scans: Sequence[Scan]) -> tuple[dict[str, VolumeCache], list[Scan]]:
