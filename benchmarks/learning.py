@@ -89,10 +89,37 @@ def prepare(work: Path, args: argparse.Namespace) -> Path:
                        "--coupling", args.coupling,
                        "--effect-strength", args.effect_strength)  # fmt: skip
         print(f"synth: {seconds:.0f} s", flush=True)
+    _check_generator(bids, args)
     if not (derivatives / "qc.tsv").exists():
         seconds = _run(bids, derivatives, "participant", "-w", work / "work", "--nprocs", 2)
         print(f"participant level: {seconds:.0f} s for {args.subjects} subjects", flush=True)
     return derivatives
+
+
+def _check_generator(bids: Path, args: argparse.Namespace) -> None:
+    """Exit naming ``bids`` unless ``bidsfusion synth`` made it with this run's settings
+    (a ``WORK`` of an earlier benchmark with other ``--subjects``, say)."""
+    from bidsfusion.synth.dataset import generator_entry, synth_settings
+
+    expected = generator_entry(
+        synth_settings(
+            n_subjects=args.subjects, seed=0, max_sessions=1, n_volumes=100,
+            ad_fraction=args.ad_fraction, coupling=args.coupling,
+            effect_strength=args.effect_strength,
+        )
+    )  # fmt: skip
+    try:
+        description = json.loads((bids / "dataset_description.json").read_text())
+        found = description["GeneratedBy"][0]
+    except (OSError, ValueError, KeyError, IndexError) as error:
+        sys.exit(f"benchmark: {bids} is not a dataset of bidsfusion synth ({error!r})")
+    if found != expected:
+        sys.exit(
+            f"benchmark: {bids} was made with other settings or another bidsfusion "
+            f"({found}); use another WORK for --subjects {args.subjects} "
+            f"--ad-fraction {args.ad_fraction} --coupling {args.coupling} "
+            f"--effect-strength {args.effect_strength}"
+        )
 
 
 def _diagnoses(bids: Path) -> dict[str, str]:
