@@ -106,6 +106,19 @@ def test_noise_scores_chance(tmp_path: Path) -> None:
     assert abs(row.holdout_auc - 0.5) < 4 * sd  # 4 sd: 0.16
 
 
+def test_a_classifier_without_coefficients_is_named(tmp_path: Path, caplog) -> None:
+    path = planted(tmp_path / "r.npz", 3.0)
+    with np.load(path) as data:
+        arrays = dict(data)
+    validation = arrays["role"] == "validation"
+    arrays["z_m"][validation, 0] = 100.0 - arrays["z_m"][validation, 0]  # the relation reversed
+    np.savez(path, **arrays)
+    with caplog.at_level("WARNING", logger="bidsfusion.evaluate"):
+        row = evaluate(path)
+    assert row.validation_auc == row.holdout_auc == 0.5
+    assert "has no nonzero coefficient" in caplog.text and row.study in caplog.text
+
+
 def test_a_row_is_reproduced_by_an_independent_refit(tmp_path: Path) -> None:
     path = planted(tmp_path / "r.npz", 1.0)
     storage = f"sqlite:///{tmp_path}/o.db"

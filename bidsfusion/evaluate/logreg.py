@@ -247,6 +247,13 @@ def evaluate_representations(
     model = fit(data, C, l1_ratio, seed)
     if model.n_iter_.max() >= MAX_ITER:
         log.warning("%s: the best classifier did not converge in %d epochs", name, MAX_ITER)
+    if not model.coef_.any():
+        log.warning(
+            "%s: the best classifier on validation has no nonzero coefficient (every trial "
+            "that used the representations scored lower there), so its AUCs are 0.5: these "
+            "representations gave the classifier nothing that held on new subjects",
+            name,
+        )
     row = EvaluationRow(
         objective=objective,
         modality=modality,
