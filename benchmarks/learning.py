@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import subprocess
 import sys
@@ -45,6 +46,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+RAW = "raw voxels"
+"""The raw-voxel control's name among the objectives' hold-out scores."""
 OBJECTIVES = ("Random", "AE", "S", "CL", "L-CL", "S-AE", "Supervised")
 MAPS = {
     "T1w": "anat/*_space-MNI152NLin2009aSym_res-3mm_desc-brain_T1w.nii.gz",
@@ -151,12 +154,13 @@ def raw_voxel_holdout(work: Path) -> dict[str, tuple[float, float, float | None]
     """Per modality: the hold-out ROC AUC of PCA (10) + logistic regression fitted on
     each fold's train subjects (the ones the objectives' classifiers are fitted on) and
     scored on the group run's hold-out, its mean and sd over folds, and DeLong's
-    p-value that it beats ``Random`` on the same subjects (as the summary tests each
-    objective; None without Random's rows)."""
+    p-value that it beats ``Random`` on the same subjects, as the summary tests each
+    objective (:func:`~bidsfusion.evaluate.summary.p_vs_control`; None without
+    Random's rows)."""
     from sklearn.metrics import roc_auc_score
 
     from bidsfusion.evaluate import holdout_scores, read_evaluation
-    from bidsfusion.evaluate.delong import delong_difference, p_greater
+    from bidsfusion.evaluate.summary import p_vs_control
     from bidsfusion.train.pretrain import representations_path
 
     group = work / "derivatives" / "group"
@@ -165,28 +169,25 @@ def raw_voxel_holdout(work: Path) -> dict[str, tuple[float, float, float | None]
     groups = {s: g for s, g in groups.items() if g in ("AD", "HC")}
     holdout = sorted(set(splits["holdout"]) & set(groups))
     y = np.array([groups[s] == "AD" for s in holdout], dtype=int)
-    random_rows = {(r.modality, r.fold): r for r in read_evaluation(group / "evaluation.tsv")
-                   if r.objective == "Random"}  # fmt: skip
+    scores = {
+        ("Random", r.modality, r.fold): holdout_scores(
+            representations_path(group, "Random", r.fold), r
+        )
+        for r in read_evaluation(group / "evaluation.tsv")
+        if r.objective == "Random"
+    }
     out = {}
+    folds = list(range(len(splits["folds"])))
     for modality, pattern in MAPS.items():
         x = {s: _pooled(work / "derivatives" / f"sub-{s}", pattern) for s in groups}
-        aucs, differences, variances = [], [], []
         for fold, members in enumerate(splits["folds"]):
             train = [s for s in members["train"] if s in groups]
             model = _pca_logistic(len(train))
             model.fit([x[s] for s in train], [groups[s] == "AD" for s in train])
-            scores = model.decision_function([x[s] for s in holdout])
-            aucs.append(roc_auc_score(y, scores))
-            row = random_rows.get((modality, fold))
-            control = (
-                holdout_scores(representations_path(group, "Random", fold), row) if row else {}
-            )
-            if control:
-                baseline = np.array([control[s][1] for s in holdout])
-                difference, variance = delong_difference(y, scores, baseline)
-                differences.append(difference)
-                variances.append(variance)
-        p = p_greater(differences, variances) if differences else None
+            found = model.decision_function([x[s] for s in holdout])
+            scores[RAW, modality, fold] = {s: (int(y[i]), found[i]) for i, s in enumerate(holdout)}
+        aucs = [roc_auc_score(y, [scores[RAW, modality, f][s][1] for s in holdout]) for f in folds]
+        p = p_vs_control(scores, RAW, modality, folds)
         out[modality] = (float(np.mean(aucs)), float(np.std(aucs, ddof=1)), p)
     return out
 
@@ -236,8 +237,10 @@ def _top1(u: np.ndarray, v: np.ndarray) -> float:
     return float(((scores.argmax(1) == truth).mean() + (scores.argmax(0) == truth).mean()) / 2)
 
 
+@functools.cache
 def _pooled(subject: Path, pattern: str) -> np.ndarray:
-    """One subject's map mean-pooled 2x2x2 to 32^3, z-scored, flattened."""
+    """One subject's map mean-pooled 2x2x2 to 32^3, z-scored, flattened (read once: every
+    control uses it)."""
     (path,) = subject.glob(f"ses-*/{pattern}")
     data = np.asarray(nib.load(path).dataobj, dtype=np.float64)
     pooled = data.reshape(32, 2, 32, 2, 32, 2).mean(axis=(1, 3, 5)).ravel()
