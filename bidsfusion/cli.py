@@ -21,7 +21,7 @@ import click
 
 from bidsfusion import __version__
 from bidsfusion.errors import BidsFusionError, UsageError
-from bidsfusion.options import level_options
+from bidsfusion.options import SEED, level_options
 
 LEVELS = ("participant", "group")
 MULTI_VALUE_OPTIONS = {
@@ -131,7 +131,7 @@ def plugins_command(verbose: int) -> None:
     show_default=True,
     help="Number of subjects.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Random seed.")
 @click.option(
     "--sessions",
     type=click.IntRange(1, 3),
@@ -224,7 +224,7 @@ def synth_command(
     show_default=True,
     help="Synthetic subjects (one session each, 40 % AD).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Random seed.")
 @click.option(
     "--nprocs",
     type=click.IntRange(min=1),

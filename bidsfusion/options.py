@@ -17,6 +17,9 @@ import click
 
 from bidsfusion.config_file import load_config_file
 
+SEED = click.IntRange(0, 2**32 - 1)
+"""Every ``--seed``: what numpy, torch and Optuna all accept."""
+
 
 def level_options(fn: Any) -> Any:
     """Decorate a click command with every option of the two analysis levels."""
@@ -71,7 +74,11 @@ def level_options(fn: Any) -> Any:
             metavar="GB",
             help="Memory limit for nipype scheduling, e.g. 8 or 8GB.",
         ),
-        click.option("--seed", type=int, help="Seed for every random choice (recorded)."),
+        click.option(
+            "--seed",
+            type=SEED,
+            help="Seed for every random choice (recorded), 0 to 2^32 - 1. Default: 0.",
+        ),
         click.option(
             "--config",
             type=click.Path(path_type=Path),

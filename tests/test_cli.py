@@ -264,3 +264,15 @@ def test_unknown_nipype_plugin_is_64_before_any_work(run_cli, tiny_bids, tmp_pat
     assert result.code == 64
     assert "Nope" in result.err and "MultiProc" in result.err and "SLURM" in result.err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+@pytest.mark.parametrize("command", ["synth", "demo", "group"])
+def test_out_of_range_seed_is_64_for_every_command(run_cli, tiny_bids, tmp_path, command, seed):
+    where = (
+        [tiny_bids, tmp_path / "out", "group"] if command == "group" else [command, tmp_path / "x"]
+    )
+    result = run_cli(*where, "--seed", seed)
+    assert result.code == 64
+    assert f"'--seed': {seed} is not in the range 0<=x<=4294967295" in result.err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "out").exists()

@@ -398,8 +398,9 @@ def _rows(table: Path) -> list[dict[str, str]]:
     [
         ("XYZ.k=1", "term 'XYZ' is not in the requested objectives; their terms: AE, CCA"),
         ("CCA.k=1", "CCA has no option 'k'; its options: ridge=0.001"),
-        ("CCA.ridge=big", "'big' is not a number"),
-        ("CCA.ridge=0", "CCA ridge must be > 1e-9, got 0.0"),
+        ("CCA.ridge=big", "'big' is not a finite number"),
+        ("CCA.ridge=inf", "'inf' is not a finite number"),
+        ("CCA.ridge=0", "objective option CCA.ridge must be > 1e-09, got 0.0"),
         ("CCA", "expected TERM.KEY=VALUE"),
     ],
 )

@@ -205,7 +205,14 @@ def test_options_are_typed_keywords() -> None:
     assert {"heads", "k", "decoder_channels", "likelihood_scale", "logvar_bound"} == set(options)
     assert all(p.annotation is not inspect.Parameter.empty for p in options.values())
     dims = {"T1w": Dims((SIZE,) * 3, LATENT, 32)}
-    for bad in ({"k": 0}, {"k": 2.0}, {"likelihood_scale": 0.0}, {"logvar_bound": -1.0}):
+    bad_options = (
+        {"k": 0},
+        {"k": 2.0},
+        {"likelihood_scale": 0.0},
+        {"logvar_bound": -1.0},
+        {"decoder_channels": 0},
+    )
+    for bad in bad_options:
         with pytest.raises(UsageError, match="MMVAE"):
             MMVAE(["T1w"], dims, **bad)
     with pytest.raises(TypeError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from itertools import permutations
 
 import numpy as np
@@ -204,6 +205,24 @@ def test_cross_terms_need_two_modalities(registry) -> None:
         with pytest.raises(UsageError, match="two modalities"):
             _build(spec, encoders, registry)
     _build("L", encoders, registry)
+
+
+@pytest.mark.parametrize(
+    ("spec", "option", "value", "words"),
+    [
+        ("S", "clip", 0.0, "S.clip must be > 0, got 0.0"),
+        ("CL", "penalty_weight", -0.1, "CL.penalty_weight must be >= 0, got -0.1"),
+        ("L", "clip", float("nan"), "L.clip must be > 0, got nan"),
+        ("AE", "decoder_channels", 0, "AE.decoder_channels must be >= 1, got 0"),
+        ("CCA", "ridge", float("inf"), "CCA.ridge must be > 1e-09, got inf"),
+    ],
+)
+def test_out_of_range_options_are_64_naming_the_option(registry, spec, option, value, words):
+    encoders = _encoders()
+    dims = {m: Dims.of(e) for m, e in encoders.items()}
+    with pytest.raises(UsageError, match=re.escape(words)) as error:
+        build_objective(spec, list(encoders), dims, registry, {spec: {option: value}})
+    assert error.value.exit_code == 64
 
 
 def test_identity_latent_head_needs_matching_sizes() -> None:

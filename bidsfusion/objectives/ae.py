@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.models.dcgan import DCGANDecoder
 from bidsfusion.objectives.base import Objective
+from bidsfusion.objectives.options import require_at_least
 
 
 class Autoencoder(Objective):
@@ -28,6 +29,7 @@ class Autoencoder(Objective):
         final_activation: Literal["sigmoid", "none"] = "none",
     ) -> None:
         super().__init__()
+        require_at_least("AE", "decoder_channels", decoder_channels, 1)
         self.modalities = tuple(modalities)
         self.decoders = nn.ModuleDict(
             {

@@ -18,6 +18,7 @@ from bidsfusion.errors import UsageError
 from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.objectives.base import Objective
 from bidsfusion.objectives.gather import all_gather
+from bidsfusion.objectives.options import require_at_least
 
 
 def _whiten(h: Tensor, cross: Tensor, ridge: float) -> Tensor:
@@ -60,8 +61,7 @@ class DeepCCA(Objective):
         self.modalities = tuple(modalities)
         if len(self.modalities) < 2:
             raise UsageError("objective term CCA needs at least two modalities")
-        if not ridge > 1e-9:
-            raise UsageError(f"CCA ridge must be > 1e-9, got {ridge}")
+        require_at_least("CCA", "ridge", ridge, 1e-9, strict=True)
         self.ridge = ridge
 
     def forward(

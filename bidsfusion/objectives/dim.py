@@ -40,6 +40,7 @@ from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.objectives.base import Heads, Objective
 from bidsfusion.objectives.gather import all_gather, local_rows
 from bidsfusion.objectives.infonce import infonce, infonce_chance, usable_locations
+from bidsfusion.objectives.options import require_at_least
 
 
 class _InfoNCETerm(Objective):
@@ -74,6 +75,8 @@ class _InfoNCETerm(Objective):
             local=self.modalities if self.uses_local else (),
             latent=self.modalities if self.uses_latent else (),
         )
+        require_at_least(self.name, "clip", clip, 0.0, strict=True)
+        require_at_least(self.name, "penalty_weight", penalty_weight, 0.0)
         self.clip, self.penalty_weight = clip, penalty_weight
 
     @property

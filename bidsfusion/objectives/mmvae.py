@@ -76,6 +76,7 @@ from bidsfusion.errors import UsageError
 from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.models.dcgan import DCGANDecoder
 from bidsfusion.objectives.base import Heads, Objective
+from bidsfusion.objectives.options import require_at_least
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -128,14 +129,9 @@ class MMVAE(Objective):
         super().__init__()
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise UsageError(f"objective option MMVAE.k must be an integer >= 1, got {k!r}")
-        if not likelihood_scale > 0:
-            raise UsageError(
-                f"objective option MMVAE.likelihood_scale must be > 0, got {likelihood_scale!r}"
-            )
-        if not logvar_bound > 0:
-            raise UsageError(
-                f"objective option MMVAE.logvar_bound must be > 0, got {logvar_bound!r}"
-            )
+        require_at_least("MMVAE", "decoder_channels", decoder_channels, 1)
+        require_at_least("MMVAE", "likelihood_scale", likelihood_scale, 0.0, strict=True)
+        require_at_least("MMVAE", "logvar_bound", logvar_bound, 0.0, strict=True)
         self.modalities = tuple(modalities)
         if not self.modalities:
             raise UsageError("objective term MMVAE needs at least one modality")

@@ -5,12 +5,14 @@ with their annotations and defaults: ``clip: float = 20.0``. Values given as tex
 (the command line, or a TOML config, whose values are written as text too) are
 converted with the annotation (``int``, ``float``, ``bool``, ``str`` or a
 ``Literal`` of strings); an unknown term or key, or a value of the wrong type, is
-a UsageError (exit 64) listing what is valid.
+a UsageError (exit 64) listing what is valid. A factory checks the range of its
+own values with :func:`require_at_least`.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -20,7 +22,7 @@ from bidsfusion.errors import UsageError
 NOT_OPTIONS = ("modalities", "dims", "heads")
 """Factory parameters the group level fills itself."""
 TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0")
-KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+KINDS = {int: "an integer", float: "a finite number", bool: "true or false", str: "text"}
 
 
 def factory_options(factory: Callable[..., Any]) -> dict[str, tuple[Any, Any]]:
@@ -104,8 +106,21 @@ def convert(text: str, annotation: Any, where: str) -> Any:
         if annotation is int:
             return int(text)
         if annotation is float:
-            return float(text)
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
     except ValueError:
         expected = f"one of {', '.join(map(str, choices))}" if choices else KINDS[annotation]
         raise UsageError(f"{where}: {text!r} is not {expected}") from None
     return text
+
+
+def require_at_least(
+    term: str, name: str, value: float, low: float, *, strict: bool = False
+) -> None:
+    """UsageError (exit 64) naming ``term.name`` unless ``value`` is finite and ``>= low``
+    (``> low`` when ``strict``)."""
+    if not (math.isfinite(value) and (value > low if strict else value >= low)):
+        bound = f"{'>' if strict else '>='} {low:g}"
+        raise UsageError(f"objective option {term}.{name} must be {bound}, got {value!r}")

@@ -15,6 +15,7 @@ from torch import Tensor
 from bidsfusion import hookimpl
 from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.objectives.base import Objective
+from bidsfusion.objectives.options import require_at_least
 
 
 def barlow_twins(z1: Tensor, z2: Tensor, off_diagonal_weight: float = 5e-3) -> Tensor:
@@ -42,6 +43,7 @@ class BarlowTwins(Objective):
         weight: float = 5e-3,
     ) -> None:
         super().__init__()
+        require_at_least("Barlow", "weight", weight, 0.0)
         self.pairs = list(combinations(modalities, 2))
         self.weight = weight
 

@@ -31,6 +31,7 @@ from bidsfusion.errors import UsageError
 from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.objectives.base import Objective
 from bidsfusion.objectives.gather import all_gather
+from bidsfusion.objectives.options import require_at_least
 
 PARTS = ("invariance", "variance", "covariance")
 """The unweighted parts, logged as ``VICReg_<part>``."""
@@ -85,10 +86,10 @@ class VICReg(Objective):
         if not self.pairs:
             raise UsageError("objective term VICReg needs at least two modalities")
         weights = (invariance_weight, variance_weight, covariance_weight)
-        if min(weights) < 0:
-            raise UsageError(f"VICReg weights must be >= 0, got {weights}")
-        if not (gamma > 0 and eps > 0):
-            raise UsageError(f"VICReg gamma and eps must be > 0, got gamma={gamma}, eps={eps}")
+        for part, weight in zip(PARTS, weights, strict=True):
+            require_at_least("VICReg", f"{part}_weight", weight, 0.0)
+        require_at_least("VICReg", "gamma", gamma, 0.0, strict=True)
+        require_at_least("VICReg", "eps", eps, 0.0, strict=True)
         self.weights = dict(zip(PARTS, weights, strict=True))
         self.gamma, self.eps = gamma, eps
 
