@@ -297,12 +297,12 @@ class Memory(click.ParamType):
     """``--mem``: a size in GB, as a number or text such as 8, 8GB or 512MB."""
 
     name = "memory"
-    rule = "a memory size such as 8, 8GB or 512MB"
+    rule = "a memory size above 0, such as 8, 8GB or 512MB"
     toml_kinds = (int, float, str)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         size = _gigabytes(value)
-        if size is None:
+        if size is None or size <= 0:
             self.fail(f"{value!r}: expected {self.rule}", param, ctx)
         return size
 

@@ -161,9 +161,11 @@ def test_help_lists_levels_and_subcommands(run_cli):
         assert command in result.out
 
 
-def test_memory_option_parses_units(run_cli, tiny_bids, tmp_path):
-    bad = run_cli(tiny_bids, Path(tmp_path / "out"), "participant", "--mem", "lots")
-    assert bad.code == 64 and "lots" in bad.err
+@pytest.mark.parametrize("value", ["lots", "0", "0MB", "-5GB"])
+def test_bad_memory_is_64_naming_it(run_cli, tiny_bids, tmp_path, value):
+    bad = run_cli(tiny_bids, Path(tmp_path / "out"), "participant", "--mem", value)
+    assert bad.code == 64
+    assert f"'--mem': {value!r}: expected a memory size above 0" in bad.err
 
 
 @pytest.fixture
