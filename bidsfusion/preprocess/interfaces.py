@@ -194,6 +194,8 @@ class Coregister(SimpleInterface):
 
         moving, moving_image = read_data(self.inputs.in_file, ndim=3)
         fixed, fixed_image = read_data(self.inputs.reference_file, ndim=3)
+        check_not_constant(self.inputs.reference_file, fixed)
+        check_not_constant(self.inputs.in_file, moving)
         transform = register_rigid(
             array_to_sitk(moving, moving_image.affine), array_to_sitk(fixed, fixed_image.affine)
         )
