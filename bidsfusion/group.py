@@ -238,6 +238,7 @@ def _trained_splits(config: RunConfig, specs: Sequence[str], group_dir: Path) ->
             f"{error}; the group level without --eval-only, with the options it was trained "
             "with, writes it again"
         ) from None
+    _warn_unused_split_options(config, splits)
     for spec in specs:
         for fold in selected_folds(config.fold, splits.n_folds):
             path = representations_path(group_dir, spec, fold)
@@ -247,6 +248,24 @@ def _trained_splits(config: RunConfig, specs: Sequence[str], group_dir: Path) ->
                     "level without --eval-only)"
                 )
     return splits
+
+
+def _warn_unused_split_options(config: RunConfig, splits: Any) -> None:
+    """``--eval-only`` keeps the trained splits: say so when ``--folds`` differs, or a
+    ``--holdout`` count."""
+    differing = []
+    if config.folds != splits.n_folds:
+        differing.append(f"--folds {config.folds}")
+    if isinstance(config.holdout, int) and config.holdout != len(splits.holdout):
+        differing.append(f"--holdout {config.holdout}")
+    if differing:
+        log.warning(
+            "--eval-only evaluates the trained splits of splits.json (%d folds, %d hold-out "
+            "subjects), not %s: retrain without --eval-only for other splits",
+            splits.n_folds,
+            len(splits.holdout),
+            " and ".join(differing),
+        )
 
 
 def _evaluate(

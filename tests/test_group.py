@@ -359,6 +359,16 @@ def test_eval_only_reuses_finished_studies_and_needs_representations(group_run, 
     assert again.code == 0, again.err
     assert "epoch" not in again.err  # nothing trained
     assert (out / "group" / "evaluation.tsv").read_text() == before
+    assert "trained splits" not in again.err
+    other_splits = run_cli(bids, out, "group", "--eval-only", "-w", work, *GROUP_ARGS,
+                           "--folds", str(FOLDS + 1), "--holdout", "4",
+                           *[a for spec in SPECS for a in ("--objective", spec)])  # fmt: skip
+    assert other_splits.code == 0, other_splits.err
+    assert (
+        f"evaluates the trained splits of splits.json ({FOLDS} folds, 3 hold-out subjects), "
+        f"not --folds {FOLDS + 1} and --holdout 4: retrain without --eval-only"
+    ) in other_splits.err
+    assert (out / "group" / "evaluation.tsv").read_text() == before
     missing = run_cli(bids, out, "group", "--eval-only", "--objective", "CS", "-w", work)
     assert missing.code == 66
     assert "objective-CS" in missing.err and "without --eval-only" in missing.err
