@@ -46,13 +46,14 @@ def write_tsv(path: Path, columns: Sequence[str], rows: Iterable[Sequence[object
 def read_tsv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """``(columns, rows)`` of a table, each row a dict column -> text.
 
+    A spreadsheet's byte-order mark, CRLF line ends and blank lines are ignored.
     Raises InputMissingError when the file cannot be read and InputDataError
     (naming the file and line) when it is empty or a row has the wrong number of
     fields.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise InputMissingError(f"cannot read {path}: {error}") from None
     lines = text.splitlines()
@@ -61,6 +62,8 @@ def read_tsv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     columns = lines[0].split("\t")
     rows = []
     for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
         fields = line.split("\t")
         if len(fields) != len(columns):
             raise InputDataError(
