@@ -193,6 +193,15 @@ def test_too_few_labelled_subjects_is_65_with_counts(run_cli, tmp_path) -> None:
     assert "need at least 3 subjects per group for 3 folds; have AD=2, HC=5" in result.err
 
 
+def test_a_class_value_off_by_case_or_spaces_is_named_with_the_counts(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path, ["AD"] * 2 + ["ad", "HC "] + ["HC"] * 6)
+    result = run_cli(bids, out, "group", "--objective", "L", "--holdout", "1", *GROUP_ARGS[:-4])
+    assert result.code == 65  # only 2 AD: the near misses are not counted
+    assert "diagnosis 'ad' (sub-03) is not --positive 'AD' (case or spaces differ)" in result.err
+    assert "diagnosis 'HC ' (sub-04) is not --negative 'HC'" in result.err
+    assert "diagnosis of the selected subjects: 'AD' 2, 'HC' 6, 'HC ' 1, 'ad' 1" in result.err
+
+
 @pytest.mark.parametrize("option", ["--positive", "--negative"])
 def test_a_class_no_subject_has_is_64_listing_the_values(run_cli, tmp_path, option) -> None:
     bids, out = write_group_inputs(tmp_path, ["AD"] * 4 + ["HC"] * 4 + ["other"])

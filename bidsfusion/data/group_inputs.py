@@ -10,6 +10,7 @@ and left out), labelled from participants.tsv, and paired by closeness in days
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +117,34 @@ def subject_groups(config: Any, subjects: set[str]) -> dict[str, str]:
                 f"{option} {label}: no selected subject has {config.label_column} {label!r} "
                 f"in participants.tsv; its values: {', '.join(sorted(set(groups.values())))}"
             )
+    _warn_near_misses(config, groups)
+    counts = Counter(groups.values())
+    log.info(
+        "%s of the selected subjects: %s",
+        config.label_column,
+        ", ".join(f"{value!r} {n}" for value, n in sorted(counts.items())),
+    )
     return groups
+
+
+def _warn_near_misses(config: Any, groups: dict[str, str]) -> None:
+    """Warn about values that differ from ``--positive``/``--negative`` only in case or
+    surrounding spaces: they count as neither class."""
+    for option, label in (("--positive", config.positive), ("--negative", config.negative)):
+        near = sorted(
+            {v for v in groups.values() if v != label and v.strip().casefold() == label.casefold()}
+        )
+        for value in near:
+            subjects = sorted(s for s, v in groups.items() if v == value)
+            log.warning(
+                "participants.tsv %s %r (sub-%s) is not %s %r (case or spaces differ): "
+                "counted as neither class; fix the table or the option",
+                config.label_column,
+                value,
+                ", sub-".join(subjects),
+                option,
+                label,
+            )
 
 
 def _cached_scans(config: Any, scans: Sequence[Scan]) -> tuple[dict[str, VolumeCache], list[Scan]]:
