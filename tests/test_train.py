@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from bidsfusion.errors import InputDataError, InputMissingError, UsageError
+from bidsfusion.errors import InputDataError, InputMissingError, OutputError, UsageError
 from bidsfusion.models.base import Dims
 from bidsfusion.models.dcgan import DCGANEncoder
 from bidsfusion.models.multimodal import MultimodalModel
@@ -314,6 +314,21 @@ def test_checkpoint_round_trip_and_atomic_write(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="pickle"):
         save_checkpoint(path, {"bad": lambda: None})
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_a_short_write_is_named_a_full_disk(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"epoch": 1})
+
+    def short_write(state, target):  # what torch's writer raises when the disk fills
+        Path(target).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 40")
+
+    monkeypatch.setattr(torch, "save", short_write)
+    with pytest.raises(OutputError, match=r"checkpoint.pt: No space left on device \(\d+\.\d MiB"):
+        save_checkpoint(path, {"epoch": 2})
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 
 @pytest.mark.parametrize(

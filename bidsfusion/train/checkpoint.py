@@ -7,6 +7,7 @@ checkpoint from an untrusted source cannot run code.
 from __future__ import annotations
 
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,16 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         try:
             torch.save(state, tmp)
         except RuntimeError as exc:  # torch's writer reports a full disk this way
-            raise OSError(str(exc).splitlines()[0]) from exc
+            raise OSError(_write_error(exc, tmp.parent)) from exc
+
+
+def _write_error(error: RuntimeError, folder: Path) -> str:
+    """torch's failed write in one line; its "unexpected pos" (a short write) named for
+    what it means, a full disk."""
+    if "unexpected pos" in str(error):
+        free = shutil.disk_usage(folder).free / 2**20
+        return f"No space left on device ({free:.1f} MiB free)"
+    return str(error).splitlines()[0]
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
