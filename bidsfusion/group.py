@@ -304,15 +304,17 @@ def _evaluate(
 
 
 def _holdout_scores(rows: Sequence[Any], group_dir: Path) -> dict[tuple[str, str, int], Any]:
-    """Every row's hold-out decision scores, refit from its representations (a row whose
-    representations are gone or changed has none: its p-value against Random is n/a)."""
+    """The hold-out decision scores of every row with a Random row of the same modality and
+    fold to compare with, refit from its representations (a row whose representations
+    are gone or changed has none: its p-value against Random is n/a)."""
     from bidsfusion.evaluate import holdout_scores
     from bidsfusion.train.pretrain import representations_path
 
+    controls = {(r.modality, r.fold) for r in rows if r.objective == RANDOM}
     scores, unreadable = {}, set()
     for row in rows:
         path = representations_path(group_dir, row.objective, row.fold)
-        if path in unreadable:
+        if path in unreadable or (row.modality, row.fold) not in controls:
             continue
         try:
             found = holdout_scores(path, row)

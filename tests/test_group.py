@@ -331,17 +331,45 @@ def test_rows_whose_representations_are_unreadable_get_no_p_value(tmp_path, capl
     from bidsfusion.evaluate import EvaluationRow
     from bidsfusion.group import _holdout_scores
 
-    fold = tmp_path / "objective-S" / "fold-0"
-    fold.mkdir(parents=True)
-    (fold / "representations.npz").write_text("truncated")
+    for spec in ("S", "Random"):
+        fold = tmp_path / f"objective-{spec}" / "fold-0"
+        fold.mkdir(parents=True)
+        (fold / "representations.npz").write_text("truncated")
     row = dict(fold=0, n_train=4, n_validation=2, n_holdout=2, C=1.0, penalty="l2",
                l1_ratio=0.0, validation_auc=0.5, holdout_auc=0.5, holdout_bacc=0.5,
                n_trials=1, seed=0, max_iter=10, study="s")  # fmt: skip
-    rows = [EvaluationRow(objective="S", modality=m, **row) for m in ("T1w", "falff")]
+    rows = [
+        EvaluationRow(objective=spec, modality=m, **row)
+        for spec in ("S", "Random")
+        for m in ("T1w", "falff")
+    ]
     assert _holdout_scores(rows, tmp_path) == {}
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1 and "representations.npz" in warnings[0], warnings
-    assert "leave this fold out" in warnings[0]
+    assert len(warnings) == 2, warnings  # one per unreadable file, not per row
+    assert all("representations.npz" in w and "leave this fold out" in w for w in warnings)
+
+
+def test_rows_without_a_random_row_are_not_refit(tmp_path, monkeypatch) -> None:
+    import bidsfusion.evaluate
+    from bidsfusion.evaluate import EvaluationRow
+    from bidsfusion.group import _holdout_scores
+
+    refit = []
+    monkeypatch.setattr(
+        bidsfusion.evaluate, "holdout_scores", lambda path, row: refit.append(row) or {"01": 1.0}
+    )
+    row = dict(n_train=4, n_validation=2, n_holdout=2, C=1.0, penalty="l2",
+               l1_ratio=0.0, validation_auc=0.5, holdout_auc=0.5, holdout_bacc=0.5,
+               n_trials=1, seed=0, max_iter=10, study="s")  # fmt: skip
+    rows = [
+        EvaluationRow(objective="S", modality="T1w", fold=0, **row),
+        EvaluationRow(objective="S", modality="falff", fold=0, **row),
+        EvaluationRow(objective="Random", modality="T1w", fold=0, **row),
+        EvaluationRow(objective="S", modality="T1w", fold=1, **row),
+    ]
+    scores = _holdout_scores(rows, tmp_path)
+    assert set(scores) == {("S", "T1w", 0), ("Random", "T1w", 0)}
+    assert len(refit) == 2
 
 
 def test_a_row_its_representations_no_longer_give_is_named(tmp_path, caplog, monkeypatch):
@@ -353,9 +381,10 @@ def test_a_row_its_representations_no_longer_give_is_named(tmp_path, caplog, mon
     row = dict(fold=1, n_train=4, n_validation=2, n_holdout=2, C=1.0, penalty="l2",
                l1_ratio=0.0, validation_auc=0.5, holdout_auc=0.5, holdout_bacc=0.5,
                n_trials=1, seed=0, max_iter=10, study="s")  # fmt: skip
-    scores = _holdout_scores([EvaluationRow(objective="S", modality="T1w", **row)], tmp_path)
-    assert scores == {("S", "T1w", 1): {}}
-    (message,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    rows = [EvaluationRow(objective=spec, modality="T1w", **row) for spec in ("S", "Random")]
+    scores = _holdout_scores(rows, tmp_path)
+    assert scores == {("S", "T1w", 1): {}, ("Random", "T1w", 1): {}}
+    message = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "objective-S/fold-1/representations.npz" in message and "--eval-only" in message
 
 
