@@ -211,6 +211,15 @@ def test_a_class_no_subject_has_is_64_listing_the_values(run_cli, tmp_path, opti
     assert "its values: AD, HC, other" in result.err
 
 
+def test_a_label_column_of_many_values_lists_ten_of_them(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path, ["AD"] * 6 + ["HC"] * 6)
+    result = run_cli(bids, out, "group", "--objective", "L", "--label-column", "participant_id",
+                     *GROUP_ARGS)  # fmt: skip
+    assert result.code == 64
+    assert "its values: sub-01, sub-02," in result.err
+    assert "sub-10 ... (12 in all)" in result.err and "sub-11" not in result.err
+
+
 def test_corrupt_derivative_is_excluded_and_the_run_goes_on(run_cli, tmp_path) -> None:
     bids, out = write_group_inputs(tmp_path)
     bad = next(out.glob("sub-02/ses-1/func/*_boldmap.nii.gz"))

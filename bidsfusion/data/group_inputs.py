@@ -115,16 +115,22 @@ def subject_groups(config: Any, subjects: set[str]) -> dict[str, str]:
         if label not in groups.values():
             raise UsageError(
                 f"{option} {label}: no selected subject has {config.label_column} {label!r} "
-                f"in participants.tsv; its values: {', '.join(sorted(set(groups.values())))}"
+                f"in participants.tsv; its values: {_first(sorted(set(groups.values())))}"
             )
     _warn_near_misses(config, groups)
     counts = Counter(groups.values())
     log.info(
         "%s of the selected subjects: %s",
         config.label_column,
-        ", ".join(f"{value!r} {n}" for value, n in sorted(counts.items())),
+        _first([f"{value!r} {n}" for value, n in sorted(counts.items())]),
     )
     return groups
+
+
+def _first(items: Sequence[str], most: int = 10) -> str:
+    """The first ``most`` of ``items`` joined by commas, and how many there are in all."""
+    more = f" ... ({len(items)} in all)" if len(items) > most else ""
+    return ", ".join(items[:most]) + more
 
 
 def _warn_near_misses(config: Any, groups: dict[str, str]) -> None:
