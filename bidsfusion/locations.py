@@ -96,10 +96,10 @@ def _generator(description: Path) -> str | None:
 
 
 def check_work_dir(work_dir: Path) -> None:
-    """Create the work directory and prove it writable, or raise OutputError (exit 73);
-    a file in its place is a UsageError (64)."""
+    """Create the work directory and prove it writable, or raise OutputError (exit 73),
+    naming a file in its place."""
     if work_dir.exists() and not work_dir.is_dir():
-        raise UsageError(
+        raise OutputError(
             f"work directory {work_dir} is a file, not a folder; choose a folder with --work-dir"
         )
     probe = work_dir / f".write-test-{uuid.uuid4().hex[:8]}"

@@ -78,16 +78,6 @@ def test_work_dir_inside_bids_dir_is_64(run_cli, tiny_bids, tmp_path):
     assert "--work-dir" in result.err
 
 
-@pytest.mark.parametrize("level", ["participant", "group"])
-def test_work_dir_that_is_a_file_is_64_naming_it(run_cli, tiny_bids, tmp_path, level):
-    work = tmp_path / "work"
-    work.write_text("notes")
-    result = run_cli(tiny_bids, tmp_path / "out", level, "-w", work, "--objective", "S")
-    assert result.code == 64
-    assert f"work directory {work} is a file, not a folder" in result.err
-    assert work.read_text() == "notes"
-
-
 def test_unknown_participant_is_18_and_lists_known(run_cli, tiny_bids, tmp_path):
     result = run_cli(
         tiny_bids, tmp_path / "out", "participant", "--participant-label", "01", "sub-07"

@@ -65,6 +65,8 @@ def test_an_unwritable_work_dir_is_73_before_any_work(run_cli, tiny_bids, tmp_pa
     result = run_cli(tiny_bids, out, "participant", *args)
     assert result.code == 73, result.err
     assert str(work) in _error_line(result) and "--work-dir" in _error_line(result)
+    if where != "proc":
+        assert "is a file, not a folder" in _error_line(result)
     assert not (out / "dataset_description.json").exists()
 
 
