@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import shutil
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -198,6 +200,28 @@ def test_absent_inputs_say_what_did_not_run(tmp_path: Path) -> None:
     assert "not run: the evaluation needs hold-out subjects" in text
     assert "group/pairs.tsv is missing" in text and "group/splits.json is missing" in text
     assert "<img" not in text
+
+
+def test_analysis_results_of_models_trained_again_since_are_flagged(tmp_path: Path) -> None:
+    group = fabricate(tmp_path / "group")
+    fresh = write_report(group).read_text(encoding="utf-8")
+    assert "was trained again" not in fresh
+    later = time.time_ns() + 10**9  # L-CL's fold 1 retrained after every analysis ran
+    for spec in ("L-CL", "Random"):
+        npz = group / f"objective-{spec}" / "fold-1" / "representations.npz"
+        npz.write_bytes(b"")
+        os.utime(npz, ns=(later, later) if spec == "L-CL" else (0, 0))
+    text = write_report(group).read_text(encoding="utf-8")
+    for output, analysis in (
+        ("group/similarity.tsv", "similarity"),
+        ("group/saliency/objective-L-CL/crossmodal.json", "saliency"),
+        ("group/group-differences/objective-L-CL", "group-differences"),
+    ):
+        assert (
+            f"{output} was written before L-CL was trained again: it shows the earlier "
+            f"models; rerun with --eval-only --analysis {analysis}"
+        ) in text
+    assert "Random was trained again" not in text
 
 
 def test_a_summary_of_an_older_version_without_p_values_still_renders(tmp_path: Path) -> None:

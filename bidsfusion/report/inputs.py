@@ -90,3 +90,12 @@ def volume(path: Path, index: int | None = None) -> Any:
     except READ_ERRORS as error:
         raise InputDataError(f"{path}: unreadable NIfTI ({one_line(error)})") from None
     return nib.Nifti1Image(data, image.affine)
+
+
+def retrained_after(output: Path, group_dir: Path, spec: str) -> bool:
+    """Whether a fold of objective ``spec`` was trained again after ``output`` (an analysis
+    result) was written: a ``representations.npz`` of it is newer, so ``output`` shows an
+    earlier model."""
+    written = output.stat().st_mtime_ns
+    folds = (group_dir / f"objective-{spec}").glob("fold-*/representations.npz")
+    return any(p.stat().st_mtime_ns > written for p in folds)

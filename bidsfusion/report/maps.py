@@ -8,8 +8,17 @@ from pathlib import Path
 
 from bidsfusion.errors import InputDataError
 from bidsfusion.report.figures import brain_figure
-from bidsfusion.report.inputs import read_json, read_table, volume
-from bidsfusion.report.markup import figure, guarded, heading, note, problem, relative, table
+from bidsfusion.report.inputs import read_json, read_table, retrained_after, volume
+from bidsfusion.report.markup import (
+    figure,
+    guarded,
+    heading,
+    note,
+    problem,
+    relative,
+    stale,
+    table,
+)
 
 MAX_PEAKS = 20
 """Rows of a peaks table shown."""
@@ -59,8 +68,11 @@ def _pair(folder: Path, group_dir: Path) -> str:
     images = [(f"{m} dimension {dims[m]}", volume(maps[m], dims[m])) for m in maps]
     title = f"{spec}: " + " and ".join(f"{m} dim {dims[m]}" for m in maps)
     names = [relative(path, group_dir), *(relative(p, group_dir) for p in maps.values())]
-    return heading(f"{title} (r = {correlation:.2f})") + figure(
-        brain_figure(images), f"saliency maps of {title}", names
+    warning = stale(names[0], [spec], "saliency") if retrained_after(path, group_dir, spec) else ""
+    return (
+        heading(f"{title} (r = {correlation:.2f})")
+        + warning
+        + figure(brain_figure(images), f"saliency maps of {title}", names)
     )
 
 
@@ -88,6 +100,9 @@ def group_differences(group_dir: Path) -> str:
 def _differences(folder: Path, group_dir: Path) -> str:
     out = heading(relative(folder, group_dir))
     maps = sorted(folder.glob("*stat-rbc*.nii.gz"))
+    spec = folder.name.removeprefix("objective-")
+    if maps and retrained_after(maps[0], group_dir, spec):
+        out += stale(relative(folder, group_dir), [spec], "group-differences")
     if maps:
         images = [(_title(path), volume(path)) for path in maps]
         names = [relative(p, group_dir) for p in maps]

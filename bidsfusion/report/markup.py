@@ -75,6 +75,14 @@ def heading(text: str, *badges: Markup) -> str:
     return f"<h3>{esc(text)} {' '.join(badges)}</h3>\n"
 
 
+def stale(output: str, specs: Sequence[str], analysis: str) -> str:
+    """A problem line: ``output`` shows models of ``specs`` trained again since."""
+    return problem(
+        f"{output} was written before {', '.join(specs)} was trained again: it shows the "
+        f"earlier models; rerun with --eval-only --analysis {analysis}"
+    )
+
+
 def relative(path: Path, group_dir: Path) -> str:
     """``path`` relative to OUTPUT_DIR (``group/...``)."""
     try:

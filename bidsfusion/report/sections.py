@@ -10,8 +10,18 @@ from typing import Any
 from bidsfusion.errors import BidsFusionError, InputDataError
 from bidsfusion.evaluate.summary import auc_standard_error
 from bidsfusion.report.figures import CONTROL, Bar, Measure, evaluation_figure, similarity_figure
-from bidsfusion.report.inputs import number, read_json, read_table, read_toml
-from bidsfusion.report.markup import Markup, esc, figure, note, problem, relative, sources, table
+from bidsfusion.report.inputs import number, read_json, read_table, read_toml, retrained_after
+from bidsfusion.report.markup import (
+    Markup,
+    esc,
+    figure,
+    note,
+    problem,
+    relative,
+    sources,
+    stale,
+    table,
+)
 
 SETTINGS = (
     "expanded_objectives", "modality", "label_column", "positive", "negative", "encoder",
@@ -229,5 +239,10 @@ def similarity(group_dir: Path) -> str:
         "SVCCA (mean canonical correlation; near 1 when subjects are few). Bars: mean "
         "over folds, error bars: sd."
     )
+    retrained = sorted(
+        {v.objective for v in values if retrained_after(path, group_dir, v.objective)}
+    )
+    if retrained:
+        text += stale(relative(path, group_dir), retrained, "similarity")
     alt = "CKA and SVCCA per objective and group"
     return text + figure(similarity_figure(values), alt, [relative(path, group_dir)])
