@@ -239,6 +239,7 @@ def _trained_splits(config: RunConfig, specs: Sequence[str], group_dir: Path) ->
             "with, writes it again"
         ) from None
     _warn_unused_split_options(config, splits)
+    found = []
     for spec in specs:
         for fold in selected_folds(config.fold, splits.n_folds):
             path = representations_path(group_dir, spec, fold)
@@ -247,7 +248,32 @@ def _trained_splits(config: RunConfig, specs: Sequence[str], group_dir: Path) ->
                     f"{path.parent} holds no {path.name}: train {spec} first (the group "
                     "level without --eval-only)"
                 )
+            found.append(path)
+    _warn_changed_derivatives(group_dir, found)
     return splits
+
+
+def _warn_changed_derivatives(group_dir: Path, representations: Sequence[Path]) -> None:
+    """``--eval-only``: warn when a derivative of ``pairs.tsv`` changed after the oldest of
+    ``representations`` was written (they encode the earlier data)."""
+    from bidsfusion.tsv import read_tsv
+
+    try:
+        columns, rows = read_tsv(group_dir / "pairs.tsv")
+    except BidsFusionError:
+        return
+    paths = {Path(r[c]) for r in rows for c in columns if c.startswith("path_") and r[c]}
+    stamps = {p: p.stat().st_mtime_ns for p in paths if p.is_file()}
+    oldest = min(representations, key=lambda p: p.stat().st_mtime_ns)
+    changed = [p for p, t in stamps.items() if t > oldest.stat().st_mtime_ns]
+    if changed:
+        log.warning(
+            "%d derivative(s) changed after %s was trained (e.g. %s): --eval-only evaluates "
+            "representations of the earlier data; rerun without --eval-only to retrain",
+            len(changed),
+            oldest.parent.relative_to(group_dir),
+            max(changed, key=stamps.__getitem__),
+        )
 
 
 def _warn_unused_split_options(config: RunConfig, splits: Any) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -419,6 +421,25 @@ def test_eval_only_reuses_finished_studies_and_needs_representations(group_run, 
     missing = run_cli(bids, out, "group", "--eval-only", "--objective", "CS", "-w", work)
     assert missing.code == 66
     assert "objective-CS" in missing.err and "without --eval-only" in missing.err
+
+
+def test_eval_only_names_derivatives_changed_since_training(group_run, run_cli, tmp_path):
+    bids, trained, _ = group_run
+    out = tmp_path / "out"
+    shutil.copytree(trained, out)  # keeps the modification times
+    pairs = out / "group" / "pairs.tsv"
+    pairs.write_text(pairs.read_text().replace(str(trained), str(out)))
+    args = (bids, out, "group", "--eval-only", "-w", tmp_path / "work", *GROUP_ARGS)
+    unchanged = run_cli(*args, "--objective", "Random")
+    assert unchanged.code == 0, unchanged.err
+    assert "changed after" not in unchanged.err
+    derivative = next(out.glob("sub-02/ses-1/func/*_boldmap.nii.gz"))
+    later = time.time_ns() + 10**9
+    os.utime(derivative, ns=(later, later))
+    changed = run_cli(*args, "--objective", "Random")
+    assert changed.code == 0, changed.err
+    assert "1 derivative(s) changed after objective-Random/fold-" in changed.err
+    assert f"was trained (e.g. {derivative}): --eval-only evaluates" in changed.err
 
 
 def test_eval_only_with_damaged_tables_says_how_to_recover(group_run, run_cli, tmp_path):
