@@ -204,6 +204,16 @@ def test_a_class_value_off_by_case_or_spaces_is_named_with_the_counts(run_cli, t
     assert "diagnosis of the selected subjects: 'AD' 2, 'HC' 6, 'HC ' 1, 'ad' 1" in result.err
 
 
+def test_a_subject_without_a_participants_row_is_named(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path, ["AD"] * 2 + ["HC"] * 6)
+    table = bids / "participants.tsv"
+    table.write_text("".join(line for line in table.read_text().splitlines(True)
+                             if not line.startswith("sub-03")))  # fmt: skip
+    result = run_cli(bids, out, "group", "--objective", "L", "--holdout", "1", *GROUP_ARGS[:-4])
+    assert result.code == 65  # too few AD: stops before any training
+    assert f"{table} has no row for sub-03: counted as other (pretraining only)" in result.err
+
+
 @pytest.mark.parametrize("option", ["--positive", "--negative"])
 def test_a_class_no_subject_has_is_64_listing_the_values(run_cli, tmp_path, option) -> None:
     bids, out = write_group_inputs(tmp_path, ["AD"] * 4 + ["HC"] * 4 + ["other"])

@@ -109,6 +109,15 @@ def subject_groups(config: Any, subjects: set[str]) -> dict[str, str]:
             f"{config.label_column!r}; columns: {', '.join(first)}; "
             "choose one with --label-column"
         )
+    absent = sorted(subjects - set(table))
+    if absent:
+        log.warning(
+            "%s has no row for %s: counted as %s (pretraining only); add the row to "
+            "use them as a class",
+            config.bids_dir / "participants.tsv",
+            _first([f"sub-{s}" for s in absent]),
+            OTHER_GROUP,
+        )
     values = {s: (table.get(s, {}).get(config.label_column) or OTHER_GROUP) for s in subjects}
     groups = {s: (OTHER_GROUP if v in ("", "n/a") else v) for s, v in values.items()}
     for option, label in (("--positive", config.positive), ("--negative", config.negative)):
