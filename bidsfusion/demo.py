@@ -78,6 +78,8 @@ class DemoPaths:
 
 def run_demo(out_dir: Path, subjects: int, seed: int, nprocs: int) -> Path:
     """Synthesise, run both levels, and return the report's path (see the module doc)."""
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise OutputError(f"OUT_DIR {out_dir} is a file, not a folder; give the demo a folder")
     paths = DemoPaths(Path(out_dir))
     started = time.monotonic()
     _step(1, f"synthetic dataset of {subjects} subjects: {paths.bids}")

@@ -97,3 +97,12 @@ def test_demo_rejects_too_few_subjects(run_cli, tmp_path: Path) -> None:
     assert result.code == 64
     assert "--subjects" in result.err
     assert not (tmp_path / "demo").exists()
+
+
+def test_demo_into_a_file_is_73_naming_it(run_cli, tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    target.write_text("notes")
+    result = run_cli("demo", target)
+    assert result.code == 73
+    assert f"OUT_DIR {target} is a file, not a folder" in result.err
+    assert target.read_text() == "notes"
