@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from pathlib import Path
 
@@ -24,6 +25,11 @@ def one_line(error: BaseException) -> str:
 def load_image(path: Path) -> nib.Nifti1Image:
     """The NIfTI image at ``path`` (header read; data stays lazy)."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise InputMissingError(
+            f"{path}: a broken link to {os.readlink(path)}; fetch its content (DataLad: "
+            "datalad get) or remove the link"
+        )
     if not path.exists():
         raise InputMissingError(f"{path}: file not found")
     try:
