@@ -264,8 +264,8 @@ def _warn_changed_derivatives(group_dir: Path, representations: Sequence[Path]) 
         return
     paths = {Path(r[c]) for r in rows for c in columns if c.startswith("path_") and r[c]}
     stamps = {p: p.stat().st_mtime_ns for p in paths if p.is_file()}
-    oldest = min(representations, key=lambda p: p.stat().st_mtime_ns)
-    changed = [p for p, t in stamps.items() if t > oldest.stat().st_mtime_ns]
+    written, oldest = min((p.stat().st_mtime_ns, p) for p in representations)
+    changed = [p for p, t in stamps.items() if t > written]
     if changed:
         log.warning(
             "%d derivative(s) changed after %s was trained (e.g. %s): --eval-only evaluates "

@@ -100,10 +100,10 @@ def group_differences(group_dir: Path) -> str:
 def _differences(folder: Path, group_dir: Path) -> str:
     out = heading(relative(folder, group_dir))
     maps = sorted(folder.glob("*stat-rbc*.nii.gz"))
-    spec = folder.name.removeprefix("objective-")
-    if maps and retrained_after(maps[0], group_dir, spec):
-        out += stale(relative(folder, group_dir), [spec], "group-differences")
     if maps:
+        spec = folder.name.removeprefix("objective-")
+        if retrained_after(maps[0], group_dir, spec):
+            out += stale(relative(folder, group_dir), [spec], "group-differences")
         images = [(_title(path), volume(path)) for path in maps]
         names = [relative(p, group_dir) for p in maps]
         png = brain_figure(images, cmap="cold_hot", vmax=1.0, threshold=RBC_SHOWN)
