@@ -189,6 +189,19 @@ def test_other_processing_options_redo_exactly_what_they_change(rerun):
     assert t1w.stat().st_mtime_ns > t1w_time
 
 
+def test_another_registration_method_redoes_the_t1w_and_the_bold_through_it(rerun, monkeypatch):
+    out, again = rerun
+    t1w = out / "sub-01" / "anat" / f"sub-01_acq-fast_{GRID}_desc-brain_T1w.nii.gz"
+    falff = out / "sub-01" / "func" / f"sub-01_task-rest_dir-AP_{GRID}_stat-falff_boldmap.nii.gz"
+    t1w_time, falff_time = t1w.stat().st_mtime_ns, falff.stat().st_mtime_ns
+    monkeypatch.setattr("bidsfusion.preprocess.plan.TEMPLATE_REGISTRATION", "an earlier method")
+    result = again("--participant-label", "01")
+    assert result.code == 0, result.err
+    assert "redoing its outputs" in result.err
+    assert t1w.stat().st_mtime_ns > t1w_time and falff.stat().st_mtime_ns > falff_time
+    assert json.loads(sidecar_path(t1w).read_text())["Registration"] == "an earlier method"
+
+
 @pytest.mark.parametrize(
     ("damaged", "damage"),
     [

@@ -56,10 +56,11 @@ def _interface(name: str) -> Callable[[], Any]:
 
 
 def _register_mean_bold() -> Any:
-    """RegisterToTemplate from an upright start: EPI contrast misleads the rotation search."""
+    """RegisterToTemplate from an upright start, without the scalp guard: EPI contrast and
+    partial coverage mislead the rotation search and the mask-only starts."""
     from bidsfusion.preprocess.interfaces import RegisterToTemplate
 
-    return RegisterToTemplate(search_rotations=False)
+    return RegisterToTemplate(search_rotations=False, scalp_guard=False)
 
 
 SIMPLEITK = Backend(

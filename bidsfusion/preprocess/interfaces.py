@@ -150,6 +150,9 @@ class _RegisterInputSpec(BaseInterfaceInputSpec):
     search_rotations = traits.Bool(
         True, usedefault=True, desc="search tilts up to 20 degrees (False: upright start)"
     )
+    scalp_guard = traits.Bool(
+        True, usedefault=True, desc="keep the template brain off the scalp (False: mean BOLD)"
+    )
 
 
 class _TransformOutputSpec(TraitedSpec):
@@ -172,6 +175,7 @@ class RegisterToTemplate(SimpleInterface):
             array_to_sitk(data, image.affine),
             skull_stripped=self.inputs.skull_strip == "none",
             search_rotations=self.inputs.search_rotations,
+            scalp_guard=self.inputs.scalp_guard,
         )
         self._results["transform_file"] = _write_transform(transform, "to_template.tfm")
         return runtime

@@ -33,6 +33,7 @@ from bidsfusion.modality import Modality
 from bidsfusion.nifti import load_image
 from bidsfusion.preprocess.inputs import check_image, repetition_time
 from bidsfusion.preprocess.outputs import Output
+from bidsfusion.preprocess.register import TEMPLATE_REGISTRATION
 from bidsfusion.preprocess.verify import set_problem
 
 log = logging.getLogger("bidsfusion.participant")
@@ -143,6 +144,7 @@ def _anat_record(
     return {
         "software": _software(),
         "backend": config.backend,
+        "registration": TEMPLATE_REGISTRATION,
         "skull_strip": config.skull_strip,
         "maps": _maps_record(maps, modalities),
         "t1w": file_stamp(t1w, config.bids_dir),
@@ -227,8 +229,7 @@ def _anat_job(t1w: Path, config: Any, modalities: Sequence[Modality]) -> AnatJob
         FINGERPRINT_KEY: fingerprint,
     }
     registration = {
-        "Registration": "similarity (7 dof: rotation, translation, isotropic scale),"
-        " Mattes mutual information, multi-resolution, multi-start initialisation",
+        "Registration": TEMPLATE_REGISTRATION,
         "SkullStripping": config.skull_strip,
     }
     figures = config.output_dir / f"sub-{entities['sub']}" / "figures"
@@ -286,6 +287,7 @@ def _func_job(
     record = {
         "software": _software(),
         "backend": config.backend,
+        "registration": TEMPLATE_REGISTRATION,
         "maps": _maps_record(maps, modalities),
         "repetition_time": tr,
         "bold": file_stamp(bold, config.bids_dir),
