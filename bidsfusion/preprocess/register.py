@@ -233,8 +233,8 @@ def register_similarity(
     real T1w with a header tilted by (20, -20, 0) degrees ended 40 mm off. With both,
     neither happens (``benchmarks/registration.py``). A mean BOLD volume has no bright
     scalp to fit, and its partial coverage misleads the mask-only starts (the real
-    studyforrest run: its fALFF correlated 0.16 with the one through its T1w, 0.6 and
-    more without them): it goes without ``scalp_guard``.
+    studyforrest run registered with them: its fALFF correlated 0.16 with the fALFF made
+    through its T1w, where the test asks for 0.6): it goes without ``scalp_guard``.
 
     Args:
         moving: the image to align (e.g. a T1w, any orientation, LPS as SimpleITK reads it).
