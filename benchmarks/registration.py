@@ -35,7 +35,7 @@ from bidsfusion.preprocess.grid import MNI_GRID_AFFINE, MNI_GRID_SHAPE
 from bidsfusion.preprocess.images import array_to_sitk, matrix_from_transform
 from bidsfusion.preprocess.mask import grid_brain_mask
 from bidsfusion.preprocess.register import register_to_template
-from bidsfusion.synth.dataset import make_dataset
+from bidsfusion.synth.dataset import MIN_VOLUMES, make_dataset
 
 BRAIN_MASK = "sourcedata/synth/masks/space-MNI152NLin2009aSym_res-2mm_desc-brain_mask.nii.gz"
 
@@ -101,7 +101,7 @@ def main() -> None:
         bids = Path(folder) / "bids"
         start = time.perf_counter()
         make_dataset(
-            bids, n_subjects=args.subjects, seed=args.seed, max_sessions=1, n_volumes=20,
+            bids, n_subjects=args.subjects, seed=args.seed, max_sessions=1, n_volumes=MIN_VOLUMES,
             coupling=args.coupling,
         )  # fmt: skip
         print(f"synthesised {args.subjects} subjects in {time.perf_counter() - start:.0f} s")
