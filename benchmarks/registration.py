@@ -93,8 +93,11 @@ def measure(bids: Path, dice_below: float) -> None:
 
 
 def main() -> None:
-    args = _parser().parse_args()
+    parser = _parser()
+    args = parser.parse_args()
     if args.bids is not None:
+        if not (args.bids / BRAIN_MASK).is_file():
+            parser.error(f"{args.bids} is not a bidsfusion synth dataset (no {BRAIN_MASK})")
         measure(args.bids, args.dice)
         return
     with tempfile.TemporaryDirectory() as folder:
