@@ -79,7 +79,7 @@ def run(config: RunConfig) -> Summary:
     summary = Summary()
     plans = []
     for subject in subjects:
-        plan, problems = plan_subject(layout, config, subject, sessions, modalities)
+        plan, problems = plan_subject(layout, config, subject, sessions, modalities, backend)
         summary.failed.extend(problems)
         if plan.anat or plan.func:
             plans.append(plan)

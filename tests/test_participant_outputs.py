@@ -10,6 +10,7 @@ seconds (their QC flags them: they look nothing like a brain):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -25,6 +26,7 @@ from bidsfusion.bids import FINGERPRINT_KEY, QC_KEY, sidecar_path
 from bidsfusion.data.derivatives import find_scans
 from bidsfusion.data.pairs import build_pairs
 from bidsfusion.plugins import registered
+from bidsfusion.preprocess.backend import SIMPLEITK
 
 AFFINE = np.diag([5.0, 5.0, 5.0, 1.0])
 AFFINE[:3, 3] = -40.0
@@ -194,12 +196,14 @@ def test_another_registration_method_redoes_the_t1w_and_the_bold_through_it(reru
     t1w = out / "sub-01" / "anat" / f"sub-01_acq-fast_{GRID}_desc-brain_T1w.nii.gz"
     falff = out / "sub-01" / "func" / f"sub-01_task-rest_dir-AP_{GRID}_stat-falff_boldmap.nii.gz"
     t1w_time, falff_time = t1w.stat().st_mtime_ns, falff.stat().st_mtime_ns
-    monkeypatch.setattr("bidsfusion.preprocess.plan.TEMPLATE_REGISTRATION", "an earlier method")
+    earlier = dataclasses.replace(SIMPLEITK, description="an earlier method")
+    monkeypatch.setattr("bidsfusion.preprocess.backend.SIMPLEITK", earlier)
     result = again("--participant-label", "01")
     assert result.code == 0, result.err
     assert "redoing its outputs" in result.err
     assert t1w.stat().st_mtime_ns > t1w_time and falff.stat().st_mtime_ns > falff_time
-    assert json.loads(sidecar_path(t1w).read_text())["Registration"] == "an earlier method"
+    assert json.loads(sidecar_path(t1w).read_text())["Backend"] == "an earlier method"
+    assert json.loads(sidecar_path(falff).read_text())["Backend"] == "an earlier method"
 
 
 @pytest.mark.parametrize(

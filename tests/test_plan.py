@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from bidsfusion.bids import load_layout
 from bidsfusion.config import make_config
 from bidsfusion.modality import Modality
 from bidsfusion.plugins import registered
+from bidsfusion.preprocess.backend import SIMPLEITK, Backend
 from bidsfusion.preprocess.plan import plan_subject
 
 AFFINE = np.diag([10.0, 10.0, 10.0, 1.0])  # 8 voxels of 10 mm: enough coverage
@@ -50,13 +52,27 @@ def dataset(tmp_path: Path) -> Path:
     return root
 
 
-def _plan(root: Path, subject: str):
+def _plan(root: Path, subject: str, backend: Backend = SIMPLEITK):
     config = make_config(
         {"bids_dir": root, "output_dir": root.parent / "out", "analysis_level": "participant"}
     )
     layout = load_layout(root, validate=False)
     modalities = list(registered("modalities").values())
-    return plan_subject(layout, config, subject, (), modalities)
+    return plan_subject(layout, config, subject, (), modalities, backend)
+
+
+@pytest.mark.parametrize("changed", [{"name": "other"}, {"description": "another method"}])
+def test_the_backend_is_in_every_fingerprint_and_sidecar(dataset: Path, changed) -> None:
+    other = dataclasses.replace(SIMPLEITK, **changed)
+    plans = [_plan(dataset, "01", backend)[0] for backend in (SIMPLEITK, other)]
+    for backend, plan in zip((SIMPLEITK, other), plans, strict=True):
+        for job in (*plan.anat, *plan.func):
+            assert all(o.sidecar["Backend"] == backend.description for o in job.outputs.values()
+                       if o.sidecar is not None)  # fmt: skip
+    for kind in ("anat", "func"):
+        before, after = (getattr(plan, kind) for plan in plans)
+        assert len(before) == len(after) == 2
+        assert all(a.fingerprint != b.fingerprint for a, b in zip(before, after, strict=True))
 
 
 def test_bold_takes_the_same_session_else_the_nearest_t1w_in_days(dataset: Path) -> None:
@@ -152,7 +168,7 @@ def test_each_modality_gets_its_own_inputs_and_t1w_derived_maps_are_planned(data
     )  # fmt: skip
     modalities = [*registered("modalities").values(), negated, plain]
     plan, problems = plan_subject(
-        load_layout(dataset, validate=False), config, "01", (), modalities
+        load_layout(dataset, validate=False), config, "01", (), modalities, SIMPLEITK
     )
     assert problems == []
     anat, func = plan.anat[0], plan.func[0]

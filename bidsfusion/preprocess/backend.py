@@ -31,6 +31,10 @@ class Backend:
     - ``register_func()``: ``in_file`` (mean bold) -> ``transform_file`` (bold ->
       MNI similarity), used when a subject has no T1w.
 
+    ``description`` says which methods the steps use (every output sidecar's ``Backend``)
+    and is part of every participant-level fingerprint beside ``name``: change it when a
+    step's method changes, so that outputs of the earlier method are redone.
+
     ``check()`` raises a :class:`~bidsfusion.errors.BidsFusionError` (missing software:
     :class:`~bidsfusion.errors.InputMissingError`, exit 66) when the backend cannot run
     here; the participant level calls it when it selects the backend, before any work.
@@ -65,7 +69,14 @@ def _register_mean_bold() -> Any:
 
 SIMPLEITK = Backend(
     name="simpleitk",
-    description="SimpleITK rigid/similarity registration, numpy/scipy; no external binaries",
+    description=(
+        "SimpleITK (no external binaries): rigid motion correction, least squares;"
+        " T1w to MNI similarity"
+        " (7 dof: rotation, translation, isotropic scale), Mattes mutual information,"
+        " multi-resolution, multi-start initialisation, starts optimised over the template"
+        " brain mask and over its 6 mm dilation; mean BOLD to T1w rigid (6 dof), Mattes mutual"
+        " information; mean BOLD to MNI similarity (7 dof) without a T1w"
+    ),
     realign=_interface("Realign"),
     register_anat=_interface("RegisterToTemplate"),
     coregister=_interface("Coregister"),

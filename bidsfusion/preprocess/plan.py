@@ -31,9 +31,9 @@ from bidsfusion.errors import BidsFusionError
 from bidsfusion.fingerprint import digest, file_stamp
 from bidsfusion.modality import Modality
 from bidsfusion.nifti import load_image
+from bidsfusion.preprocess.backend import Backend
 from bidsfusion.preprocess.inputs import check_image, repetition_time
 from bidsfusion.preprocess.outputs import Output
-from bidsfusion.preprocess.register import TEMPLATE_REGISTRATION
 from bidsfusion.preprocess.verify import set_problem
 
 log = logging.getLogger("bidsfusion.participant")
@@ -41,7 +41,7 @@ log = logging.getLogger("bidsfusion.participant")
 RESOLUTION = "3 mm isotropic, 64x64x64"
 TEMPLATE = "MNI152NLin2009aSym: ICBM 2009a nonlinear symmetric T1 template as bundled with nilearn"
 IMAGE_EXTENSIONS = [".nii", ".nii.gz"]
-MOTION = "rigid (6 dof) to the first volume, least squares, trilinear resampling"
+MOTION = "rigid (6 dof) to the first volume"
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,17 @@ class SubjectPlan:
 
 
 def plan_subject(
-    layout: Any, config: Any, subject: str, sessions: Sequence[str], modalities: Sequence[Modality]
+    layout: Any,
+    config: Any,
+    subject: str,
+    sessions: Sequence[str],
+    modalities: Sequence[Modality],
+    backend: Backend,
 ) -> tuple[SubjectPlan, list[BidsFusionError]]:
-    """The work left for ``subject`` and the scans refused (each with its error)."""
+    """The work left for ``subject`` and the scans refused (each with its error).
+
+    ``backend`` (its name and description) is part of every fingerprint: outputs made by
+    another backend or an earlier method are redone."""
     filters: dict[str, Any] = {"subject": subject, "extension": IMAGE_EXTENSIONS}
     if sessions:
         filters["session"] = list(sessions)
@@ -99,14 +107,15 @@ def plan_subject(
     anat_jobs = {}
     for t1w in layout.get(suffix="T1w", datatype="anat", **filters):
         try:
-            anat_jobs[_key("anat", t1w.path)] = _anat_job(Path(t1w.path), config, modalities)
+            job = _anat_job(Path(t1w.path), config, modalities, backend)
+            anat_jobs[_key("anat", t1w.path)] = job
         except BidsFusionError as error:
             problems.append(error)
     days = session_days(config.bids_dir, subject)
     func_jobs = []
     for bold in layout.get(suffix="bold", datatype="func", task=config.task, **filters):
         try:
-            job = _func_job(Path(bold.path), config, anat_jobs, days, modalities)
+            job = _func_job(Path(bold.path), config, anat_jobs, days, modalities, backend)
         except BidsFusionError as error:
             problems.append(error)
             continue
@@ -138,13 +147,16 @@ def _software() -> dict[str, str]:
 
 
 def _anat_record(
-    t1w: Path, config: Any, maps: Mapping[str, Mapping[str, Any]], modalities: Sequence[Modality]
+    t1w: Path,
+    config: Any,
+    maps: Mapping[str, Mapping[str, Any]],
+    modalities: Sequence[Modality],
+    backend: Backend,
 ) -> dict[str, Any]:
     """What a T1w's outputs are made from: versions, options, the T1w-derived maps, the input."""
     return {
         "software": _software(),
-        "backend": config.backend,
-        "registration": TEMPLATE_REGISTRATION,
+        "backend": {"name": backend.name, "description": backend.description},
         "skull_strip": config.skull_strip,
         "maps": _maps_record(maps, modalities),
         "t1w": file_stamp(t1w, config.bids_dir),
@@ -213,10 +225,10 @@ def _pending(
     return outputs
 
 
-def _anat_job(t1w: Path, config: Any, modalities: Sequence[Modality]) -> AnatJob:
+def _anat_job(t1w: Path, config: Any, modalities: Sequence[Modality], backend: Backend) -> AnatJob:
     check_image(t1w, load_image(t1w), ndim=3)
     maps = {m.name: m.inputs(config) for m in map_modalities(modalities, "T1w")}
-    fingerprint = digest(_anat_record(t1w, config, maps, modalities))
+    fingerprint = digest(_anat_record(t1w, config, maps, modalities, backend))
     entities = source_entities(t1w)
     folder = derivative_dir(config.output_dir, entities["sub"], entities.get("ses"), "anat")
     grid = {**entities, "space": TEMPLATE_SPACE, "res": GRID_RES}
@@ -226,10 +238,11 @@ def _anat_job(t1w: Path, config: Any, modalities: Sequence[Modality]) -> AnatJob
         "Template": TEMPLATE,
         "SpatialReference": TEMPLATE_SPACE,
         "Software": _software(),
+        "Backend": backend.description,
         FINGERPRINT_KEY: fingerprint,
     }
     registration = {
-        "Registration": TEMPLATE_REGISTRATION,
+        "Registration": "T1w -> template; resampled once onto the grid",
         "SkullStripping": config.skull_strip,
     }
     figures = config.output_dir / f"sub-{entities['sub']}" / "figures"
@@ -273,6 +286,7 @@ def _func_job(
     anat_jobs: Mapping[str, AnatJob],
     days: Mapping[str, float],
     modalities: Sequence[Modality],
+    backend: Backend,
 ) -> FuncJob:
     """The run's job; its ``outputs`` are empty when its derivatives are complete."""
     image = load_image(bold)
@@ -286,8 +300,7 @@ def _func_job(
     anat = anat_jobs.get(anat_key) if anat_key else None
     record = {
         "software": _software(),
-        "backend": config.backend,
-        "registration": TEMPLATE_REGISTRATION,
+        "backend": {"name": backend.name, "description": backend.description},
         "maps": _maps_record(maps, modalities),
         "repetition_time": tr,
         "bold": file_stamp(bold, config.bids_dir),
@@ -296,7 +309,7 @@ def _func_job(
     fingerprint = digest(record)
     by_name = {m.name: m for m in modalities}
     chosen = [(by_name[name], inputs) for name, inputs in maps.items()]
-    outputs = _func_outputs(bold, config, chosen, tr, anat, fingerprint)
+    outputs = _func_outputs(bold, config, chosen, tr, anat, fingerprint, backend)
     pending = _pending(outputs, fingerprint, bold, n_volumes=image.shape[3])
     return FuncJob(_key("func", bold), bold, tr, anat_key, fingerprint, pending, maps)
 
@@ -331,6 +344,7 @@ def _func_outputs(
     tr: float,
     anat: AnatJob | None,
     fingerprint: str,
+    backend: Backend,
 ) -> dict[str, Output]:
     entities = source_entities(bold)
     folder = derivative_dir(config.output_dir, entities["sub"], entities.get("ses"), "func")
@@ -340,18 +354,19 @@ def _func_outputs(
     if anat is not None:
         sources.append(_source(anat.t1w, config))
         registration = (
-            "mean motion-corrected BOLD -> T1w rigid (6 dof, Mattes mutual "
-            "information), composed with T1w -> MNI similarity (7 dof); "
-            "resampled once"
+            "mean motion-corrected BOLD -> T1w, composed with T1w -> template;"
+            " resampled once onto the grid"
         )
     else:
         registration = (
-            "mean motion-corrected BOLD -> MNI similarity (7 dof) directly: the subject has no T1w"
+            "mean motion-corrected BOLD -> template directly (the subject has no T1w);"
+            " resampled once onto the grid"
         )
     common: dict[str, Any] = {
         "Sources": sources,
         "RepetitionTime": tr,
         "Software": _software(),
+        "Backend": backend.description,
         FINGERPRINT_KEY: fingerprint,
     }
     if anat is None:

@@ -22,13 +22,6 @@ from bidsfusion.rigid import rotation_matrix
 _SLAB_MM = 100.0  # depth of the top slab whose centroid anchors the initialisation
 _SEARCH_MARGIN_MM = 6.0  # dilation of the fixed mask used by the rotation search
 _HEAD_POINT_SPACING_MM = 3.0  # spacing of the moving head's mask points used by the search
-TEMPLATE_REGISTRATION = (
-    "similarity (7 dof: rotation, translation, isotropic scale), Mattes mutual information,"
-    " multi-resolution, multi-start initialisation; starts optimised over the template"
-    " brain mask and over its 6 mm dilation"
-)
-"""What :func:`register_to_template` does, as the T1w sidecars' ``Registration`` says it.
-Part of every participant-level fingerprint: outputs of an earlier method are redone."""
 INITIAL_SCALES = (0.9, 1.0, 1.1)
 """Starting scales tried at the coarsest level: a small head started at scale 1 can
 settle with the template brain on its scalp (Dice ~0.77); the best metric wins."""

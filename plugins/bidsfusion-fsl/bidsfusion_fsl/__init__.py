@@ -14,6 +14,7 @@ from bidsfusion import hookimpl
 from bidsfusion.hookspecs import Register
 from bidsfusion.preprocess.backend import Backend
 from bidsfusion_fsl.availability import check_fsl
+from bidsfusion_fsl.dof import BOLD_TO_T1W_DOF, BOLD_TO_TEMPLATE_DOF, T1W_TO_TEMPLATE_DOF
 
 
 def _realign() -> Any:
@@ -26,7 +27,6 @@ def _realign() -> Any:
 def _register_t1w() -> Any:
     """BET and 12-dof FLIRT of a T1w to the MNI152 template."""
     from bidsfusion_fsl.steps import FSLRegisterToTemplate
-    from bidsfusion_fsl.workflows import T1W_TO_TEMPLATE_DOF
 
     return FSLRegisterToTemplate(dof=T1W_TO_TEMPLATE_DOF)
 
@@ -41,14 +41,17 @@ def _coregister() -> Any:
 def _register_mean_bold() -> Any:
     """BET and 7-dof FLIRT of a mean BOLD to the template (a subject without a T1w)."""
     from bidsfusion_fsl.steps import FSLRegisterToTemplate
-    from bidsfusion_fsl.workflows import BOLD_TO_TEMPLATE_DOF
 
     return FSLRegisterToTemplate(dof=BOLD_TO_TEMPLATE_DOF)
 
 
 FSL = Backend(
     name="fsl",
-    description="FSL: MCFLIRT motion correction, BET skull stripping, FLIRT registration",
+    description=(
+        "FSL: MCFLIRT motion correction (normalised correlation), BET skull stripping,"
+        f" FLIRT registration (T1w to MNI {T1W_TO_TEMPLATE_DOF} dof, mean BOLD to T1w"
+        f" {BOLD_TO_T1W_DOF} dof, mean BOLD to MNI {BOLD_TO_TEMPLATE_DOF} dof without a T1w)"
+    ),
     realign=_realign,
     register_anat=_register_t1w,
     coregister=_coregister,

@@ -24,9 +24,9 @@ from bidsfusion.nifti import one_line
 from bidsfusion.preprocess.engine import crash_report
 from bidsfusion.preprocess.interfaces import Coregister, Realign, RegisterToTemplate
 from bidsfusion_fsl.availability import check_fsl
+from bidsfusion_fsl.dof import T1W_TO_TEMPLATE_DOF
 from bidsfusion_fsl.workflows import (
     RESULT,
-    T1W_TO_TEMPLATE_DOF,
     coregister_workflow,
     realign_workflow,
     template_workflow,

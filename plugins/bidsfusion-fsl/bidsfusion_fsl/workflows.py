@@ -12,6 +12,7 @@ from nipype.interfaces import fsl
 from nipype.interfaces.utility import IdentityInterface
 from nipype.pipeline import engine as pe
 
+from bidsfusion_fsl.dof import BOLD_TO_T1W_DOF, T1W_TO_TEMPLATE_DOF
 from bidsfusion_fsl.nodes import ITKTransform, MotionOutputs, TemplateBrain
 
 RESULT = "result"
@@ -21,12 +22,6 @@ MCFLIRT_SETTINGS = {"ref_vol": 0, "cost": "normcorr", "save_mats": True, "save_r
 per-volume matrices give the confounds, the RMS displacements stay in the work folder."""
 BET_SETTINGS = {"frac": 0.5, "robust": True}
 """Fractional intensity threshold 0.5, robust brain centre estimation."""
-T1W_TO_TEMPLATE_DOF = 12
-"""T1w -> MNI152: affine."""
-BOLD_TO_TEMPLATE_DOF = 7
-"""Mean BOLD -> MNI152 when a subject has no T1w: similarity, as the built-in backend."""
-BOLD_TO_T1W_DOF = 6
-"""Mean BOLD -> the same subject's T1w: rigid."""
 OUTPUT_TYPE = "NIFTI_GZ"
 
 
