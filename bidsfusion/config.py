@@ -83,8 +83,10 @@ class RunConfig:
     paired_augmentation: bool = False
     flip_axes: str = "lr"
     """``lr``, ``all`` or ``none`` (:data:`FLIP_AXES`)."""
-    max_shift: int = 12
-    """Largest random translation in mm, a multiple of :data:`GRID_MM`."""
+    max_shift: int = 0
+    """Largest random translation in mm, a multiple of :data:`GRID_MM` (0: none; a shared
+    translation let L match a location with its own image's latent by where the brain
+    sits in the field of view, see docs/usage.md)."""
     n_trials: int = 500
     optuna_storage: str | None = None
     eval_only: bool = False

@@ -212,7 +212,8 @@ def level_options(fn: Any) -> Any:
             type=click.IntRange(0, 48),
             metavar="MM",
             help="[group] largest random translation in mm, a multiple of the grid's 3 mm "
-            "(the reference implementation: 12 at 64^3). Default: 12.",
+            "(the reference implementation: 12 at 64^3). Default: 0 (none: with a "
+            "translation, L learns the shift instead of the brain).",
         ),
         click.option(
             "--n-trials",

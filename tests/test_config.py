@@ -152,7 +152,7 @@ def test_augmentation_options_reach_the_training_settings(tmp_path):
 
     base = {"bids_dir": tmp_path, "output_dir": tmp_path, "analysis_level": "group"}
     default = train_settings(make_config(base), torch.device("cpu"))
-    assert (default.flip_axes, default.crop_pad) == ((0,), 4)
+    assert (default.flip_axes, default.crop_pad) == ((0,), 0)
     paper = make_config({**base, "flip_axes": "all", "max_shift": 6, "paired_augmentation": True})
     settings = train_settings(paper, torch.device("cpu"))
     assert (settings.flip_axes, settings.crop_pad, settings.paired_augmentation) == (

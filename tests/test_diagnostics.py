@@ -9,7 +9,9 @@ from torch import nn
 
 from bidsfusion.models.base import EncoderOutput
 from bidsfusion.train.diagnostics import (
+    AUGMENTATION_GAP,
     FEW_STEPS,
+    augmentation_learners,
     critic_retrieval,
     diagnose,
     retrieval,
@@ -55,6 +57,17 @@ def test_terms_at_or_above_chance_are_reported() -> None:
     row = {"val_S": 4.2, "val_S_chance": 4.97, "val_L": 17.9, "val_L_chance": 17.89}
     row |= {"val_CCA": -3.0, "val_retrieval_T1w_falff": 0.5, "val_retrieval_chance": 0.06}
     assert unlearned_terms(row) == {"L": (17.9, 17.89)}
+
+
+def test_a_term_below_chance_only_on_augmented_batches_learned_the_augmentation() -> None:
+    last = {"train_L": 12.96, "train_L_chance": 14.90, "train_S": 3.0, "train_S_chance": 4.1}
+    last |= {"train_CL": 14.95, "train_CL_chance": 14.90, "train_CCA": -3.0, "train_loss": 1.0}
+    last |= {"train_AE": 0.5, "train_AE_chance": 14.0}  # a term its probe value lacks
+    plain = {"L": 15.44, "L_chance": 15.11, "S": 3.9, "S_chance": 4.1, "CL": 15.2}
+    plain |= {"CL_chance": 15.11, "CCA": -2.0}
+    assert augmentation_learners(last, plain) == {"L": (12.96, 14.90, 15.44, 15.11)}
+    edge = {"train_L": 14.90 - AUGMENTATION_GAP, "train_L_chance": 14.90}
+    assert augmentation_learners(edge, plain) == {}  # not by more than the gap
 
 
 @pytest.mark.parametrize(("steps", "advised"), [(240, True), (FEW_STEPS, False)])

@@ -15,7 +15,7 @@ from planted import MODALITIES, planted_pairs, textured_pairs
 from bidsfusion.models.multimodal import MultimodalModel
 from bidsfusion.objectives.compose import build_objective
 from bidsfusion.plugins import registered
-from bidsfusion.train.diagnostics import SHORTCUT_GAP, latents_of, retrieval
+from bidsfusion.train.diagnostics import AUGMENTATION_GAP, SHORTCUT_GAP, latents_of, retrieval
 from bidsfusion.train.loop import FoldData, FoldResult, train_fold
 from bidsfusion.train.settings import TrainSettings
 
@@ -98,3 +98,36 @@ def test_the_probe_catches_a_model_trained_with_paired_augmentation(tmp_path: Pa
     assert shared - independent > SHORTCUT_GAP, paired.probe
     honest = _train("S", tmp_path / "independent", 40, shared=0.0, **strong)
     assert honest.probe[0] - honest.probe[1] <= SHORTCUT_GAP, honest.probe
+
+
+def test_the_augmentation_probe_catches_l_matching_locations_by_the_shift(
+    tmp_path: Path,
+) -> None:
+    """Every subject is the same brain: only a random translation, which L's local
+    features and latent share (one image), tells one image from another. Trained
+    with one, L goes below its chance level on augmented batches only, and the
+    probe says so; without one, nothing is flagged."""
+    from planted import _brain
+
+    brain = torch.as_tensor(_brain(SIZE), dtype=torch.float32)[None, None]
+    noise = torch.Generator().manual_seed(0)
+    n = N_TRAIN + N_VALIDATION
+    same = {m: brain.repeat(n, 1, 1, 1, 1) + 0.01 * torch.randn(n, 1, *(SIZE,) * 3, generator=noise)
+            for m in MODALITIES}  # fmt: skip
+    labels = torch.zeros(n, dtype=torch.long)
+    train = FoldData({m: x[:N_TRAIN] for m, x in same.items()}, labels[:N_TRAIN])
+    validation = FoldData({m: x[N_TRAIN:] for m, x in same.items()}, labels[N_TRAIN:])
+    results = {}
+    for crop_pad in (16, 0):  # 4 voxels at 16^3; none
+        model = _model()
+        objective = build_objective(
+            "L", list(MODALITIES), model.dims(64), registered("objectives"), {}
+        )
+        options = TrainSettings(epochs=30, batch_size=16, device="cpu", progress=False,
+                                crop_pad=crop_pad, flip_axes=(), max_lr=2e-3)  # fmt: skip
+        results[crop_pad] = train_fold(
+            model, objective, train, validation, options, tmp_path / str(crop_pad)
+        )
+    value, chance, plain, plain_chance = results[16].augmentation["L"]
+    assert value < chance - AUGMENTATION_GAP and plain >= plain_chance
+    assert results[0].augmentation == {}

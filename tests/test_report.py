@@ -106,8 +106,8 @@ def fabricate(group: Path) -> Path:
         ],
     )
     training = [
-        ["L-CL", 0, 20, 18, 31.0, None, 0.2, 0.05, 0.35, 0.3, 0.25, False],
-        ["L-CL", 1, 20, 5, 31.5, "L", 0.05, 0.05, None, 0.6, 0.1, True],
+        ["L-CL", 0, 20, 18, 31.0, None, 0.2, 0.05, 0.35, 0.3, 0.25, False, None],
+        ["L-CL", 1, 20, 5, 31.5, "L", 0.05, 0.05, None, 0.6, 0.1, True, "L"],
     ]
     write_tsv(group / "training_summary.tsv", TRAINING_COLUMNS, training)
     for fold in (0, 1):
@@ -175,6 +175,7 @@ def test_sections_show_the_run_its_flags_and_escape_text(report: Path) -> None:
     text = report.read_text(encoding="utf-8")
     assert "&lt;b&gt;x&amp;y" in text and "<b>x&y" not in text
     assert "did not learn: L" in text and ">shortcut<" in text
+    assert ">learned the augmentation: L<" in text
     assert "1 of 2 trained (objective, fold)" in text
     assert "<td>0.35 / 0.05</td>" in text and "<td>-</td>" in text  # critic retrieval
     for setting in ("<td>flip_axes</td><td>all</td>", "<td>max_shift</td><td>9</td>"):
@@ -233,6 +234,20 @@ def test_a_summary_of_an_older_version_without_p_values_still_renders(tmp_path: 
     write_tsv(group / "evaluation_summary.tsv", SUMMARY_COLUMNS[:-1], rows)
     text = evaluation(group)
     assert "0.70 ± 0.05 *" in text and "p = " not in text and "p: DeLong" not in text
+
+
+def test_a_training_summary_without_the_augmentation_column_still_renders(
+    tmp_path: Path,
+) -> None:
+    from bidsfusion.report.training import training
+
+    group = tmp_path / "group"
+    group.mkdir()
+    rows = [["S", 0, 20, 18, 4.0, None, 0.3, 0.05, 0.3, 0.3, 0.3, False]]
+    write_tsv(group / "training_summary.tsv", TRAINING_COLUMNS[:-1], rows)
+    text = training(group)
+    assert "all 1 trained (objective, fold) beat their chance levels" in text
+    assert 'flag">learned the augmentation' not in text and 'badge good">learned<' in text
 
 
 def test_malformed_inputs_cost_their_section_a_one_line_message(tmp_path: Path) -> None:

@@ -101,7 +101,9 @@ def _diagnostics(group_dir: Path, flags: dict[str, list[str]]) -> str:
         "is closest (cosine) to its own of the other; critic retrieval: the same by the "
         "objective's own critic (its mean score over brain locations: CL, CS, S); "
         "shortcut: training pairs are retrieved far better with one "
-        "augmentation draw shared by both views than with independent draws."
+        "augmentation draw shared by both views than with independent draws; learned the "
+        "augmentation: a term below its chance level on augmented training batches but "
+        "not on the same subjects un-augmented."
     )
     return summary + text + table(columns, body, kinds) + sources([relative(path, group_dir)])
 
@@ -112,6 +114,8 @@ def _problems(row: dict[str, str]) -> list[str]:
         found.append(f"did not learn: {row['unlearned']}")
     if row["shortcut"] == "True":
         found.append("shortcut")
+    if row.get("augmentation") not in (None, "", "n/a"):  # absent from earlier summaries
+        found.append(f"learned the augmentation: {row['augmentation']}")
     return found
 
 

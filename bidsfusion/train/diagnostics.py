@@ -14,6 +14,11 @@
   flagged.
 - Chance levels: a term that does not end below its chance level (the value when
   every score is equal, reported by the term as ``<term>_chance``) learned nothing.
+- The augmentation probe: a term whose last training value (augmented batches) is
+  below its chance level by more than :data:`AUGMENTATION_GAP` while on the same
+  subjects un-augmented it is not below it learned the augmentation, not the brain.
+  L, whose two sides are one image and so share its draw, did so with random
+  translations: it matched locations with their image's latent by the shift.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ FEW_STEPS = 1000
 longer: on the learning benchmark (64 training subjects at 32^3, peak learning rate
 5e-4) CL's training loss stayed at its chance level through 240 steps (60 epochs of
 batch 16) and went 0.85 below it, validation 0.6 below, in 1,200 (150 epochs of 8)."""
+AUGMENTATION_GAP = 0.1
+"""Nats below its chance level a term's last training value must reach, while its
+un-augmented value on the same subjects is not below chance, to be flagged as having
+learned the augmentation (L with 12 mm translations: 1.9 below on augmented batches,
+0.3 above un-augmented)."""
 PROBE_SEED = 12345
 """Seed of the probe's augmentation draws (the same for every fold and objective)."""
 
@@ -130,6 +140,41 @@ def unlearned_terms(row: Mapping[str, float]) -> dict[str, tuple[float, float]]:
         if key.startswith("val_") and key.endswith("_chance") and value > 0
         if not key.startswith("val_retrieval") and not row[key[:-7]] < value
     }
+
+
+def augmentation_learners(
+    last: Mapping[str, float], plain: Mapping[str, float]
+) -> dict[str, tuple[float, float, float, float]]:
+    """Terms that learned the augmentation: below their chance level by more than
+    :data:`AUGMENTATION_GAP` in ``last`` (the last history row: ``train_<term>`` and
+    ``train_<term>_chance`` over augmented batches) but not below it in ``plain`` (the
+    same model on the same subjects un-augmented: ``<term>``, ``<term>_chance``):
+    ``{term: (augmented value, its chance, un-augmented value, its chance)}``."""
+    found = {}
+    for key, chance in last.items():
+        term = key[len("train_") : -len("_chance")]
+        if not (key.startswith("train_") and key.endswith("_chance") and chance > 0):
+            continue
+        value, plain_value = last[f"train_{term}"], plain.get(term)
+        plain_chance = plain.get(f"{term}_chance")
+        if plain_value is None or plain_chance is None:
+            continue
+        if value < chance - AUGMENTATION_GAP and not plain_value < plain_chance:
+            found[term] = (value, chance, plain_value, plain_chance)
+    return found
+
+
+def report_augmentation_learners(
+    found: Mapping[str, tuple[float, float, float, float]], name: str
+) -> None:
+    """A warning per term of :func:`augmentation_learners`, naming the fold ``name``."""
+    for term, (value, chance, plain_value, plain_chance) in found.items():
+        log.warning(
+            "%s: %s learned the augmentation: on augmented training batches it ended at "
+            "%.4g, below its chance level %.4g, but on the same subjects un-augmented it is "
+            "%.4g (chance %.4g); lower --max-shift or --flip-axes",
+            name, term, value, chance, plain_value, plain_chance,
+        )  # fmt: skip
 
 
 def diagnose(

@@ -44,7 +44,13 @@ from bidsfusion.data.transforms import augment
 from bidsfusion.errors import InputDataError
 from bidsfusion.objectives.base import Objective
 from bidsfusion.objectives.gather import global_batch
-from bidsfusion.train.diagnostics import critic_retrieval, diagnose, retrieval
+from bidsfusion.train.diagnostics import (
+    augmentation_learners,
+    critic_retrieval,
+    diagnose,
+    report_augmentation_learners,
+    retrieval,
+)
 from bidsfusion.train.distributed import (
     is_main,
     local_batch_size,
@@ -117,7 +123,9 @@ class FoldResult:
     ``history`` holds the rows of ``history.tsv``; ``unlearned`` the terms whose
     best-epoch validation value is not below its chance level (value, chance);
     ``probe`` the shortcut probe's retrieval with a shared and with independent
-    augmentation draws (:mod:`~bidsfusion.train.diagnostics`).
+    augmentation draws; ``augmentation`` the terms that learned the augmentation
+    (augmented value, its chance, un-augmented value, its chance; both
+    :mod:`~bidsfusion.train.diagnostics`).
     """
 
     best_epoch: int
@@ -127,6 +135,7 @@ class FoldResult:
     history: list[dict[str, float]]
     unlearned: dict[str, tuple[float, float]] = field(default_factory=dict)
     probe: tuple[float, float] = (0.0, 0.0)
+    augmentation: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
     @property
     def best_row(self) -> dict[str, float]:
@@ -202,6 +211,7 @@ def train_fold(
         log.info("%s: epoch %d/%d %s", fold.name, epoch, settings.epochs, epoch_summary(row))
         if on_epoch_end is not None:
             on_epoch_end(epoch)
+    plain = fold.validate(train) if is_main() and state.history else {}
     fold.load_best(state)
     result = FoldResult(
         state.best_epoch,
@@ -214,6 +224,8 @@ def train_fold(
         result.unlearned, result.probe = diagnose(
             result.best_row, fold.model, train.volumes, settings, fold.name, steps * state.epoch
         )
+        result.augmentation = augmentation_learners(state.history[-1], plain)
+        report_augmentation_learners(result.augmentation, fold.name)
     return result
 
 

@@ -113,6 +113,7 @@ SUMMARY_COLUMNS = (
     "probe_shared",
     "probe_independent",
     "shortcut",
+    "augmentation",
 )
 """Columns of ``group/training_summary.tsv``, one row per trained (objective, fold)."""
 
@@ -120,7 +121,7 @@ SUMMARY_COLUMNS = (
 def summary_row(spec: str, fold: int, result: FoldResult) -> list[object]:
     """A ``training_summary.tsv`` row: the best epoch, the terms that did not beat their
     chance level, validation retrieval (latents, and the critic's: each the mean over its
-    pairs) at the best epoch, the shortcut probe."""
+    pairs) at the best epoch, the shortcut probe, the terms that learned the augmentation."""
     row = result.best_row
     retrieval = [v for k, v in row.items() if k.startswith("val_retrieval_") and "chance" not in k]
     critic = [v for k, v in row.items() if k.startswith("val_critic_")]
@@ -138,6 +139,7 @@ def summary_row(spec: str, fold: int, result: FoldResult) -> list[object]:
         shared,
         independent,
         shared - independent > SHORTCUT_GAP,
+        " ".join(sorted(result.augmentation)) or None,
     ]
 
 

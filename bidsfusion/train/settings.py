@@ -22,7 +22,9 @@ class TrainSettings:
     objective evaluated better with 5e-4 (docs/usage.md, "Augmentation and optimisation").
 
     ``crop_pad``: maximal random translation in voxels of the 64^3 grid (4: 12 mm,
-    scaled to the input size); ``flip_p``: flip probability per axis of
+    scaled to the input size; 0, the default: none, since L, whose two sides are one
+    image and so share its translation, learned the shift instead of the brain);
+    ``flip_p``: flip probability per axis of
     ``flip_axes`` (0: left-right, torchio's default; flips along the other axes turn
     a brain upside down or back to front, which no scan shows);
     ``paired_augmentation``: one draw for both views of a pair (the reference
@@ -38,7 +40,7 @@ class TrainSettings:
     max_lr: float = 5e-4
     seed: int = 0
     device: str = "auto"
-    crop_pad: int = 4
+    crop_pad: int = 0
     flip_p: float = 0.5
     flip_axes: tuple[int, ...] = (0,)
     paired_augmentation: bool = False
