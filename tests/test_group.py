@@ -500,6 +500,15 @@ def test_bad_objective_options_are_64(run_cli, tmp_path, option, words) -> None:
     assert words in result.err.strip().splitlines()[-1]
 
 
+def test_local_terms_told_apart_on_located_heads_are_64(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path, GROUPS[:2])
+    result = run_cli(bids, out, "group", "--objective", "L-CL", "--objective-option",
+                     "CL.located=false", "-w", tmp_path / "work")  # fmt: skip
+    assert result.code == 64, result.err
+    assert "give every local term (L, CL, CS) the same located option" in result.err
+    assert not (out / "group" / "objective-L-CL").exists()
+
+
 def test_objective_options_from_toml_are_used_recorded_and_retrain(run_cli, tmp_path) -> None:
     import tomllib
 

@@ -73,6 +73,24 @@ def test_local_head_projects_channels_with_a_shortcut() -> None:
     assert LatentHead()(z) is z
 
 
+def test_a_located_head_starts_location_blind_and_maps_each_location_on_its_own() -> None:
+    torch.manual_seed(0)
+    head = LocalHead(16, 8, locations=27)
+    features = torch.randn(3, 16, 3, 3, 3)
+    blind = head.path(features) + head.shortcut(features)
+    assert torch.allclose(head(features), blind)  # the maps start at zero
+    matrix = torch.randn(8, 8)
+    with torch.no_grad():
+        head.located[5] = matrix
+    out = head(features).flatten(2)
+    h = blind.flatten(2)
+    assert torch.allclose(out[:, :, 5], h[:, :, 5] + h[:, :, 5] @ matrix.T, atol=1e-6)
+    others = [i for i in range(27) if i != 5]
+    assert torch.equal(out[:, :, others], h[:, :, others])
+    with pytest.raises(ValueError, match=r"27 locations, got a local map of shape \(4, 4, 4\)"):
+        head(torch.randn(2, 16, 4, 4, 4))
+
+
 def test_builtin_registers_dcgan() -> None:
     registry: dict[str, object] = {}
     builtin.register_encoders(registry.__setitem__)

@@ -21,6 +21,7 @@ from bidsfusion.objectives.cca import cca_loss
 from bidsfusion.objectives.compose import build_objective, expand_all_dim, parse_spec
 from bidsfusion.objectives.dim import SimilarityDIM
 from bidsfusion.objectives.infonce import infonce
+from bidsfusion.objectives.options import with_defaults
 
 SIZE = 16
 MODALITIES = ("T1w", "fALFF")
@@ -223,6 +224,28 @@ def test_out_of_range_options_are_64_naming_the_option(registry, spec, option, v
     with pytest.raises(UsageError, match=re.escape(words)) as error:
         build_objective(spec, list(encoders), dims, registry, {spec: {option: value}})
     assert error.value.exit_code == 64
+
+
+def test_local_terms_share_located_heads_unless_told_otherwise(registry) -> None:
+    encoders = _encoders()
+    dims = {m: Dims.of(e) for m, e in encoders.items()}
+    located = build_objective("L-CL-CS", list(encoders), dims, registry)
+    blind = build_objective(
+        "L-CL", list(encoders), dims, registry, {"L": {"located": False}, "CL": {"located": False}}
+    )
+    for m in MODALITIES:
+        assert located.heads.local[m].located.shape == (8**3, 64, 64)
+        assert not hasattr(blind.heads.local[m], "located")
+    with pytest.raises(UsageError, match="same located option"):
+        build_objective("L-CL", list(encoders), dims, registry, {"CL": {"located": False}})
+
+
+def test_with_defaults_gives_every_option_of_each_term(registry) -> None:
+    given = {"CL": {"located": False}}
+    assert with_defaults(["S", "CL"], given, registry) == {
+        "S": {"clip": 20.0, "penalty_weight": 0.04},
+        "CL": {"clip": 20.0, "penalty_weight": 0.04, "located": False},
+    }
 
 
 def test_identity_latent_head_needs_matching_sizes() -> None:

@@ -8,6 +8,9 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
+LOCAL_SIZE = 8
+"""Spatial size of every encoder's ``"local"`` feature map: ``[B, C, 8, 8, 8]``."""
+
 
 class EncoderOutput(NamedTuple):
     """What an encoder returns for a batch ``x[B, 1, D, H, W]``.

@@ -12,10 +12,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from bidsfusion.models.base import EncoderOutput
-
-LOCAL_SIZE = 8
-"""Spatial size of the ``"local"`` feature map."""
+from bidsfusion.models.base import LOCAL_SIZE, EncoderOutput
 
 _TOP_SIZE = 4
 

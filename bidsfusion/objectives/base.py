@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable, Mapping
 
 from torch import Tensor, nn
 
-from bidsfusion.models.base import Dims, EncoderOutput
+from bidsfusion.errors import UsageError
+from bidsfusion.models.base import LOCAL_SIZE, Dims, EncoderOutput
 from bidsfusion.models.heads import LatentHead, LocalHead
 
 
@@ -51,10 +52,11 @@ parameters, typed and defaulted, which users set with ``--objective-option``."""
 class Heads(nn.Module):
     """Per-modality projection heads shared by all terms of one composed objective.
 
-    ``local[m]`` is a :class:`LocalHead` ``local_channels -> embed_dim`` and
-    ``latent[m]`` a :class:`LatentHead`. A head is created the first time a term
-    asks for it (at construction, never in ``forward``), so an objective holds
-    only heads it uses and every parameter receives a gradient.
+    ``local[m]`` is a :class:`LocalHead` ``local_channels -> embed_dim``, located
+    (one map per location of the 8^3 local map) or not, and ``latent[m]`` a
+    :class:`LatentHead`. A head is created the first time a term asks for it (at
+    construction, never in ``forward``), so an objective holds only heads it uses
+    and every parameter receives a gradient.
     """
 
     def __init__(self, dims: Mapping[str, Dims]) -> None:
@@ -63,11 +65,24 @@ class Heads(nn.Module):
         self.local = nn.ModuleDict()
         self.latent = nn.ModuleDict()
 
-    def require(self, local: Iterable[str] = (), latent: Iterable[str] = ()) -> None:
-        """Create the local heads of modalities ``local`` and latent heads of ``latent``."""
+    def require(
+        self, local: Iterable[str] = (), latent: Iterable[str] = (), *, located: bool = True
+    ) -> None:
+        """Create the local heads of modalities ``local`` (``located`` or not) and the
+        latent heads of ``latent``. UsageError when a local head exists with the other
+        ``located``: the terms of one objective share their local heads."""
         for m in local:
             if m not in self.local:
-                self.local[m] = LocalHead(self.dims[m].local_channels, self.dims[m].embed_dim)
+                locations = LOCAL_SIZE**3 if located else 0
+                self.local[m] = LocalHead(
+                    self.dims[m].local_channels, self.dims[m].embed_dim, locations
+                )
+            elif bool(self.local[m].locations) != located:
+                raise UsageError(
+                    f"the terms of one objective share their local heads: give every "
+                    f"local term (L, CL, CS) the same located option, not {located} and "
+                    f"{not located}"
+                )
         for m in latent:
             if m not in self.latent:
                 if self.dims[m].latent_dim != self.dims[m].embed_dim:

@@ -42,6 +42,9 @@ from bidsfusion.objectives.gather import all_gather, local_rows
 from bidsfusion.objectives.infonce import infonce, infonce_chance, usable_locations
 from bidsfusion.objectives.options import require_at_least
 
+CLIP, PENALTY_WEIGHT = 20.0, 4e-2
+"""The critic's default soft clip and score-penalty weight (paper 2.2)."""
+
 
 class _InfoNCETerm(Objective):
     """A sum of InfoNCE estimates over edges, on the shared heads.
@@ -52,8 +55,9 @@ class _InfoNCETerm(Objective):
 
     name: ClassVar[str]
     cross: ClassVar[bool] = True
-    uses_local: ClassVar[bool] = True
+    uses_local: ClassVar[bool] = False
     uses_latent: ClassVar[bool] = True
+    located: bool = False
 
     def __init__(
         self,
@@ -61,8 +65,8 @@ class _InfoNCETerm(Objective):
         dims: Mapping[str, Dims],
         *,
         heads: Heads | None = None,
-        clip: float = 20.0,
-        penalty_weight: float = 4e-2,
+        clip: float = CLIP,
+        penalty_weight: float = PENALTY_WEIGHT,
     ) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
@@ -74,6 +78,7 @@ class _InfoNCETerm(Objective):
         heads.require(
             local=self.modalities if self.uses_local else (),
             latent=self.modalities if self.uses_latent else (),
+            located=self.located,
         )
         require_at_least(self.name, "clip", clip, 0.0, strict=True)
         require_at_least(self.name, "penalty_weight", penalty_weight, 0.0)
@@ -125,7 +130,29 @@ class _InfoNCETerm(Objective):
         }
 
 
-class LocalDIM(_InfoNCETerm):
+class _LocalTerm(_InfoNCETerm):
+    """A term on local embeddings; ``located`` (default true) gives each location of the
+    local map its own linear map in the shared local head
+    (:class:`~bidsfusion.models.heads.LocalHead`), false the paper's location-blind head.
+    """
+
+    uses_local = True
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        dims: Mapping[str, Dims],
+        *,
+        heads: Heads | None = None,
+        clip: float = CLIP,
+        penalty_weight: float = PENALTY_WEIGHT,
+        located: bool = True,
+    ) -> None:
+        self.located = located
+        super().__init__(modalities, dims, heads=heads, clip=clip, penalty_weight=penalty_weight)
+
+
+class LocalDIM(_LocalTerm):
     """``L``: each modality's local embeddings against its own latent."""
 
     name = "L"
@@ -140,7 +167,7 @@ class LocalDIM(_InfoNCETerm):
         return self._sum([(local[m], latent[m], masks[m]) for m in self.modalities])
 
 
-class CrossLocalDIM(_InfoNCETerm):
+class CrossLocalDIM(_LocalTerm):
     """``CL``: local embeddings of modality ``i`` against the latent of ``j != i``."""
 
     name = "CL"
@@ -167,7 +194,7 @@ class CrossLocalDIM(_InfoNCETerm):
         }
 
 
-class CrossSpatialDIM(_InfoNCETerm):
+class CrossSpatialDIM(_LocalTerm):
     """``CS``: one random brain location of ``phi_i(c_i)`` per sample against all brain
     locations of ``phi_j(c_j)``.
 
@@ -208,7 +235,6 @@ class SimilarityDIM(_InfoNCETerm):
     """``S``: the latent of modality ``i`` against the latent of ``j != i``."""
 
     name = "S"
-    uses_local = False
 
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]

@@ -44,6 +44,20 @@ def factory_options(factory: Callable[..., Any]) -> dict[str, tuple[Any, Any]]:
     return options
 
 
+def with_defaults(
+    terms: Iterable[str], options: Mapping[str, Mapping[str, Any]], registry: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Every option of each term: its factory's defaults updated with ``options[term]``
+    (what a fold's resume key records, so that a changed default retrains)."""
+    return {
+        term: {
+            **{name: default for name, (_, default) in factory_options(registry[term]).items()},
+            **options.get(term, {}),
+        }
+        for term in terms
+    }
+
+
 def describe_options(factory: Callable[..., Any]) -> str:
     """``clip=20.0, penalty_weight=0.04`` (empty when the factory has none)."""
     return ", ".join(

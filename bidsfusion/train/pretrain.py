@@ -197,9 +197,10 @@ def _stamps(pairs: Sequence[Pair]) -> list[dict[str, object]]:
 def data_key(config: Any, spec: str, options: Mapping[str, Any], files: Mapping[str, Any]) -> str:
     """SHA-256 of what a fold's training depends on beyond its settings: the
     bidsfusion version, the model (encoder, latent size, input size), the objective
-    spec and its terms' options, the labels (column, positive and negative values:
-    the sampler and Supervised use them), the fused modalities and each training and
-    validation file (``files``: the modalities, then path, size, modification time)."""
+    spec and its terms' options (defaults included), the labels (column, positive and
+    negative values: the sampler and Supervised use them), the fused modalities and
+    each training and validation file (``files``: the modalities, then path, size,
+    modification time)."""
     record = {
         "version": __version__,
         "encoder": config.encoder,
@@ -247,9 +248,11 @@ def _train(
     device: torch.device,
 ) -> FoldResult:
     from bidsfusion.objectives.compose import build_objective, parse_spec
+    from bidsfusion.objectives.options import with_defaults
 
     registry = registered("objectives")
-    used = {t: dict(options[t]) for t in parse_spec(spec, registry) if t in options}
+    terms = parse_spec(spec, registry)
+    used = {t: dict(options[t]) for t in terms if t in options}
     objective = build_objective(
         spec, list(model.modalities), model.dims(config.latent_dim), registry, used
     )
@@ -260,7 +263,7 @@ def _train(
         FoldData(tensors.validation.volumes, tensors.validation.labels),
         train_settings(config, device),
         out_dir,
-        data_key=data_key(config, spec, used, tensors.key),
+        data_key=data_key(config, spec, with_defaults(terms, used, registry), tensors.key),
     )
     log.info(
         "%s: best epoch %d, validation loss %.4f",
