@@ -289,6 +289,29 @@ def test_a_rerun_resumes_only_folds_whose_data_are_unchanged(run_cli, tmp_path) 
     assert np.load(out / "group/objective-S/fold-0/representations.npz")["z_falff"].shape[1] == 8
 
 
+def test_a_training_that_stops_midway_leaves_no_stale_representations(
+    run_cli, tmp_path, monkeypatch
+) -> None:
+    from bidsfusion.errors import OutputError
+    from bidsfusion.train import pretrain
+
+    bids, out = write_group_inputs(tmp_path)
+    args = [bids, out, "group", "--objective", "S", "-w", tmp_path / "work", *GROUP_ARGS]
+    assert run_cli(*args, "--epochs", "1").code == 0
+    stale = out / "group/objective-S/fold-0/representations.npz"
+    assert stale.is_file()
+
+    def disk_full(*_args, **_kwargs):
+        raise OutputError("no space left on device")
+
+    monkeypatch.setattr(pretrain, "train_fold", disk_full)  # retraining for 2 epochs fails
+    assert run_cli(*args, "--epochs", "2").code == 73
+    assert not stale.exists()
+    evaluated = run_cli(*args, "--epochs", "2", "--eval-only")
+    assert evaluated.code == 66, evaluated.err
+    assert f"{stale.parent} holds no representations.npz" in evaluated.err
+
+
 def _quick(bids: Path, out: Path, work: Path, *extra: object) -> list[object]:
     return [bids, out, "group", "--objective", "S", "-w", work, *GROUP_ARGS, "--epochs", "1",
             "--folds", "2", *extra]  # fmt: skip
@@ -505,7 +528,7 @@ def test_local_terms_told_apart_on_located_heads_are_64(run_cli, tmp_path) -> No
     result = run_cli(bids, out, "group", "--objective", "L-CL", "--objective-option",
                      "CL.located=false", "-w", tmp_path / "work")  # fmt: skip
     assert result.code == 64, result.err
-    assert "give every local term (L, CL, CS) the same located option" in result.err
+    assert "CL.located=false but L.located=true" in result.err.strip().splitlines()[-1]
     assert not (out / "group" / "objective-L-CL").exists()
 
 

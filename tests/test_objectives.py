@@ -236,7 +236,7 @@ def test_local_terms_share_located_heads_unless_told_otherwise(registry) -> None
     for m in MODALITIES:
         assert located.heads.local[m].located.shape == (8**3, 64, 64)
         assert not hasattr(blind.heads.local[m], "located")
-    with pytest.raises(UsageError, match="same located option"):
+    with pytest.raises(UsageError, match=r"^CL\.located=false but L\.located=true: the local"):
         build_objective("L-CL", list(encoders), dims, registry, {"CL": {"located": False}})
 
 

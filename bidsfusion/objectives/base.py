@@ -64,24 +64,32 @@ class Heads(nn.Module):
         self.dims = dict(dims)
         self.local = nn.ModuleDict()
         self.latent = nn.ModuleDict()
+        self.local_owner: dict[str, str] = {}
 
     def require(
-        self, local: Iterable[str] = (), latent: Iterable[str] = (), *, located: bool = True
+        self,
+        local: Iterable[str] = (),
+        latent: Iterable[str] = (),
+        *,
+        located: bool = True,
+        term: str = "a term",
     ) -> None:
         """Create the local heads of modalities ``local`` (``located`` or not) and the
-        latent heads of ``latent``. UsageError when a local head exists with the other
-        ``located``: the terms of one objective share their local heads."""
+        latent heads of ``latent``. UsageError naming both terms when ``term`` asks for
+        a local head that another term created with the other ``located``: the terms
+        of one objective share their local heads."""
         for m in local:
             if m not in self.local:
                 locations = LOCAL_SIZE**3 if located else 0
                 self.local[m] = LocalHead(
                     self.dims[m].local_channels, self.dims[m].embed_dim, locations
                 )
+                self.local_owner.setdefault(m, term)
             elif bool(self.local[m].locations) != located:
                 raise UsageError(
-                    f"the terms of one objective share their local heads: give every "
-                    f"local term (L, CL, CS) the same located option, not {located} and "
-                    f"{not located}"
+                    f"{term}.located={str(located).lower()} but "
+                    f"{self.local_owner[m]}.located={str(not located).lower()}: the local "
+                    "terms of one objective share their heads: give them the same located option"
                 )
         for m in latent:
             if m not in self.latent:

@@ -79,6 +79,7 @@ class _InfoNCETerm(Objective):
             local=self.modalities if self.uses_local else (),
             latent=self.modalities if self.uses_latent else (),
             located=self.located,
+            term=self.name,
         )
         require_at_least(self.name, "clip", clip, 0.0, strict=True)
         require_at_least(self.name, "penalty_weight", penalty_weight, 0.0)

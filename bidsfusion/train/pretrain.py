@@ -75,6 +75,9 @@ def pretrain_all(
 ) -> None:
     """Train (or reuse) every spec on the folds ``folds``; write each one's representations.
 
+    A fold's ``representations.npz`` is removed before its training starts or resumes
+    and written when it ends, so a run killed midway leaves none for ``--eval-only``.
+
     ``options[term]`` are the keyword options of the objective term ``term``.
     """
     summary = []
@@ -85,6 +88,8 @@ def pretrain_all(
             torch.manual_seed(config.seed)
             model = build_model(config, list(tensors.train.volumes))
             if spec != RANDOM:
+                if is_main():  # stale until this training ends: --eval-only must not use it
+                    (out_dir / REPRESENTATIONS).unlink(missing_ok=True)
                 result = _train(config, spec, model, tensors, options, out_dir, device)
                 summary.append(summary_row(spec, k, result))
             if is_main():
