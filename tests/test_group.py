@@ -497,6 +497,12 @@ def test_eval_only_with_damaged_tables_says_how_to_recover(group_run, run_cli, t
     restored = run_cli(*args, *[a for spec in SPECS for a in ("--objective", spec)])
     assert restored.code == 0, restored.err
     assert {r["objective"] for r in _rows(table)} == set(SPECS)
+    npz = out / "group" / "objective-Random" / "fold-0" / "representations.npz"
+    npz.write_bytes(npz.read_bytes()[:100])
+    truncated = run_cli(*args, "--objective", "Random")
+    assert truncated.code == 65
+    assert f"{npz} is not a readable .npz" in truncated.err
+    assert "without --eval-only" in truncated.err
 
 
 def _rows(table: Path) -> list[dict[str, str]]:

@@ -132,7 +132,10 @@ def load_representations(path: Path) -> dict[str, np.ndarray]:
     except OSError as error:
         raise InputMissingError(f"cannot read {path}: {error}") from None
     except (ValueError, zipfile.BadZipFile) as error:
-        raise InputDataError(f"{path} is not a readable .npz: {error}") from None
+        raise InputDataError(
+            f"{path} is not a readable .npz ({error}); the group level without --eval-only "
+            "writes it again (a trained fold is not retrained)"
+        ) from None
     missing = [k for k in ("subject", "label", "role") if k not in arrays]
     if missing:
         raise InputDataError(f"{path} lacks {', '.join(missing)}; rerun the group level")
