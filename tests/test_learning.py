@@ -64,7 +64,7 @@ def test_local_terms_end_below_their_chance_level_and_further_with_located_heads
 ) -> None:
     """The planted fields differ location by location (and between the modalities), so
     a patch tells its subject only to a head that knows where the patch is: measured,
-    validation L 14.66 located and 15.41 location-blind (chance 15.67)."""
+    validation L 13.62 located and 15.41 location-blind (chance 15.67), CL 15.42 and 15.62."""
     result = _train("L-CL", tmp_path / "located", epochs=60)
     last = result.history[-1]
     for term in ("L", "CL"):

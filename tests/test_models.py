@@ -8,7 +8,7 @@ from torch import nn
 
 from bidsfusion.models import builtin
 from bidsfusion.models.dcgan import DCGANDecoder, DCGANEncoder
-from bidsfusion.models.heads import LatentHead, LocalHead
+from bidsfusion.models.heads import LOCATED_SCALE, LatentHead, LocalHead
 
 
 @pytest.mark.parametrize(("size", "channels"), [(64, 128), (32, 64), (16, 32)])
@@ -84,7 +84,8 @@ def test_a_located_head_starts_location_blind_and_maps_each_location_on_its_own(
         head.located[5] = matrix
     out = head(features).flatten(2)
     h = blind.flatten(2)
-    assert torch.allclose(out[:, :, 5], h[:, :, 5] + h[:, :, 5] @ matrix.T, atol=1e-6)
+    expected = h[:, :, 5] + LOCATED_SCALE * h[:, :, 5] @ matrix.T
+    assert torch.allclose(out[:, :, 5], expected, atol=1e-5)
     others = [i for i in range(27) if i != 5]
     assert torch.equal(out[:, :, others], h[:, :, others])
     with pytest.raises(ValueError, match=r"27 locations, got a local map of shape \(4, 4, 4\)"):
