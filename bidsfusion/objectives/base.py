@@ -84,7 +84,7 @@ class Heads(nn.Module):
                 self.local[m] = LocalHead(
                     self.dims[m].local_channels, self.dims[m].embed_dim, locations
                 )
-                self.local_owner.setdefault(m, term)
+                self.local_owner[m] = term
             elif bool(self.local[m].locations) != located:
                 raise UsageError(
                     f"{term}.located={str(located).lower()} but "

@@ -74,10 +74,11 @@ from bidsfusion.train.settings import TrainSettings, resolve_device
 
 log = logging.getLogger(__name__)
 
-TRAINING_REVISION = 2
+TRAINING_REVISION = 3
 """Bumped whenever a change of bidsfusion changes what training computes (2: left-right
 flips, translations in mm filled with the background, brain locations for the local
-terms); part of the resume key, so a run trained by earlier code is retrained."""
+terms; 3: the located local head's maps scaled by LOCATED_SCALE); part of the resume
+key, so a run trained by earlier code is retrained."""
 
 _SEED_STRIDE = 100003
 """Epoch ``e`` runs under ``torch.manual_seed(seed * _SEED_STRIDE + e)``; validation under e = 0."""
