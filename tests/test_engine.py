@@ -210,3 +210,31 @@ def test_a_worker_whose_parent_is_already_gone_exits() -> None:
     code = "from bidsfusion.preprocess.multiproc import die_with_parent as d; d(1); print('alive')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stdout) == (1, "")
+
+
+def test_dependency_counts_match_scipy_as_jobs_finish() -> None:
+    import networkx as nx
+    import scipy.sparse as ssp
+
+    from bidsfusion.preprocess.dependencies import DependencyMatrix
+    from bidsfusion.preprocess.multiproc import OrphanFreeMultiProcPlugin
+
+    rng = np.random.default_rng(0)
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(60))
+    graph.add_edges_from((i, j) for i in range(60) for j in range(i + 1, 60) if rng.random() < 0.1)
+    plugin = OrphanFreeMultiProcPlugin(plugin_args={"n_procs": 1})
+    try:
+        plugin._generate_dependency_list(graph)
+    finally:
+        plugin.pool.shutdown()
+    depidx = plugin.depidx
+    assert isinstance(depidx, DependencyMatrix)
+    for finished in [0, 7, 31, 59]:
+        expected = ssp.lil_matrix(depidx).sum(axis=0)
+        counts = depidx.sum(axis=0)
+        assert counts.shape == (1, 60) and counts.dtype == expected.dtype
+        np.testing.assert_array_equal(counts, np.asarray(expected))
+        row = depidx.getrowview(finished)  # what nipype does when a job ends
+        row[row.nonzero()] = 0
+    assert 0 < depidx.sum() < graph.number_of_edges()

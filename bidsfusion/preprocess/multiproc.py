@@ -12,12 +12,15 @@ from typing import Any
 
 from nipype.pipeline.plugins.multiproc import MultiProcPlugin, process_initializer
 
+from bidsfusion.preprocess.dependencies import DependencyMatrix
+
 PR_SET_PDEATHSIG = 1
 """Linux prctl option: the signal this process gets when its parent thread exits."""
 
 
 class OrphanFreeMultiProcPlugin(MultiProcPlugin):
-    """MultiProc whose workers get SIGKILL from the kernel when their parent dies.
+    """MultiProc whose workers get SIGKILL from the kernel when their parent dies, and
+    whose scheduler counts dependencies in O(non-zeros) (:class:`DependencyMatrix`).
 
     The pool starts its workers in the thread that calls ``pool.submit``: nipype's
     scheduler loop, i.e. the thread running ``Workflow.run``, which blocks until the
@@ -35,6 +38,10 @@ class OrphanFreeMultiProcPlugin(MultiProcPlugin):
             initargs=(self._cwd, os.getpid()),
             mp_context=workers_context(self.plugin_args.get("mp_context")),
         )
+
+    def _generate_dependency_list(self, graph: Any) -> None:
+        super()._generate_dependency_list(graph)
+        self.depidx = DependencyMatrix(self.depidx)
 
 
 def workers_context(name: str | None) -> mp.context.BaseContext:
