@@ -57,9 +57,9 @@ def test_demo_synthesises_and_runs_both_levels(run_cli, tmp_path: Path, levels: 
         assert config.output_dir == out / "derivatives"
         assert config.seed == 3
         assert config.nprocs == 1
-    assert list(group.objective) == ["Random", "S-AE", "L-CL"]
-    assert (group.input_size, group.latent_dim, group.folds, group.holdout) == (32, 16, 3, 0.3)
-    assert (group.epochs, group.max_lr) == (30, 0.002)
+    assert list(group.objective) == ["Random", "S", "L-CL"]
+    assert (group.input_size, group.latent_dim, group.folds, group.holdout) == (16, 16, 3, 0.5)
+    assert (group.epochs, group.max_lr) == (150, 0.002)
     assert all(f"step {k}/3" in result.err for k in (1, 2, 3))
 
 
