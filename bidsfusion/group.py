@@ -166,6 +166,44 @@ def selected_folds(requested: Sequence[int], n_folds: int) -> list[int]:
     return sorted(set(requested)) or list(range(n_folds))
 
 
+def _check_earlier_splits(
+    group_dir: Path, splits: Any, specs: Sequence[str], folds: Sequence[int]
+) -> None:
+    """UsageError (64) when ``group/splits.json`` holds other splits than ``splits`` and
+    folds that this run does not retrain were trained on them: their evaluation rows,
+    training summary and analyses would sit beside this run's, on another hold-out."""
+    from bidsfusion.data.splits import Splits
+
+    path = group_dir / "splits.json"
+    if not path.exists():
+        return
+    try:
+        if Splits.from_json(path) == splits:
+            return
+    except BidsFusionError:
+        pass
+    retrained = {(spec, fold) for spec in specs for fold in folds}
+    earlier = sorted(
+        f"{run.parent.name.removeprefix('objective-')} {run.name}"
+        for run in group_dir.glob("objective-*/fold-*")
+        if run.is_dir()
+        and (run.parent.name.removeprefix("objective-"), _fold_number(run.name)) not in retrained
+    )
+    if earlier:
+        raise UsageError(
+            f"{path} holds other splits than this run's (--holdout, --folds, --seed or the "
+            f"subjects differ) and {', '.join(earlier)} were trained on them: rerun with the "
+            "settings in group/config.toml, retrain them with this run (--objective, --fold), "
+            "remove their folders, or choose another OUTPUT_DIR"
+        )
+
+
+def _fold_number(name: str) -> int | None:
+    """k of a ``fold-<k>`` folder name (None for another name)."""
+    number = name.removeprefix("fold-")
+    return int(number) if number.isdigit() else None
+
+
 def _storage(config: RunConfig) -> Any:
     """The Optuna storage (``--optuna-storage``, else a journal file in the work dir),
     opened now so a bad URL fails before any training (73)."""
@@ -213,6 +251,8 @@ def _pretrain(
         evaluated_groups=(config.positive, config.negative),
     )
     folds = selected_folds(config.fold, splits.n_folds)
+    _check_earlier_splits(group_dir, splits, specs, folds)
+    barrier()  # every rank has compared with the earlier splits.json before it is replaced
     if is_main():
         splits.to_json(group_dir / "splits.json")
         write_text(group_dir / "config.toml", _config_record(config, specs, options))

@@ -312,6 +312,24 @@ def test_a_training_that_stops_midway_leaves_no_stale_representations(
     assert f"{stale.parent} holds no representations.npz" in evaluated.err
 
 
+def test_other_splits_beside_folds_trained_on_the_earlier_ones_are_64(run_cli, tmp_path) -> None:
+    bids, out = write_group_inputs(tmp_path)
+    args = [bids, out, "group", "-w", tmp_path / "work", *GROUP_ARGS, "--epochs", "1"]
+    assert run_cli(*args, "--objective", "S", "--objective", "Random").code == 0
+    tables = {
+        name: (out / "group" / name).read_text() for name in ("splits.json", "evaluation.tsv")
+    }
+    changed = run_cli(*args, "--objective", "S", "--holdout", "4")
+    assert changed.code == 64, changed.err
+    assert "holds other splits than this run's" in changed.err
+    assert "Random fold-0, Random fold-1, Random fold-2 were trained on them" in changed.err
+    assert {name: (out / "group" / name).read_text() for name in tables} == tables
+    assert "training" not in changed.err
+    both = run_cli(*args, "--objective", "S", "--objective", "Random", "--holdout", "4")
+    assert both.code == 0, both.err
+    assert len(json.loads((out / "group" / "splits.json").read_text())["holdout"]) == 4
+
+
 def _quick(bids: Path, out: Path, work: Path, *extra: object) -> list[object]:
     return [bids, out, "group", "--objective", "S", "-w", work, *GROUP_ARGS, "--epochs", "1",
             "--folds", "2", *extra]  # fmt: skip
