@@ -187,6 +187,7 @@ def _check_earlier_splits(
         f"{run.parent.name.removeprefix('objective-')} {run.name}"
         for run in group_dir.glob("objective-*/fold-*")
         if run.is_dir()
+        and any(run.iterdir())
         and (run.parent.name.removeprefix("objective-"), _fold_number(run.name)) not in retrained
     )
     if earlier:
