@@ -21,6 +21,7 @@ every fold and runs the analyses. Under ``torchrun`` every process trains
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -318,12 +319,17 @@ def _warn_changed_derivatives(group_dir: Path, representations: Sequence[Path]) 
 
 
 def _warn_unused_split_options(config: RunConfig, splits: Any) -> None:
-    """``--eval-only`` keeps the trained splits: say so when ``--folds`` differs, or a
-    ``--holdout`` count."""
+    """``--eval-only`` keeps the trained splits: say so when ``--folds`` or the hold-out
+    size of ``--holdout`` (a count, or a fraction of the subjects) differs."""
     differing = []
     if config.folds != splits.n_folds:
         differing.append(f"--folds {config.folds}")
-    if isinstance(config.holdout, int) and config.holdout != len(splits.holdout):
+    first = splits.folds[0]
+    n_subjects = len(splits.holdout) + len(first.train) + len(first.validation)
+    size = config.holdout
+    if isinstance(size, float):
+        size = math.ceil(size * n_subjects)
+    if size != len(splits.holdout):
         differing.append(f"--holdout {config.holdout}")
     if differing:
         log.warning(
