@@ -231,16 +231,18 @@ def _pretrain(
     group_dir: Path,
 ) -> tuple[Any, Any]:
     """Pairs, splits and pretraining of every spec on the selected folds; the inputs and
-    splits. Rank 0 caches the volumes and writes the tables before the other ranks read."""
+    splits. Rank 0 caches the volumes before the other ranks read them, and writes the
+    tables once every rank found the earlier splits compatible."""
     from bidsfusion.data.group_inputs import load_group_inputs
+    from bidsfusion.data.pairs import write_pairs_tsv
     from bidsfusion.data.splits import make_splits
     from bidsfusion.train.pretrain import pretrain_all
     from bidsfusion.train.settings import resolve_device
 
     device = resolve_device(config.device)
     if not is_main():
-        barrier()  # until rank 0 has cached the volumes and written pairs.tsv
-    inputs = load_group_inputs(config, modalities, group_dir, write=is_main())
+        barrier()  # until rank 0 has cached the volumes
+    inputs = load_group_inputs(config, modalities, group_dir, write=False)
     if is_main():
         barrier()
     evaluated = sorted({p.subject for p in inputs.pairs})
@@ -256,6 +258,7 @@ def _pretrain(
     _check_earlier_splits(group_dir, splits, specs, folds)
     barrier()  # every rank has compared with the earlier splits.json before it is replaced
     if is_main():
+        write_pairs_tsv(inputs.pairs, inputs.groups, group_dir / "pairs.tsv")
         splits.to_json(group_dir / "splits.json")
         write_text(group_dir / "config.toml", _config_record(config, specs, options))
     pretrain_all(config, specs, inputs, splits, group_dir, options, device, folds)

@@ -316,9 +316,10 @@ def test_other_splits_beside_folds_trained_on_the_earlier_ones_are_64(run_cli, t
     bids, out = write_group_inputs(tmp_path)
     args = [bids, out, "group", "-w", tmp_path / "work", *GROUP_ARGS, "--epochs", "1"]
     assert run_cli(*args, "--objective", "S", "--objective", "Random").code == 0
-    tables = {
-        name: (out / "group" / name).read_text() for name in ("splits.json", "evaluation.tsv")
-    }
+    names = ("splits.json", "evaluation.tsv", "pairs.tsv")
+    tables = {name: (out / "group" / name).read_text() for name in names}
+    participants = bids / "participants.tsv"
+    participants.write_text(participants.read_text().replace("sub-19\tother", "sub-19\tHC"))
     changed = run_cli(*args, "--objective", "S", "--holdout", "4")
     assert changed.code == 64, changed.err
     assert "holds other splits than this run's" in changed.err
