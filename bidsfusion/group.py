@@ -174,6 +174,7 @@ def _check_earlier_splits(
     folds that this run does not retrain were trained on them: their evaluation rows,
     training summary and analyses would sit beside this run's, on another hold-out."""
     from bidsfusion.data.splits import Splits
+    from bidsfusion.train.pretrain import representations_path
 
     path = group_dir / "splits.json"
     if not path.exists():
@@ -183,13 +184,11 @@ def _check_earlier_splits(
             return
     except BidsFusionError:
         pass
-    retrained = {(spec, fold) for spec in specs for fold in folds}
+    retrained = {representations_path(group_dir, s, k).parent for s in specs for k in folds}
     earlier = sorted(
         f"{run.parent.name.removeprefix('objective-')} {run.name}"
         for run in group_dir.glob("objective-*/fold-*")
-        if run.is_dir()
-        and any(run.iterdir())
-        and (run.parent.name.removeprefix("objective-"), _fold_number(run.name)) not in retrained
+        if run not in retrained and run.is_dir() and any(run.iterdir())
     )
     if earlier:
         raise UsageError(
@@ -198,12 +197,6 @@ def _check_earlier_splits(
             "settings in group/config.toml, retrain them with this run (--objective, --fold), "
             "remove their folders, or choose another OUTPUT_DIR"
         )
-
-
-def _fold_number(name: str) -> int | None:
-    """k of a ``fold-<k>`` folder name (None for another name)."""
-    number = name.removeprefix("fold-")
-    return int(number) if number.isdigit() else None
 
 
 def _storage(config: RunConfig) -> Any:

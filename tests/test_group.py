@@ -320,8 +320,10 @@ def test_other_splits_beside_folds_trained_on_the_earlier_ones_are_64(run_cli, t
     tables = {name: (out / "group" / name).read_text() for name in names}
     participants = bids / "participants.tsv"
     participants.write_text(participants.read_text().replace("sub-19\tother", "sub-19\tHC"))
+    (out / "group" / "objective-CL" / "fold-0").mkdir(parents=True)  # killed before training
     changed = run_cli(*args, "--objective", "S", "--holdout", "4")
     assert changed.code == 64, changed.err
+    assert "CL fold-0" not in changed.err
     assert "holds other splits than this run's" in changed.err
     assert "Random fold-0, Random fold-1, Random fold-2 were trained on them" in changed.err
     assert {name: (out / "group" / name).read_text() for name in tables} == tables
