@@ -31,10 +31,10 @@ import numpy as np
 from scipy import ndimage
 
 from bidsfusion.nifti import read_data
-from bidsfusion.preprocess.grid import MNI_GRID_AFFINE, MNI_GRID_SHAPE
 from bidsfusion.preprocess.images import array_to_sitk, matrix_from_transform
 from bidsfusion.preprocess.mask import grid_brain_mask
 from bidsfusion.preprocess.register import register_to_template
+from bidsfusion.space import MNI_GRID_AFFINE, MNI_GRID_SHAPE
 from bidsfusion.synth.dataset import MIN_VOLUMES, make_dataset
 
 BRAIN_MASK = "sourcedata/synth/masks/space-MNI152NLin2009aSym_res-2mm_desc-brain_mask.nii.gz"

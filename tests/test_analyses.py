@@ -149,7 +149,7 @@ def test_saliency_maps_in_brain_space_and_the_crossmodal_pair(analysed) -> None:
 
     from bidsfusion.analyses.fast_gradients import fast_input_gradients
     from bidsfusion.analyses.saliency import brain_saliency
-    from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
+    from bidsfusion.space import MNI_GRID_AFFINE
 
     _, _, out, _ = analysed
     context = Probe.seen[0]

@@ -32,7 +32,7 @@ from bidsfusion.analyses.saliency import brain_saliency
 from bidsfusion.errors import InputDataError
 from bidsfusion.evaluate.logreg import fit, load_fold
 from bidsfusion.plugins import get_plugin_manager
-from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
+from bidsfusion.space import MNI_GRID_AFFINE
 from bidsfusion.tsv import read_tsv
 
 RNG = np.random.default_rng(0)

@@ -14,8 +14,8 @@ from nibabel.testing import data_path
 from nilearn.image import resample_img
 from runner import run_main
 
-from bidsfusion.preprocess.grid import MNI_GRID_AFFINE, MNI_GRID_SHAPE, mni_template
 from bidsfusion.preprocess.mask import grid_brain_mask
+from bidsfusion.space import MNI_GRID_AFFINE, MNI_GRID_SHAPE, mni_template
 
 STUDYFORREST = Path(__file__).resolve().parents[2] / "shared" / "data" / "studyforrest-sub02"
 GRID = "space-MNI152NLin2009aSym_res-3mm"

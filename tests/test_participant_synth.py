@@ -18,8 +18,8 @@ import SimpleITK as sitk
 from runner import run_main
 from scipy import ndimage
 
-from bidsfusion.preprocess.grid import MNI_GRID_AFFINE, MNI_GRID_SHAPE
 from bidsfusion.preprocess.images import matrix_from_transform
+from bidsfusion.space import MNI_GRID_AFFINE, MNI_GRID_SHAPE
 from bidsfusion.synth.dataset import make_dataset
 
 GRID = "space-MNI152NLin2009aSym_res-3mm"

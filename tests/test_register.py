@@ -12,7 +12,6 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from bidsfusion.errors import InputDataError
-from bidsfusion.preprocess.grid import MNI_GRID_SHAPE, mni_brain_mask, mni_template
 from bidsfusion.preprocess.images import (
     RAS_TO_LPS,
     array_to_sitk,
@@ -30,6 +29,7 @@ from bidsfusion.preprocess.register import (
     resample_to_grid,
 )
 from bidsfusion.rigid import rigid_matrix, rotation_matrix
+from bidsfusion.space import MNI_GRID_SHAPE, mni_brain_mask, mni_template
 from bidsfusion.synth.anatomy import PHANTOM_SHAPE, Effects, load_phantom, subject_maps
 from bidsfusion.synth.dataset import MODALITIES, plan_dataset
 from bidsfusion.synth.individuality import draw_individuality

@@ -19,8 +19,8 @@ import pytest
 
 from bidsfusion.errors import InputDataError
 from bidsfusion.evaluate.summary import SUMMARY_COLUMNS
-from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
 from bidsfusion.report.html import write_report
+from bidsfusion.space import MNI_GRID_AFFINE
 from bidsfusion.train.pretrain import SUMMARY_COLUMNS as TRAINING_COLUMNS
 from bidsfusion.tsv import write_tsv
 

@@ -41,7 +41,7 @@ from scipy.stats import rankdata
 from bidsfusion.analyses.fast_gradients import fast_input_gradients
 from bidsfusion.analyses.saliency import SALIENCY_FOLD, brain_saliency, to_grid
 from bidsfusion.errors import InputDataError
-from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
+from bidsfusion.space import MNI_GRID_AFFINE
 
 log = logging.getLogger("bidsfusion.group")
 

@@ -263,7 +263,7 @@ def _write_maps(
     temporaries a killed run left beside them are removed."""
     from bidsfusion.atomic import remove_stale_temporaries, write_text
     from bidsfusion.nifti import save_image
-    from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
+    from bidsfusion.space import MNI_GRID_AFFINE
 
     grid = to_grid(mean[None])[0].permute(1, 2, 3, 0).numpy().astype(np.float32)
     stem = f"fold-{SALIENCY_FOLD}_desc-{modality}_group-{group}_saliency"

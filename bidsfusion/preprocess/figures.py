@@ -32,8 +32,8 @@ def registration_figure(grid_file: Path, out_png: Path, title: str) -> Path:
     from bidsfusion.nifti import read_data
 
     plt = _pyplot()
-    from bidsfusion.preprocess.grid import grid_template
     from bidsfusion.preprocess.mask import grid_brain_mask
+    from bidsfusion.space import grid_template
 
     data = read_data(grid_file, ndim=3)[0]
     template, mask = grid_template(), grid_brain_mask()

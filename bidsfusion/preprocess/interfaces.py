@@ -235,10 +235,10 @@ class ResampleToGrid(SimpleInterface):
     output_spec = _ResampleOutputSpec
 
     def _run_interface(self, runtime):
-        from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
         from bidsfusion.preprocess.images import array_to_sitk
         from bidsfusion.preprocess.mask import grid_brain_mask
         from bidsfusion.preprocess.register import compose, resample_to_grid
+        from bidsfusion.space import MNI_GRID_AFFINE
 
         data, image = read_data(self.inputs.in_file, ndim=3)
         transforms = [sitk.ReadTransform(f) for f in self.inputs.transform_files]
@@ -264,8 +264,8 @@ class GridBrainMask(SimpleInterface):
     output_spec = _GridMaskOutputSpec
 
     def _run_interface(self, runtime):
-        from bidsfusion.preprocess.grid import MNI_GRID_AFFINE
         from bidsfusion.preprocess.mask import grid_brain_mask
+        from bidsfusion.space import MNI_GRID_AFFINE
 
         self._results["out_file"] = str(
             save_image(

@@ -7,8 +7,8 @@ import functools
 import numpy as np
 import SimpleITK as sitk
 
-from bidsfusion.preprocess.grid import MNI_GRID_AFFINE, MNI_GRID_SHAPE, mni_brain_mask
 from bidsfusion.preprocess.images import array_to_sitk, nib_to_sitk, reference_image
+from bidsfusion.space import MNI_GRID_AFFINE, MNI_GRID_SHAPE, mni_brain_mask
 
 
 @functools.lru_cache(maxsize=1)

@@ -63,8 +63,8 @@ COLUMNS = (
 
 def template_similarity(grid: np.ndarray) -> float:
     """Pearson correlation of a 64^3 grid image with the template over the dilated brain mask."""
-    from bidsfusion.preprocess.grid import grid_template
     from bidsfusion.preprocess.mask import grid_brain_mask
+    from bidsfusion.space import grid_template
 
     region = ndimage.binary_dilation(grid_brain_mask(), iterations=MARGIN_VOXELS)
     values, template = grid[region].astype(np.float64), grid_template()[region]

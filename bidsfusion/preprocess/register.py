@@ -14,10 +14,10 @@ import itertools
 import numpy as np
 import SimpleITK as sitk
 
-from bidsfusion.preprocess.grid import MNI_GRID_AFFINE, MNI_GRID_SHAPE, mni_brain_mask, mni_template
 from bidsfusion.preprocess.images import RAS_TO_LPS, nib_to_sitk, reference_image
 from bidsfusion.preprocess.mask import head_mask
 from bidsfusion.rigid import rotation_matrix
+from bidsfusion.space import MNI_GRID_AFFINE, MNI_GRID_SHAPE, mni_brain_mask, mni_template
 
 _SLAB_MM = 100.0  # depth of the top slab whose centroid anchors the initialisation
 _SEARCH_MARGIN_MM = 6.0  # dilation of the fixed mask used by the rotation search

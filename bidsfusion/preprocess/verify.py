@@ -16,8 +16,8 @@ from pathlib import Path
 from bidsfusion.bids import FINGERPRINT_KEY, sidecar_path
 from bidsfusion.errors import BidsFusionError
 from bidsfusion.nifti import read_data
-from bidsfusion.preprocess.grid import MNI_GRID_SHAPE
 from bidsfusion.preprocess.outputs import Output
+from bidsfusion.space import MNI_GRID_SHAPE
 from bidsfusion.tsv import read_tsv
 
 PNG_START = b"\x89PNG\r\n\x1a\n"

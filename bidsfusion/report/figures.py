@@ -298,7 +298,7 @@ def brain_figure(
     _pyplot()  # the Agg backend, before nilearn imports pyplot
     from nilearn import plotting
 
-    from bidsfusion.preprocess.grid import mni_template
+    from bidsfusion.space import mni_template
 
     background = mni_template(1)
     with _subplots(len(images), 1, figsize=(13, 2.6 * len(images)), squeeze=False) as (fig, axes):

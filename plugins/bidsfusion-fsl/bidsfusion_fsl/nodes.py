@@ -20,11 +20,11 @@ from nipype.interfaces.base import (
 )
 
 from bidsfusion.nifti import read_data, save_image
-from bidsfusion.preprocess.grid import mni_template
 from bidsfusion.preprocess.images import transform_from_matrix
 from bidsfusion.preprocess.interfaces import write_confounds
 from bidsfusion.preprocess.motion import framewise_displacement
 from bidsfusion.preprocess.qc import residual_sd
+from bidsfusion.space import mni_template
 from bidsfusion_fsl.matrices import motion_parameters, world_matrix
 
 TEMPLATE_RESOLUTION_MM = 2

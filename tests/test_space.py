@@ -1,17 +1,17 @@
-"""The fixed 3 mm MNI grid covers the template brain; the grid brain mask."""
+"""The space module: the fixed 3 mm MNI grid covers the template brain; the grid brain mask."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bidsfusion.preprocess.grid import (
+from bidsfusion.preprocess.mask import apply_mask, epi_mask, grid_brain_mask
+from bidsfusion.space import (
     MNI_GRID_AFFINE,
     MNI_GRID_SHAPE,
     mni_brain_mask,
     mni_template,
 )
-from bidsfusion.preprocess.mask import apply_mask, epi_mask, grid_brain_mask
 
 
 def _brain_world(resolution_mm: int) -> np.ndarray:

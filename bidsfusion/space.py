@@ -1,4 +1,5 @@
-"""The fixed MNI output grid (3 mm, 64^3) and the bundled MNI152 template.
+"""The standard space every output lives in: the fixed MNI grid (3 mm, 64^3) and the bundled
+MNI152 template.
 
 The template is nilearn's bundled ICBM152 2009a nonlinear symmetric T1 (skull-stripped,
 rescaled to [0, 1]) and its brain mask, in RAS+ mm. Its brain mask spans voxel centres
