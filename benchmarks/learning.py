@@ -46,6 +46,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from bidsfusion.layout import GroupLayout
+
 RAW = "raw voxels"
 """The raw-voxel control's name among the objectives' hold-out scores."""
 OBJECTIVES = ("Random", "AE", "S", "CL", "L-CL", "S-AE", "Supervised")
@@ -161,20 +163,20 @@ def raw_voxel_holdout(work: Path) -> dict[str, tuple[float, float, float | None]
 
     from bidsfusion.evaluate import holdout_scores, read_evaluation
     from bidsfusion.evaluate.summary import p_vs_control
-    from bidsfusion.train.pretrain import representations_path
+    from bidsfusion.objectives.untrained import CONTROL
 
-    group = work / "derivatives" / "group"
-    splits = json.loads((group / "splits.json").read_text())
+    layout = GroupLayout.of(work / "derivatives")
+    splits = json.loads(layout.splits.read_text())
     groups = {s.removeprefix("sub-"): g for s, g in _diagnoses(work / "bids").items()}
     groups = {s: g for s, g in groups.items() if g in ("AD", "HC")}
     holdout = sorted(set(splits["holdout"]) & set(groups))
     y = np.array([groups[s] == "AD" for s in holdout], dtype=int)
     scores = {
-        ("Random", r.modality, r.fold): holdout_scores(
-            representations_path(group, "Random", r.fold), r
+        (CONTROL, r.modality, r.fold): holdout_scores(
+            layout.fold(CONTROL, r.fold).representations, r
         )
-        for r in read_evaluation(group / "evaluation.tsv")
-        if r.objective == "Random"
+        for r in read_evaluation(layout.evaluation)
+        if r.objective == CONTROL
     }
     out = {}
     folds = list(range(len(splits["folds"])))
@@ -272,9 +274,9 @@ def report(
     objectives: list[str],
 ) -> str:
     """The benchmark's table as Markdown."""
-    group = work / "derivatives" / "group"
-    auc = {(r["objective"], r["modality"]): r for r in _table(group / "evaluation_summary.tsv")}
-    training = _table(group / "training_summary.tsv")
+    layout = GroupLayout.of(work / "derivatives")
+    auc = {(r["objective"], r["modality"]): r for r in _table(layout.evaluation_summary)}
+    training = _table(layout.training_summary)
     lines = [
         "| objective | hold-out AUC T1w | hold-out AUC fALFF | val retrieval (chance) "
         "| critic retrieval | probe shared / independent | not learned | train s/fold |",
@@ -302,7 +304,7 @@ def report(
             independent = np.mean([float(r["probe_independent"]) for r in rows])
             terms = {t for r in rows for t in r["unlearned"].split() if t != "n/a"}
             unlearned = " ".join(sorted(terms))
-            seconds = np.mean([_seconds(group / f"objective-{spec}" / f"fold-{r['fold']}")
+            seconds = np.mean([_seconds(layout.fold(spec, int(r["fold"])).history)
                                for r in rows])  # fmt: skip
             cells += [f"{retrieval:.3f} ({chance:.3f})",
                       f"{np.mean(critic):.3f}" if critic else "-",
@@ -325,8 +327,8 @@ def _raw_cell(mean: float, sd: float, p: float | None) -> str:
     return f"{mean:.3f} +- {sd:.3f}" + ("" if p is None else f" (p {p:.2f})")
 
 
-def _seconds(fold: Path) -> float:
-    return sum(float(r["seconds"]) for r in _table(fold / "history.tsv"))
+def _seconds(history: Path) -> float:
+    return sum(float(r["seconds"]) for r in _table(history))
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bidsfusion.config import Execution
 from bidsfusion.errors import (
     BidsValidationError,
     InputDataError,
@@ -194,18 +195,18 @@ def derivative_dir(output_dir: Path, subject: str, session: str | None, datatype
     return folder / datatype
 
 
-def open_dataset(config: Any) -> tuple[Any, list[str]]:
+def open_dataset(bids_dir: Path, execution: Execution) -> tuple[Any, list[str]]:
     """Check a run's BIDS_DIR and labels; return (layout, selected subjects).
 
     Raises, in this order: 66 (no dataset), 64 (bad labels), 16 (validation, unless
     skipped), 18 (unknown participant labels).
     """
-    check_dataset(config.bids_dir)
-    requested = normalize_labels(config.participant_label, "sub")
-    normalize_labels(config.session_label, "ses")
-    if not config.skip_bids_validation:
-        validate_dataset(config.bids_dir)
-    layout = load_layout(config.bids_dir, validate=not config.skip_bids_validation)
+    check_dataset(bids_dir)
+    requested = normalize_labels(execution.participant_label, "sub")
+    normalize_labels(execution.session_label, "ses")
+    if not execution.skip_bids_validation:
+        validate_dataset(bids_dir)
+    layout = load_layout(bids_dir, validate=not execution.skip_bids_validation)
     return layout, select_subjects(layout.get_subjects(), requested)
 
 

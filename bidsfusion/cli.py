@@ -1,6 +1,8 @@
 """The command line: ``bidsfusion BIDS_DIR OUTPUT_DIR {participant,group}`` and subcommands.
 
-This layer only parses, builds a :class:`~bidsfusion.config.RunConfig`, and maps
+This layer only parses (the options are generated from the settings of
+:mod:`bidsfusion.config` by :mod:`bidsfusion.options`), builds a
+:class:`~bidsfusion.config.RunConfig`, and maps
 :class:`~bidsfusion.errors.BidsFusionError` to its exit code with a one-line
 message (a traceback only with ``-v``). ``--config FILE.toml`` fills click's
 defaults (``ctx.default_map``), so a file's values go through the same types and
@@ -19,23 +21,18 @@ from typing import Any
 
 import click
 
-from bidsfusion import __version__
+from bidsfusion import __version__, demo
 from bidsfusion.errors import BidsFusionError, UsageError
-from bidsfusion.options import SEED, level_options
+from bidsfusion.levels import run_level
+from bidsfusion.options import (
+    SEED,
+    level_arguments,
+    level_config,
+    level_options,
+    multi_value_flags,
+)
 
-LEVELS = ("participant", "group")
-MULTI_VALUE_OPTIONS = {
-    "--participant-label",
-    "--participant_label",
-    "--session-label",
-    "--session_label",
-    "--modality",
-    "--objective",
-    "--analysis",
-    "--fold",
-}
 USAGE_EXIT = 64
-DEMO_SUBJECTS = 64
 
 
 class BidsAppGroup(click.Group):
@@ -62,9 +59,7 @@ def cli() -> None:
 
 
 @cli.command("run", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("bids_dir", type=click.Path(path_type=Path))
-@click.argument("output_dir", type=click.Path(path_type=Path))
-@click.argument("analysis_level", metavar="{participant,group}")
+@level_arguments
 @level_options
 @click.version_option(__version__, "--version", prog_name="bidsfusion")
 def run_command(**options: Any) -> None:
@@ -74,30 +69,9 @@ def run_command(**options: Any) -> None:
     (3 mm, 64^3). group: pretrain encoders on them with the chosen objectives and
     evaluate the frozen representations (hold-out ROC AUC, AD vs HC).
     """
-    from bidsfusion.config import make_config
-
     _configure_logging(options["verbose"])
     with user_errors(options["verbose"]):
-        config = make_config(options)
-        run_level(config)
-
-
-def run_level(config: Any) -> None:
-    """Dispatch a validated configuration to its analysis level (exit 17 if unknown)."""
-    from bidsfusion.errors import AnalysisLevelError
-
-    if config.analysis_level == "participant":
-        from bidsfusion import participant
-
-        participant.run(config)
-    elif config.analysis_level == "group":
-        from bidsfusion import group
-
-        group.run(config)
-    else:
-        raise AnalysisLevelError(
-            f"unknown analysis level {config.analysis_level!r}; choose one of: {', '.join(LEVELS)}"
-        )
+        run_level(level_config(click.get_current_context()))
 
 
 @cli.command("plugins")
@@ -215,12 +189,17 @@ def synth_command(
         click.echo(f"wrote {summary.n_subjects} subjects to {summary.out_dir}")
 
 
-@cli.command("demo")
+@cli.command(
+    "demo",
+    help="Synthesise a calibrated dataset in OUT_DIR/bids, run the participant and group "
+    f"levels into OUT_DIR/derivatives ({demo.SUMMARY}), and print the path of the HTML "
+    "report. Rerunning reuses what is done.",
+)
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option(
     "--subjects",
     type=click.IntRange(min=24),
-    default=DEMO_SUBJECTS,
+    default=demo.SUBJECTS,
     show_default=True,
     help="Synthetic subjects (one session each, 40 % AD).",
 )
@@ -234,14 +213,9 @@ def synth_command(
 )
 @click.option("-v", "--verbose", count=True, help="Tracebacks on errors.")
 def demo_command(out_dir: Path, subjects: int, seed: int, nprocs: int, verbose: int) -> None:
-    """Synthesise a calibrated dataset in OUT_DIR/bids, run the participant and group
-    levels into OUT_DIR/derivatives (objectives Random, S-AE and L-CL at 32^3), and print
-    the path of the HTML report. Rerunning reuses what is done."""
-    from bidsfusion.demo import run_demo
-
     _configure_logging(verbose)
     with user_errors(verbose):
-        report = run_demo(out_dir, subjects, seed, nprocs)
+        report = demo.run_demo(out_dir, subjects, seed, nprocs)
         click.echo(f"report: {report}")
 
 
@@ -288,7 +262,7 @@ def expand_multi_values(argv: Sequence[str]) -> list[str]:
     current: str | None = None
     for arg in argv:
         if arg.startswith("-"):
-            current = arg if arg in MULTI_VALUE_OPTIONS else None
+            current = arg if arg in multi_value_flags() else None
             out.append(arg)
         elif current and out[-1] != current:
             out += [current, arg]

@@ -1,6 +1,8 @@
 """``--config FILE.toml``: a file's settings become click's defaults, checked like CLI values.
 
-Keys are option names or long flags (``-`` or ``_``). Each value is first held to
+Keys are setting names or long flags (``-`` or ``_``), at the top of the file or in their
+section's table (``[train] epochs = 5``), as ``group/config.toml`` writes them (its
+``[record]`` table, the paths and versions of the run, is not read). Each value is first held to
 the TOML types its option takes (no ``true`` or ``1.5`` for an integer, no number
 for a string), then to the option's own click type, range, choices and callback.
 Any failure is one line naming the file, the key, the value and what was
@@ -9,12 +11,20 @@ expected (exit 64), raised while the command line is parsed, before any work.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from bidsfusion.errors import UsageError
+from bidsfusion.config import RECORD, SECTION_OF, SECTIONS
+from bidsfusion.errors import InputMissingError, UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 def load_config_file(ctx: click.Context, param: click.Parameter, path: Path | None) -> None:
@@ -25,11 +35,9 @@ def load_config_file(ctx: click.Context, param: click.Parameter, path: Path | No
 
 def _config_defaults(ctx: click.Context, path: Path) -> dict[str, Any]:
     """The settings of the TOML file ``path`` by option name, each checked like a CLI value."""
-    from bidsfusion.config import read_toml
-
-    settings = read_toml(path)
     options = _options_by_key(ctx.command)
-    unknown = sorted(key for key in settings if _key(key) not in options)
+    settings = list(_settings(read_toml(path), options, path))
+    unknown = sorted(key for key, _ in settings if _key(key) not in options)
     if unknown:
         raise UsageError(
             f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
@@ -37,7 +45,7 @@ def _config_defaults(ctx: click.Context, path: Path) -> dict[str, Any]:
         )
     defaults: dict[str, Any] = {}
     keys: dict[str, str] = {}
-    for key, value in settings.items():
+    for key, value in settings:
         option = options[_key(key)]
         name = str(option.name)
         if name in keys:
@@ -47,6 +55,39 @@ def _config_defaults(ctx: click.Context, path: Path) -> dict[str, Any]:
         keys[name] = key
         defaults[name] = _config_value(ctx, option, value, f"config file {path}: {key}")
     return defaults
+
+
+def _settings(
+    document: dict[str, Any], options: dict[str, click.Option], path: Path
+) -> Iterator[tuple[str, Any]]:
+    """``(key, value)`` of every setting of a config file: the top-level keys and those of
+    the section tables (``[train] epochs = 5``, named as in the key); ``[record]`` left out."""
+    for key, value in document.items():
+        if key == RECORD:
+            continue
+        if key not in SECTIONS or not isinstance(value, dict):
+            yield key, value
+            continue
+        for inner, setting in value.items():
+            option = options.get(_key(inner))
+            if option is not None and SECTION_OF.get(str(option.name)) != key:
+                raise UsageError(
+                    f"config file {path}: [{key}] {inner}: {inner} is a setting of "
+                    f"[{SECTION_OF.get(str(option.name))}]; move it there or to the top"
+                )
+            yield f"{key}.{inner}" if option is None else inner, setting
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The top-level table of a TOML file; raises InputMissingError (66) or UsageError (64)."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputMissingError(f"config file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputMissingError(f"config file {path} cannot be read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from exc
 
 
 def _options_by_key(command: click.Command) -> dict[str, click.Option]:

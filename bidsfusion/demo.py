@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bidsfusion import __version__
 from bidsfusion.errors import OutputError
+from bidsfusion.layout import GroupLayout
 
 log = logging.getLogger("bidsfusion.demo")
 
@@ -39,10 +40,16 @@ DATASET = {
 }
 """Synthesis settings beside ``--subjects`` and ``--seed``."""
 
+SUBJECTS = 64
+"""The default of ``--subjects``."""
+OBJECTIVES = ("Random", "S", "L-CL")
+INPUT_SIZE = 16
+EPOCHS = 150
 GROUP_ARGS = (
-    "--objective", "Random", "--objective", "S", "--objective", "L-CL",
-    "--input-size", "16", "--latent-dim", "16", "--epochs", "150", "--batch-size", "8",
-    "--folds", "3", "--holdout", "0.5", "--n-trials", "20", "--max-lr", "0.002",
+    *(arg for spec in OBJECTIVES for arg in ("--objective", spec)),
+    "--input-size", str(INPUT_SIZE), "--latent-dim", "16", "--epochs", str(EPOCHS),
+    "--batch-size", "8", "--folds", "3", "--holdout", "0.5", "--n-trials", "20",
+    "--max-lr", "0.002",
 )  # fmt: skip
 """The group level's options beside ``--seed``, ``--nprocs`` and the work folder.
 
@@ -52,6 +59,13 @@ loss still fell at epoch 100. Half the subjects are the hold-out (32 of 64): the
 evaluation's noise, not the training, limits what the demo can show (docs/usage.md,
 "The demo"). 16 latent dimensions keep the saliency analysis short. The peak learning
 rate is 2e-3: the default 5e-4 suits 200 epochs of larger batches."""
+
+
+SUMMARY = (
+    f"objectives {', '.join(OBJECTIVES[:-1])} and {OBJECTIVES[-1]} at {INPUT_SIZE}^3, "
+    f"{EPOCHS} epochs"
+)
+"""What the group level of the demo trains, in words (``bidsfusion demo --help``)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,7 @@ class DemoPaths:
 
     @property
     def report(self) -> Path:
-        return self.derivatives / "group" / "report.html"
+        return GroupLayout.of(self.derivatives).report
 
 
 def run_demo(out_dir: Path, subjects: int, seed: int, nprocs: int) -> Path:
@@ -133,9 +147,7 @@ def _expected_generator(subjects: int, seed: int) -> dict:
 
 def _run_level(paths: DemoPaths, level: str, options: Sequence[str]) -> None:
     """One analysis level, parsed and validated exactly as on the command line."""
-    from bidsfusion.cli import run_command, run_level
-    from bidsfusion.config import make_config
+    from bidsfusion.levels import run_level
+    from bidsfusion.options import parse_level
 
-    args = [str(paths.bids), str(paths.derivatives), level, *options]
-    context = run_command.make_context("bidsfusion", args)
-    run_level(make_config(context.params))
+    run_level(parse_level([str(paths.bids), str(paths.derivatives), level, *options]))

@@ -7,6 +7,11 @@ The CLI prints ``str(error)`` as one line on stderr and exits with
 from __future__ import annotations
 
 
+def one_line(error: BaseException) -> str:
+    """An exception's message folded onto one line (its type name if empty)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 class BidsFusionError(Exception):
     """Base class: a failure the user can act on (exit code 1)."""
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bidsfusion.config import Participant
 
 FALFF_BAND: tuple[float, float] = (0.01, 0.1)
 """The fALFF low-frequency band in Hz (the paper's); the default of ``--falff-band``."""
@@ -34,8 +37,9 @@ class Modality:
             hold a ``desc``). ``None`` for the anatomical image itself.
         description: one line for ``bidsfusion plugins`` and the sidecars.
         parameters: fixed inputs of ``map_interface``.
-        settings: ``settings(config) -> inputs`` of ``map_interface`` taken from the
-            run's configuration (falff: ``band`` from ``--falff-band``); written in
+        settings: ``settings(participant) -> inputs`` of ``map_interface`` taken from the
+            run's :class:`~bidsfusion.config.Participant` settings (falff: ``band`` from
+            ``--falff-band``); written in
             the map's sidecar under their names in CamelCase (``band`` -> ``Band``).
         check: ``check(path, n_volumes, repetition_time, inputs)``, bold sources
             only: raise :class:`~bidsfusion.errors.InputDataError` for a run the map
@@ -52,10 +56,10 @@ class Modality:
     map_interface: Callable[..., Any] | None = None
     description: str = ""
     parameters: Mapping[str, Any] = field(default_factory=dict)
-    settings: Callable[[Any], Mapping[str, Any]] | None = None
+    settings: Callable[[Participant], Mapping[str, Any]] | None = None
     check: Callable[[Path, int, float, Mapping[str, Any]], None] | None = None
 
-    def inputs(self, config: Any) -> dict[str, Any]:
+    def inputs(self, participant: Participant) -> dict[str, Any]:
         """Every input of ``map_interface`` besides the files: ``parameters``, then
-        ``settings(config)``."""
-        return {**self.parameters, **(self.settings(config) if self.settings else {})}
+        ``settings(participant)``."""
+        return {**self.parameters, **(self.settings(participant) if self.settings else {})}

@@ -11,15 +11,10 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 
 from bidsfusion.atomic import atomic_path
-from bidsfusion.errors import InputDataError, InputMissingError
+from bidsfusion.errors import InputDataError, InputMissingError, one_line
 
 READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError)
 """What nibabel raises on a truncated, corrupt or non-NIfTI file."""
-
-
-def one_line(error: BaseException) -> str:
-    """An exception's message folded onto one line (its type name if empty)."""
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def load_image(path: Path) -> nib.Nifti1Image:

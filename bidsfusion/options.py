@@ -1,4 +1,5 @@
-"""The options of the two analysis levels and the click types that check their values.
+"""The options of the two analysis levels, generated from the settings of
+:mod:`bidsfusion.config`, and the click types that check their values.
 
 ``--config FILE.toml`` is an eager option whose values become click's defaults
 (:mod:`bidsfusion.config_file`), so a file's values pass the same types, ranges
@@ -7,259 +8,175 @@ and callbacks as command-line values.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
+from bidsfusion.config import BOTH, SECTION_OF, SECTIONS, RunConfig, fields, make_config
 from bidsfusion.config_file import load_config_file
+from bidsfusion.errors import UsageError
+from bidsfusion.levels import LEVELS
 
 SEED = click.IntRange(0, 2**32 - 1)
 """Every ``--seed``: what numpy, torch and Optuna all accept."""
 
 
+CONFIG_OPTION = click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    is_eager=True,
+    expose_value=False,
+    callback=load_config_file,
+    help="TOML file with default settings (setting names as keys, at the top or in their "
+    "section's table, as group/config.toml writes them); command-line options override it.",
+)
+"""``--config FILE.toml``: read before the other options, into click's defaults."""
+
+
+def level_arguments(fn: Any) -> Any:
+    """Decorate a click command with the BIDS App's positional arguments."""
+    fn = click.argument("analysis_level", metavar="{participant,group}")(fn)
+    fn = click.argument("output_dir", type=click.Path(path_type=Path))(fn)
+    return click.argument("bids_dir", type=click.Path(path_type=Path))(fn)
+
+
+def level_config(ctx: click.Context) -> RunConfig:
+    """The RunConfig of a parsed level command; a setting of the other level given on the
+    command line is a UsageError (64) naming it."""
+    level = ctx.params["analysis_level"]
+    if level in LEVELS:
+        check_level(ctx, level)
+    return make_config(ctx.params)
+
+
+def parse_level(args: Sequence[str]) -> RunConfig:
+    """The RunConfig of ``BIDS_DIR OUTPUT_DIR LEVEL [OPTIONS]``, parsed and checked exactly
+    as the command line is (the demo runs the levels this way)."""
+    command = click.command("run")(level_arguments(level_options(lambda **_: None)))
+    return level_config(command.make_context("bidsfusion", list(args)))
+
+
 def level_options(fn: Any) -> Any:
-    """Decorate a click command with every option of the two analysis levels."""
-    options = [
-        click.option(
-            "--participant-label",
-            "--participant_label",
-            "participant_label",
-            multiple=True,
-            metavar="LABEL...",
-            help="Subjects to process (01 or sub-01); several allowed. Default: all.",
-        ),
-        click.option(
-            "--session-label",
-            "--session_label",
-            "session_label",
-            multiple=True,
-            metavar="LABEL...",
-            help="Sessions to process (01 or ses-01).",
-        ),
-        click.option(
-            "--skip-bids-validation",
-            "--skip_bids_validation",
-            "skip_bids_validation",
-            is_flag=True,
-            default=None,
-            help="Do not check file names against BIDS.",
-        ),
-        click.option(
-            "-w",
-            "--work-dir",
-            type=click.Path(path_type=Path),
-            help="Intermediate files (nipype cache, volume cache); never inside BIDS_DIR.",
-        ),
-        click.option(
-            "--nprocs",
-            "--n_cpus",
-            "nprocs",
-            type=click.IntRange(min=1),
-            help="Processes for nipype MultiProc and data loading.",
-        ),
-        click.option(
-            "--omp-nthreads",
-            type=click.IntRange(min=1),
-            help="Threads per process (SimpleITK, numpy; torch at the group level). "
-            "Default: 1 at the participant level, --nprocs at the group level.",
-        ),
-        click.option(
-            "--mem",
-            "mem_gb",
-            type=Memory(),
-            metavar="GB",
-            help="Memory limit for nipype scheduling, e.g. 8 or 8GB.",
-        ),
-        click.option(
-            "--seed",
-            type=SEED,
-            help="Seed for every random choice (recorded), 0 to 2^32 - 1. Default: 0.",
-        ),
-        click.option(
-            "--config",
-            type=click.Path(path_type=Path),
-            is_eager=True,
-            expose_value=False,
-            callback=load_config_file,
-            help="TOML file with default settings (option names as keys); "
-            "command-line options override it.",
-        ),
-        click.option(
-            "-v", "--verbose", count=True, help="More log output; with -v, tracebacks on errors."
-        ),
-        click.option("--task", help="[participant] BOLD task label to use. Default: rest."),
-        click.option(
-            "--falff-band",
-            type=Band(),
-            metavar="LOW HIGH",
-            help="[participant] fALFF band in Hz, 0 < LOW < HIGH. Default: 0.01 0.1.",
-        ),
-        click.option(
-            "--skull-strip",
-            type=click.Choice(["template", "none"]),
-            help="[participant] 'template' brain mask, or 'none' for inputs "
-            "already skull-stripped.",
-        ),
-        click.option(
-            "--backend",
-            help="[participant] preprocessing backend (see "
-            "'bidsfusion plugins'). Default: simpleitk.",
-        ),
-        click.option(
-            "--nipype-plugin",
-            help="[participant] nipype execution plugin (MultiProc, Linear, SLURM, SGE, ...).",
-        ),
-        click.option(
-            "--nipype-plugin-args",
-            type=click.Path(path_type=Path),
-            help="[participant] YAML file of arguments for --nipype-plugin.",
-        ),
-        click.option(
-            "--modality",
-            multiple=True,
-            metavar="NAME...",
-            help="[group] registered modalities to fuse, at least two (repeatable; see "
-            "'bidsfusion plugins'). Default: T1w falff.",
-        ),
-        click.option(
-            "--objective",
-            multiple=True,
-            metavar="SPEC...",
-            help="[group] objective spec(s), e.g. L-CL S-AE; all-dim (the 15 DIM "
-            "combinations); Random (untrained encoders, the control); paper (the paper's "
-            "whole grid with Random).",
-        ),
-        click.option(
-            "--analysis",
-            multiple=True,
-            metavar="NAME...",
-            help="[group] analyses to run after the evaluation (registered names, see "
-            "'bidsfusion plugins'); none to skip them. Default: all.",
-        ),
-        click.option(
-            "--objective-option",
-            multiple=True,
-            metavar="TERM.KEY=VALUE",
-            help="[group] an objective term's option, e.g. CCA.ridge=1e-3 (repeatable; "
-            "'bidsfusion plugins' lists each term's options).",
-        ),
-        click.option("--encoder", help="[group] encoder name. Default: dcgan."),
-        click.option(
-            "--latent-dim", type=click.IntRange(min=1), help="[group] latent size. Default: 64."
-        ),
-        click.option("--epochs", type=click.IntRange(min=1), help="[group] Default: 200."),
-        click.option(
-            "--lr",
-            type=click.FloatRange(min=0, min_open=True),
-            help="[group] OneCycle's initial learning rate. Default: 4e-4 (the paper).",
-        ),
-        click.option(
-            "--max-lr",
-            type=click.FloatRange(min=0, min_open=True),
-            help="[group] OneCycle's peak learning rate, >= --lr. Default: 5e-4 "
-            "(the paper's 0.01 makes the DIM terms diverge at the peak).",
-        ),
-        click.option("--batch-size", type=click.IntRange(min=2), help="[group] Default: 64."),
-        click.option(
-            "--input-size",
-            type=IntChoice([64, 32, 16]),
-            help="[group] volume size the model sees. Default: 64 (the paper).",
-        ),
-        click.option("--folds", type=click.IntRange(min=2), help="[group] CV folds. Default: 5."),
-        click.option(
-            "--holdout",
-            type=Holdout(),
-            metavar="N",
-            help="[group] hold-out subjects: 0 for none, a fraction in (0, 1), "
-            "or a whole count >= 1. Default: 0.15.",
-        ),
-        click.option(
-            "--include-flagged",
-            is_flag=True,
-            default=None,
-            help="[group] also train on scans whose registration QC flagged them",
-        ),
-        click.option(
-            "--label-column",
-            help="[group] participants.tsv column with the group. Default: diagnosis.",
-        ),
-        click.option("--positive", help="[group] positive class value. Default: AD."),
-        click.option("--negative", help="[group] negative class value. Default: HC."),
-        click.option(
-            "--device",
-            type=click.Choice(["auto", "cpu", "cuda"]),
-            help="[group] training device. Default: auto.",
-        ),
-        click.option(
-            "--paired-augmentation",
-            is_flag=True,
-            default=None,
-            help="[group] one flip/translation draw for both views of a pair, as the "
-            "reference implementation (default: one draw per modality).",
-        ),
-        click.option(
-            "--flip-axes",
-            type=click.Choice(["lr", "all", "none"]),
-            help="[group] random flips: lr (left-right, as torchio), all (the three axes, "
-            "as the reference implementation) or none. Default: lr.",
-        ),
-        click.option(
-            "--max-shift",
-            type=click.IntRange(0, 48),
-            metavar="MM",
-            help="[group] largest random translation in mm, a multiple of the grid's 3 mm "
-            "(the reference implementation: 12 at 64^3). Default: 0 (none: with a "
-            "translation, L learns the shift instead of the brain).",
-        ),
-        click.option(
-            "--n-trials",
-            type=click.IntRange(min=1),
-            help="[group] Optuna trials per (objective, modality, fold) evaluation. "
-            "Default: 500 (the paper).",
-        ),
-        click.option(
-            "--optuna-storage",
-            metavar="URL",
-            help="[group] Optuna RDB URL shared by evaluation jobs (sqlite:///..., "
-            "postgresql://...). Default: a journal file WORK_DIR/optuna.journal.",
-        ),
-        click.option(
-            "--eval-only",
-            is_flag=True,
-            default=None,
-            help="[group] evaluate existing representations without training.",
-        ),
-        click.option(
-            "--fold",
-            multiple=True,
-            type=click.IntRange(min=0),
-            metavar="K...",
-            help="[group] train and evaluate only fold K (0-based; repeatable), e.g. one "
-            "fold per cluster job; the analyses then wait for a run without --fold. "
-            "Default: every fold.",
-        ),
-        click.option(
-            "--sync-bn",
-            is_flag=True,
-            default=None,
-            help="[group] under torchrun, batch norms over the global batch (SyncBatchNorm; "
-            "CUDA only). Default: each process normalises its share of the batch.",
-        ),
-        click.option(
-            "--dist-timeout",
-            type=click.FloatRange(min=0, min_open=True),
-            metavar="MINUTES",
-            help="[group] under torchrun, how long a process waits for the others before "
-            "failing (a dead process ends the run instead of hanging it). Default: 30.",
-        ),
-    ]
+    """Decorate a click command with ``--config`` and an option for every setting of
+    :mod:`bidsfusion.config`, in section order."""
+    options = [CONFIG_OPTION, *(setting_option(field) for _, field in fields())]
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def setting_option(field: dataclasses.Field[Any]) -> Any:
+    """The click option of one configuration setting: its flags, type, and help with the
+    level in brackets and the default (both from the field)."""
+    meta = field.metadata
+    kwargs: dict[str, Any] = {"help": _help(field), "default": None}
+    if meta.get("metavar"):
+        kwargs["metavar"] = meta["metavar"]
+    hint = _hint(field)
+    if meta.get("kind") == "count":
+        kwargs.update(count=True, default=0)
+    elif hint is bool:
+        kwargs["is_flag"] = True
+    else:
+        kwargs["type"] = _click_type(field, hint)
+        kwargs["multiple"] = _repeatable(field)
+    return click.option(*_flags(field), field.name, **kwargs)
+
+
+TUPLE_VALUES = ("falff_band",)
+"""Tuple settings given as one option with several values (not a repeatable option)."""
+
+
+def _flags(field: dataclasses.Field[Any]) -> tuple[str, ...]:
+    """A setting's spellings on the command line, ``--<name>`` by default."""
+    return field.metadata["flags"] or ("--" + field.name.replace("_", "-"),)
+
+
+def flag(field: dataclasses.Field[Any]) -> str:
+    """A setting's first long flag, the one messages name."""
+    return next(f for f in _flags(field) if f.startswith("--"))
+
+
+def _hint(field: dataclasses.Field[Any]) -> Any:
+    """A setting's type, ``None`` taken out of an optional one."""
+    hint = typing.get_type_hints(SECTIONS[SECTION_OF[field.name]])[field.name]
+    kinds = [kind for kind in typing.get_args(hint) if kind is not type(None)]
+    return kinds[0] if isinstance(hint, types.UnionType) and len(kinds) == 1 else hint
+
+
+def _repeatable(field: dataclasses.Field[Any]) -> bool:
+    return typing.get_origin(_hint(field)) is tuple and field.name not in TUPLE_VALUES
+
+
+def _click_type(field: dataclasses.Field[Any], hint: Any) -> click.ParamType | type:
+    """The click type of a setting: its ``kind``, else its choices, range or Python type."""
+    meta = field.metadata
+    kinds = {"seed": SEED, "memory": Memory(), "band": Band(), "holdout": Holdout()}
+    if meta.get("kind") in kinds:
+        return kinds[meta["kind"]]
+    base = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
+    if "choices" in meta:
+        choices = meta["choices"]
+        return IntChoice(choices) if base is int else click.Choice(list(choices))
+    if base is int:
+        return click.IntRange(min=meta.get("minimum"), max=meta.get("maximum"))
+    if base is float:
+        return click.FloatRange(min=meta.get("minimum"), min_open=meta.get("open_minimum", False))
+    if hint is Path:
+        return click.Path(path_type=Path)
+    return click.STRING
+
+
+def _help(field: dataclasses.Field[Any]) -> str:
+    """``[group] <help> Default: <default> (<why>).``"""
+    meta = field.metadata
+    level = "" if meta["level"] == BOTH else f"[{meta['level']}] "
+    shown = meta["shown"]
+    if shown is None:
+        shown = "" if field.default is False else _shown(_default(field))
+    default = f" Default: {shown}" + (f" ({meta['why']})" if meta["why"] else "") + "."
+    return level + meta["help"] + (default if shown else "")
+
+
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()  # type: ignore[misc]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return " ".join(map(_shown, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def check_level(ctx: click.Context, level: str) -> None:
+    """UsageError (64) naming an option given on the command line that ``level`` does not
+    read (a ``--config`` file may hold both levels' settings: each level reads its own)."""
+    for name, field in fields():
+        own = field.metadata["level"]
+        source = ctx.get_parameter_source(field.name)
+        if own in (BOTH, level) or source is not ParameterSource.COMMANDLINE:
+            continue
+        raise UsageError(
+            f"{flag(field)} is a setting of the {own} level ([{name}]): the {level} level "
+            "does not read it; remove it (a --config file may hold both levels' settings)"
+        )
+
+
+def multi_value_flags() -> set[str]:
+    """The flags of repeatable settings, which also take several values after one flag."""
+    return {spelling for _, field in fields() if _repeatable(field) for spelling in _flags(field)}
 
 
 class Holdout(click.ParamType):

@@ -60,14 +60,14 @@ def run(config: RunConfig) -> Summary:
     from bidsfusion.preprocess.plan import plan_subject
     from bidsfusion.preprocess.qc import write_tables
 
-    layout, subjects = open_dataset(config)
-    check_locations(config.bids_dir, config.output_dir, config.work_dir)
+    layout, subjects = open_dataset(config.bids_dir, config.execution)
+    check_locations(config.bids_dir, config.output_dir, config.execution.work_dir)
     check_output_dir(config.output_dir, config.work)
-    check_plugin(config.nipype_plugin)
+    check_plugin(config.participant.nipype_plugin)
     sessions = _sessions(layout, subjects, config)
-    backend = _backend(config.backend)
+    backend = _backend(config.participant.backend)
     modalities = list(registered("modalities").values())
-    _check_task(layout, config.task)
+    _check_task(layout, config.participant.task)
     check_work_dir(config.work)
     write_dataset_description(
         config.output_dir,
@@ -75,7 +75,7 @@ def run(config: RunConfig) -> Summary:
         os.environ.get("BIDSFUSION_CONTAINER"),
     )
     _record(config, subjects)
-    _limit_threads(config.omp_nthreads or 1)
+    _limit_threads(config.execution.omp_nthreads or 1)
     summary = Summary()
     plans = []
     for subject in subjects:
@@ -105,20 +105,19 @@ def _backend(name: str):
 
 def _sessions(layout, subjects: list[str], config: RunConfig) -> tuple[str, ...]:
     """The requested sessions (none: all); labels no selected subject has: exit 18."""
-    requested = normalize_labels(config.session_label, "ses")
+    requested = normalize_labels(config.execution.session_label, "ses")
     if not requested:
         return ()
     return select_sessions(layout.get_sessions(subject=subjects), requested)
 
 
 def _record(config: RunConfig, subjects: list[str]) -> Path:
-    """Save the run's effective configuration as ``logs/participant_<time>_<id>.toml``."""
-    import tomli_w
-
+    """Save the run's effective configuration as ``logs/participant_<time>_<id>.toml``
+    (its sections, the subjects and versions in its ``[record]``)."""
     stamp = f"{datetime.now():%Y%m%d-%H%M%S}_{uuid.uuid4().hex[:6]}"
     path = config.output_dir / "logs" / f"participant_{stamp}.toml"
-    extra = {"subjects": subjects, "versions": {"bidsfusion": __version__}}
-    write_text(path, config.to_toml() + tomli_w.dumps(extra))
+    record = {"subjects": subjects, "versions": {"bidsfusion": __version__}}
+    write_text(path, config.to_toml(record))
     return path
 
 
@@ -171,7 +170,7 @@ def _run_plans(plans, config: RunConfig, backend, modalities, summary: Summary) 
             sum(1 for job in plan.anat if job.outputs),
             len(plan.func),
         )
-        subject_wf = init_subject_wf(plan, backend, modalities, config.skull_strip)
+        subject_wf = init_subject_wf(plan, backend, modalities, config.participant.skull_strip)
         progress.expect(subject_wf.name, len(subject_wf.list_node_names()))
         wf.add_nodes([subject_wf])
     start = time.monotonic()

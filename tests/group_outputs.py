@@ -80,8 +80,12 @@ def check_group_outputs(out: Path, specs: Sequence[str], epochs: int, latent_dim
     for spec in specs:
         for k, fold in enumerate(splits["folds"]):
             fold_dir = out / "group" / f"objective-{spec}" / f"fold-{k}"
-            if spec == "Random":  # the untrained control: representations only
-                assert sorted(p.name for p in fold_dir.iterdir()) == ["representations.npz"]
+            if spec == "Random":  # the untrained control: its initial weights, representations
+                assert sorted(p.name for p in fold_dir.iterdir()) == [
+                    "checkpoint.pt",
+                    "representations.npz",
+                ]
+                assert torch.load(fold_dir / "checkpoint.pt", weights_only=True)["epoch"] == 0
             else:
                 _check_training(fold_dir, spec, epochs)
             z = np.load(fold_dir / "representations.npz")

@@ -165,7 +165,7 @@ def test_saliency_maps_in_brain_space_and_the_crossmodal_pair(analysed) -> None:
                                  .read_text())  # fmt: skip
             assert sidecar["Samples"] == 5 and sidecar["NoiseFraction"] == 0.05
     model, volumes = context.model("S", 0), context.volumes(0)
-    generator = torch.Generator().manual_seed(context.config.seed)
+    generator = torch.Generator().manual_seed(context.seed)
     maps = {}
     with fast_input_gradients(model):
         for m in context.modalities:

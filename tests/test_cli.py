@@ -191,7 +191,7 @@ def test_bad_holdout_is_64_naming_value_and_rule(run_cli, tiny_bids, tmp_path, v
 )
 def test_holdout_is_an_int_count_or_a_float_fraction(run_cli, recorded, tmp_path, value, expected):
     assert run_cli(tmp_path, tmp_path / "out", "group", "--holdout", value).code == 0
-    holdout = recorded[0].holdout
+    holdout = recorded[0].data.holdout
     assert holdout == expected and type(holdout) is type(expected)
 
 
@@ -228,9 +228,10 @@ def test_repeated_objective_term_is_64(run_cli, tiny_bids, tmp_path, spec, term)
 def test_include_flagged_and_omp_nthreads_defaults(run_cli, recorded, tmp_path):
     run_cli(tmp_path, tmp_path / "out", "group")
     run_cli(tmp_path, tmp_path / "out", "group", "--include-flagged", "--omp-nthreads", "4")
-    assert [(c.include_flagged, c.omp_nthreads) for c in recorded] == [(False, None), (True, 4)]
+    found = [(c.data.include_flagged, c.execution.omp_nthreads) for c in recorded]
+    assert found == [(False, None), (True, 4)]
     help_text = " ".join(run_cli("run", "--help").out.split())
-    assert "[group] also train on scans whose registration QC flagged them" in help_text
+    assert "[group] Also train on scans whose registration QC flagged them" in help_text
     assert (
         "Threads per process (SimpleITK, numpy; torch at the group level). "
         "Default: 1 at the participant level, --nprocs at the group level." in help_text
@@ -239,7 +240,7 @@ def test_include_flagged_and_omp_nthreads_defaults(run_cli, recorded, tmp_path):
 
 def test_input_size_is_an_int(run_cli, recorded, tmp_path):
     assert run_cli(tmp_path, tmp_path / "out", "group", "--input-size", "32").code == 0
-    assert recorded[0].input_size == 32
+    assert recorded[0].model.input_size == 32
     assert run_cli(tmp_path, tmp_path / "out", "group", "--input-size", "17").code == 64
 
 

@@ -8,6 +8,11 @@ import re
 import pytest
 import torch
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 from bidsfusion.config import make_config
 from bidsfusion.errors import UsageError
 
@@ -86,14 +91,10 @@ def test_config_values_reach_the_run_config(run_cli, recorded, tmp_path):
     )
     assert run_cli(tmp_path, tmp_path / "out", "group", "--config", config).code == 0
     run = recorded[0]
-    assert (run.input_size, run.holdout, run.objective) == (32, 3, ("L-CL",))
-    assert type(run.holdout) is int
-    assert (run.mem_gb, run.falff_band, run.include_flagged, run.nprocs) == (
-        0.5,
-        (0.02, 0.08),
-        True,
-        3,
-    )
+    assert (run.model.input_size, run.data.holdout, run.objectives.objective) == (32, 3, ("L-CL",))
+    assert type(run.data.holdout) is int
+    assert (run.execution.mem_gb, run.participant.falff_band) == (0.5, (0.02, 0.08))
+    assert (run.data.include_flagged, run.execution.nprocs) == (True, 3)
 
 
 def test_command_line_wins_over_the_file(run_cli, recorded, tmp_path):
@@ -102,7 +103,8 @@ def test_command_line_wins_over_the_file(run_cli, recorded, tmp_path):
     args = ("--epochs", "5", "--objective", "CL", "--config", config, "--input-size", "64")
     assert run_cli(tmp_path, tmp_path / "out", "group", *args).code == 0
     run = recorded[0]
-    assert (run.epochs, run.holdout, run.input_size, run.objective) == (5, 0.5, 64, ("CL",))
+    assert (run.train.epochs, run.data.holdout, run.model.input_size) == (5, 0.5, 64)
+    assert run.objectives.objective == ("CL",)
 
 
 def test_make_config_takes_given_values_and_defaults(tmp_path):
@@ -116,13 +118,15 @@ def test_make_config_takes_given_values_and_defaults(tmp_path):
             "holdout": 0,
         }
     )
-    assert config.output_dir.is_absolute() and config.epochs == 200 and config.objective == ()
-    assert config.omp_nthreads is None and config.include_flagged is False
-    saved = config.to_toml()
-    assert "omp_nthreads" not in saved
-    assert "holdout = 0\n" in saved and "include_flagged = false\n" in saved
+    assert config.output_dir.is_absolute() and config.train.epochs == 200
+    assert config.objectives.objective == ()
+    assert config.execution.omp_nthreads is None and config.data.include_flagged is False
+    saved = tomllib.loads(config.to_toml())
+    assert "omp_nthreads" not in saved["execution"] and "participant" not in saved
+    assert saved["data"]["holdout"] == 0 and saved["data"]["include_flagged"] is False
+    assert saved["record"]["output_dir"] == str(config.output_dir)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.epochs = 1  # type: ignore[misc]
+        config.train.epochs = 1  # type: ignore[misc]
 
 
 def test_same_positive_and_negative_is_a_usage_error(tmp_path):
@@ -144,17 +148,20 @@ def test_a_peak_learning_rate_below_the_initial_one_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="both finite"):
         make_config({**base, "max_lr": float("inf")})
     paper = make_config({**base, "max_lr": 0.01})
-    assert (paper.lr, paper.max_lr) == (4e-4, 0.01)
+    assert (paper.train.lr, paper.train.max_lr) == (4e-4, 0.01)
 
 
 def test_augmentation_options_reach_the_training_settings(tmp_path):
-    from bidsfusion.train.pretrain import train_settings
+    from bidsfusion.train.settings import TrainSettings
+
+    def train_settings(config, device):
+        return TrainSettings.of(config.train, config.execution.seed, torch.device(device))
 
     base = {"bids_dir": tmp_path, "output_dir": tmp_path, "analysis_level": "group"}
-    default = train_settings(make_config(base), torch.device("cpu"))
+    default = train_settings(make_config(base), "cpu")
     assert (default.flip_axes, default.crop_pad) == ((0,), 0)
     paper = make_config({**base, "flip_axes": "all", "max_shift": 6, "paired_augmentation": True})
-    settings = train_settings(paper, torch.device("cpu"))
+    settings = train_settings(paper, "cpu")
     assert (settings.flip_axes, settings.crop_pad, settings.paired_augmentation) == (
         (0, 1, 2),
         2,

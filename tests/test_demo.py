@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bidsfusion import cli
+from bidsfusion import levels as app_levels
 from bidsfusion.synth import dataset
 
 
@@ -22,7 +22,7 @@ def levels(monkeypatch: pytest.MonkeyPatch) -> list:
     """The configurations ``run_level`` receives; the synthesis records its arguments and
     writes only dataset_description.json (``make_dataset`` has tests of its own)."""
     received: list = []
-    monkeypatch.setattr(cli, "run_level", received.append)
+    monkeypatch.setattr(app_levels, "run_level", received.append)
 
     def make_dataset(out_dir: Path, **settings: object) -> None:
         received.append(settings)
@@ -55,11 +55,12 @@ def test_demo_synthesises_and_runs_both_levels(run_cli, tmp_path: Path, levels: 
     for config in (participant, group):
         assert config.bids_dir == out / "bids"
         assert config.output_dir == out / "derivatives"
-        assert config.seed == 3
-        assert config.nprocs == 1
-    assert list(group.objective) == ["Random", "S", "L-CL"]
-    assert (group.input_size, group.latent_dim, group.folds, group.holdout) == (16, 16, 3, 0.5)
-    assert (group.epochs, group.max_lr) == (150, 0.002)
+        assert config.execution.seed == 3
+        assert config.execution.nprocs == 1
+    assert list(group.objectives.objective) == ["Random", "S", "L-CL"]
+    assert (group.model.input_size, group.model.latent_dim) == (16, 16)
+    assert (group.data.folds, group.data.holdout) == (3, 0.5)
+    assert (group.train.epochs, group.train.max_lr) == (150, 0.002)
     assert all(f"step {k}/3" in result.err for k in (1, 2, 3))
 
 

@@ -28,13 +28,13 @@ import torch.multiprocessing as mp
 from runner import run_main
 from test_group import GROUP_ARGS, write_group_inputs
 
+from bidsfusion.checkpoint import load_checkpoint
 from bidsfusion.errors import UsageError
 from bidsfusion.models.dcgan import DCGANEncoder
 from bidsfusion.models.multimodal import MultimodalModel
 from bidsfusion.objectives.builtin import register_objectives
 from bidsfusion.objectives.compose import build_objective
 from bidsfusion.objectives.gather import all_gather, global_batch, local_rows, world
-from bidsfusion.train.checkpoint import load_checkpoint
 from bidsfusion.train.distributed import (
     local_batch_size,
     mean_over_ranks,

@@ -30,6 +30,7 @@ from bidsfusion.evaluate import (
     summary_table,
     write_evaluation,
 )
+from bidsfusion.layout import GroupLayout
 from bidsfusion.tsv import read_tsv
 
 COUNTS = {"train": 60, "validation": 30, "holdout": 40}
@@ -150,8 +151,9 @@ def test_a_row_is_reproduced_by_an_independent_refit(tmp_path: Path) -> None:
     changed = EvaluationRow(**{**vars(row), "holdout_auc": row.holdout_auc - 0.01})
     assert holdout_scores(path, changed) == {}  # a row its representations no longer give
 
-    write_evaluation([row], tmp_path / "group")
-    assert read_evaluation(tmp_path / "group" / "evaluation.tsv") == [row]
+    layout = GroupLayout(tmp_path / "group")
+    write_evaluation([row], layout.evaluation, layout.evaluation_summary)
+    assert read_evaluation(layout.evaluation) == [row]
 
 
 def test_the_study_resumes_and_a_finished_one_is_not_rerun(tmp_path, monkeypatch) -> None:
@@ -314,7 +316,9 @@ def test_summary_is_sorted_like_fig2_and_marks_who_beats_random(tmp_path: Path) 
     ]
     assert all(r[5] is None for r in summarize(planted_rows(("L-CL", "AE"))))
 
-    table, summary_path = write_evaluation(planted_rows(), tmp_path / "group")
+    layout = GroupLayout(tmp_path / "group")
+    table, summary_path = layout.evaluation, layout.evaluation_summary
+    write_evaluation(planted_rows(), table, summary_path)
     columns, rows = read_tsv(table)
     assert tuple(columns) == COLUMNS and len(rows) == 18
     assert [r["objective"] for r in rows[:6]] == ["AE"] * 6  # sorted by objective
@@ -322,7 +326,7 @@ def test_summary_is_sorted_like_fig2_and_marks_who_beats_random(tmp_path: Path) 
     assert [r["objective"] for r in rows] == ["L-CL", "L-CL", "AE", "AE", "Random", "Random"]
     assert [r["beats_random"] for r in rows] == ["True", "True", "True", "False", "n/a", "n/a"]
     with pytest.raises(ValueError, match="two evaluation rows"):
-        write_evaluation(planted_rows() * 2, tmp_path / "group")
+        write_evaluation(planted_rows() * 2, table, summary_path)
 
 
 def test_a_damaged_journal_is_repaired_or_set_aside(tmp_path: Path, caplog) -> None:

@@ -152,9 +152,12 @@ def test_config_record_lists_expanded_objectives(group_run) -> None:
     import tomllib
 
     _, out, _ = group_run
-    record = tomllib.loads((out / "group" / "config.toml").read_text())
-    assert record["expanded_objectives"] == list(SPECS)
-    assert record["versions"]["bidsfusion"]
+    saved = tomllib.loads((out / "group" / "config.toml").read_text())
+    assert saved["record"]["expanded_objectives"] == list(SPECS)
+    assert saved["record"]["versions"]["bidsfusion"]
+    assert saved["record"]["analysis_level"] == "group"
+    assert saved["train"]["epochs"] == 2 and saved["model"]["input_size"] == 16
+    assert saved["objectives"]["objective"] == list(SPECS) and "participant" not in saved
 
 
 def test_no_derivatives_is_66(run_cli, tmp_path) -> None:
@@ -394,7 +397,8 @@ def test_evaluation_rows_are_reproduced_by_a_refit_and_summarised(group_run) -> 
 
 def test_rows_whose_representations_are_unreadable_get_no_p_value(tmp_path, caplog) -> None:
     from bidsfusion.evaluate import EvaluationRow
-    from bidsfusion.group import _holdout_scores
+    from bidsfusion.evaluate.run import scores_against_control
+    from bidsfusion.layout import GroupLayout
 
     for spec in ("S", "Random"):
         fold = tmp_path / f"objective-{spec}" / "fold-0"
@@ -408,21 +412,25 @@ def test_rows_whose_representations_are_unreadable_get_no_p_value(tmp_path, capl
         for spec in ("S", "Random")
         for m in ("T1w", "falff")
     ]
-    assert _holdout_scores(rows, tmp_path) == {}
+    assert scores_against_control(rows, GroupLayout(tmp_path)) == {}
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 2, warnings  # one per unreadable file, not per row
     assert all("representations.npz" in w and "leave this fold out" in w for w in warnings)
 
 
 def test_rows_without_a_random_row_are_not_refit(tmp_path, monkeypatch) -> None:
-    import bidsfusion.evaluate
+    import bidsfusion.evaluate.run
     from bidsfusion.evaluate import EvaluationRow
-    from bidsfusion.group import _holdout_scores
+    from bidsfusion.evaluate.run import scores_against_control
+    from bidsfusion.layout import GroupLayout
 
     refit = []
-    monkeypatch.setattr(
-        bidsfusion.evaluate, "holdout_scores", lambda path, row: refit.append(row) or {"01": 1.0}
-    )
+
+    def holdout_scores(path, row):
+        refit.append(row)
+        return {"01": 1.0}
+
+    monkeypatch.setattr(bidsfusion.evaluate.run, "holdout_scores", holdout_scores)
     row = dict(n_train=4, n_validation=2, n_holdout=2, C=1.0, penalty="l2",
                l1_ratio=0.0, validation_auc=0.5, holdout_auc=0.5, holdout_bacc=0.5,
                n_trials=1, seed=0, max_iter=10, study="s")  # fmt: skip
@@ -432,22 +440,23 @@ def test_rows_without_a_random_row_are_not_refit(tmp_path, monkeypatch) -> None:
         EvaluationRow(objective="Random", modality="T1w", fold=0, **row),
         EvaluationRow(objective="S", modality="T1w", fold=1, **row),
     ]
-    scores = _holdout_scores(rows, tmp_path)
+    scores = scores_against_control(rows, GroupLayout(tmp_path))
     assert set(scores) == {("S", "T1w", 0), ("Random", "T1w", 0)}
     assert len(refit) == 2
 
 
 def test_a_row_its_representations_no_longer_give_is_named(tmp_path, caplog, monkeypatch):
-    import bidsfusion.evaluate
+    import bidsfusion.evaluate.run
     from bidsfusion.evaluate import EvaluationRow
-    from bidsfusion.group import _holdout_scores
+    from bidsfusion.evaluate.run import scores_against_control
+    from bidsfusion.layout import GroupLayout
 
-    monkeypatch.setattr(bidsfusion.evaluate, "holdout_scores", lambda path, row: {})
+    monkeypatch.setattr(bidsfusion.evaluate.run, "holdout_scores", lambda path, row: {})
     row = dict(fold=1, n_train=4, n_validation=2, n_holdout=2, C=1.0, penalty="l2",
                l1_ratio=0.0, validation_auc=0.5, holdout_auc=0.5, holdout_bacc=0.5,
                n_trials=1, seed=0, max_iter=10, study="s")  # fmt: skip
     rows = [EvaluationRow(objective=spec, modality="T1w", **row) for spec in ("S", "Random")]
-    scores = _holdout_scores(rows, tmp_path)
+    scores = scores_against_control(rows, GroupLayout(tmp_path))
     assert scores == {("S", "T1w", 1): {}, ("Random", "T1w", 1): {}}
     message = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "objective-S/fold-1/representations.npz" in message and "--eval-only" in message
@@ -457,14 +466,13 @@ def test_a_row_its_representations_no_longer_give_is_named(tmp_path, caplog, mon
     ("holdout", "warned"), [(3, False), (0.3, False), (4, True), (0.5, True), (0.2, True)]
 )
 def test_eval_only_warns_of_another_holdout_count_or_fraction(caplog, holdout, warned) -> None:
-    from types import SimpleNamespace
-
+    from bidsfusion.config import Data
     from bidsfusion.data.splits import make_splits
-    from bidsfusion.group import _warn_unused_split_options
+    from bidsfusion.evaluate.trained import _warn_unused_split_options
 
     subjects = [f"{i:02d}" for i in range(10)]
     splits = make_splits(subjects, ["AD", "HC"] * 5, n_folds=2, holdout=3)
-    _warn_unused_split_options(SimpleNamespace(folds=2, holdout=holdout), splits)
+    _warn_unused_split_options(Data(folds=2, holdout=holdout), splits)
     messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert bool(messages) == warned
     if warned:
@@ -586,9 +594,9 @@ def test_objective_options_from_toml_are_used_recorded_and_retrain(run_cli, tmp_
     args = [bids, out, "group", "--config", config, "-w", tmp_path / "work", *GROUP_ARGS]
     args += ["--epochs", "1", "--folds", "2"]
     assert run_cli(*args).code == 0
-    record = tomllib.loads((out / "group" / "config.toml").read_text())
-    assert record["objective_options"] == {"S": {"penalty_weight": 0.1}}
-    assert record["objective_option"] == ["S.penalty_weight=0.1"]
+    saved = tomllib.loads((out / "group" / "config.toml").read_text())
+    assert saved["record"]["objective_options"] == {"S": {"penalty_weight": 0.1}}
+    assert saved["objectives"]["objective_option"] == ["S.penalty_weight=0.1"]
     again = run_cli(*args, "--objective-option", "S.penalty_weight=0.2")
     assert again.code == 0 and again.err.count("other settings or data") == 2
 
@@ -604,11 +612,14 @@ def test_an_unreachable_optuna_storage_is_73_with_the_password_masked(run_cli, t
 
 
 def test_paper_expands_to_the_whole_grid_with_the_control() -> None:
-    from bidsfusion.group import objective_specs
+    from bidsfusion.objectives.specs import objective_specs
+    from bidsfusion.plugins import registered
 
-    specs = objective_specs(["paper"])
-    assert len(specs) == 15 + 6 + 1 and specs[-1] == "Random"
-    assert {"L-CL-CS-S", "AE", "S-AE", "DCCAE", "L-CCA", "MMVAE", "Supervised"} <= set(specs)
+    specs = objective_specs(["paper"], [], registered("objectives"))
+    names = [spec.name for spec in specs]
+    assert len(names) == 15 + 6 + 1 and names[-1] == "Random"
+    assert {"L-CL-CS-S", "AE", "S-AE", "DCCAE", "L-CCA", "MMVAE", "Supervised"} <= set(names)
+    assert [spec.name for spec in specs if not spec.trains] == ["Random"]
 
 
 def test_other_labels_retrain(run_cli, tmp_path) -> None:

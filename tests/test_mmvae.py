@@ -10,13 +10,13 @@ import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 from bidsfusion.errors import UsageError
-from bidsfusion.group import objective_specs
 from bidsfusion.models.base import Dims
 from bidsfusion.models.dcgan import DCGANEncoder
 from bidsfusion.models.multimodal import MultimodalModel
 from bidsfusion.objectives import mmvae
 from bidsfusion.objectives.compose import build_objective, parse_spec
 from bidsfusion.objectives.mmvae import MMVAE
+from bidsfusion.objectives.specs import objective_specs
 from bidsfusion.train.encode import encode
 
 SIZE = 16
@@ -186,9 +186,9 @@ def test_mmvae_composes_with_nothing(registry, spec) -> None:
     assert error.value.exit_code == 64 and "\n" not in message
     assert repr(spec) in message and "'MMVAE'" in message and "alone" in message
     with pytest.raises(UsageError):
-        objective_specs([spec])
+        objective_specs([spec], [], registry)
     assert parse_spec("MMVAE", registry) == ["MMVAE"]
-    assert objective_specs(["MMVAE", "AE"]) == ["MMVAE", "AE"]
+    assert [s.name for s in objective_specs(["MMVAE", "AE"], [], registry)] == ["MMVAE", "AE"]
 
 
 def test_mmvae_with_another_term_on_the_cli_is_64(run_cli, tiny_bids, tmp_path) -> None:

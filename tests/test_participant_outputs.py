@@ -144,7 +144,8 @@ def test_outputs_record_links_space_fingerprint_qc_and_configuration(first_run):
     assert sidecar[QC_KEY]["Flagged"] is True and sidecar[QC_KEY]["SimilarityThreshold"] == 0.5
     (record,) = (out / "logs").glob("participant_*.toml")
     settings = tomllib.loads(record.read_text())
-    assert settings["falff_band"] == [0.01, 0.1] and settings["subjects"] == ["01", "02", "03"]
+    assert settings["participant"]["falff_band"] == [0.01, 0.1]
+    assert settings["record"]["subjects"] == ["01", "02", "03"] and "train" not in settings
 
 
 def test_qc_tables_have_a_row_per_scan(first_run):

@@ -11,17 +11,19 @@ import re
 import shutil
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
 import pytest
+from runner import run_main
 
+from bidsfusion import hookimpl
 from bidsfusion.errors import InputDataError
 from bidsfusion.evaluate.summary import SUMMARY_COLUMNS
+from bidsfusion.layout import GroupLayout
 from bidsfusion.report.html import write_report
 from bidsfusion.space import MNI_GRID_AFFINE
-from bidsfusion.train.pretrain import SUMMARY_COLUMNS as TRAINING_COLUMNS
+from bidsfusion.train.summary import SUMMARY_COLUMNS as TRAINING_COLUMNS
 from bidsfusion.tsv import write_tsv
 
 IMG = re.compile(r"<img\b[^>]*>")
@@ -68,8 +70,9 @@ def fabricate(group: Path) -> Path:
     """A small finished group run: every input of every report section."""
     group.mkdir(parents=True)
     (group / "config.toml").write_text(
-        'positive = "AD"\nnegative = "HC"\nseed = 0\nmodality = ["T1w", "falff"]\n'
-        'flip_axes = "all"\nmax_shift = 9\n'
+        '[record]\nexpanded_objectives = ["L-CL", "Random", "S"]\n'
+        '[execution]\nseed = 0\n[data]\npositive = "AD"\nnegative = "HC"\n'
+        'modality = ["T1w", "falff"]\n[train]\nflip_axes = "all"\nmax_shift = 9\n'
     )
     write_tsv(
         group / "pairs.tsv",
@@ -114,6 +117,7 @@ def fabricate(group: Path) -> Path:
         (group / "objective-L-CL" / f"fold-{fold}").mkdir(parents=True)
         _history(group / "objective-L-CL" / f"fold-{fold}" / "history.tsv", 20, fold)
         (group / "objective-Random" / f"fold-{fold}").mkdir(parents=True)
+        (group / "objective-Random" / f"fold-{fold}" / "checkpoint.pt").write_bytes(b"")
     saliency = group / "saliency" / "objective-L-CL"
     for modality, centre in (("T1w", (24, 40, 40)), ("falff", (40, 30, 34))):
         _nifti(saliency / f"fold-0_desc-{modality}_group-all_saliency.nii.gz", _blob(centre, 3))
@@ -140,7 +144,7 @@ def fabricate(group: Path) -> Path:
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report of the fabricated run (written once for the module)."""
     group = fabricate(tmp_path_factory.mktemp("run") / "group")
-    return write_report(group)
+    return write_report(GroupLayout(group))
 
 
 def images(text: str) -> list[bytes]:
@@ -180,7 +184,8 @@ def test_sections_show_the_run_its_flags_and_escape_text(report: Path) -> None:
     assert "<td>0.35 / 0.05</td>" in text and "<td>-</td>" in text  # critic retrieval
     for setting in ("<td>flip_axes</td><td>all</td>", "<td>max_shift</td><td>9</td>"):
         assert setting in text
-    assert "Random: the untrained control, no training curves" in text
+    assert "Random trains for zero steps (an untrained control): no curves" in text
+    assert "<td>expanded_objectives</td><td>L-CL, Random, S</td>" in text
     assert "0.70 ± 0.05, p = 0.03 *" in text and "0.60 ± 0.10, p = 0.80<" in text
     assert "p: DeLong" in text and "one-sided p-value of a higher hold-out AUC" in text
     assert "0.50 (one fold)<" in text and "group/evaluation_summary.tsv" in text
@@ -195,7 +200,7 @@ def test_sections_show_the_run_its_flags_and_escape_text(report: Path) -> None:
 def test_absent_inputs_say_what_did_not_run(tmp_path: Path) -> None:
     group = tmp_path / "group"
     group.mkdir()
-    text = write_report(group).read_text(encoding="utf-8")
+    text = write_report(GroupLayout(group)).read_text(encoding="utf-8")
     for analysis in ("similarity", "saliency", "group-differences"):
         assert f"not run: use --analysis {analysis}" in text
     assert "not run: the evaluation needs hold-out subjects" in text
@@ -205,14 +210,14 @@ def test_absent_inputs_say_what_did_not_run(tmp_path: Path) -> None:
 
 def test_analysis_results_of_models_trained_again_since_are_flagged(tmp_path: Path) -> None:
     group = fabricate(tmp_path / "group")
-    fresh = write_report(group).read_text(encoding="utf-8")
+    fresh = write_report(GroupLayout(group)).read_text(encoding="utf-8")
     assert "was trained again" not in fresh
     later = time.time_ns() + 10**9  # L-CL's fold 1 retrained after every analysis ran
     for spec in ("L-CL", "Random"):
         npz = group / f"objective-{spec}" / "fold-1" / "representations.npz"
         npz.write_bytes(b"")
         os.utime(npz, ns=(later, later) if spec == "L-CL" else (0, 0))
-    text = write_report(group).read_text(encoding="utf-8")
+    text = write_report(GroupLayout(group)).read_text(encoding="utf-8")
     for output, analysis in (
         ("group/similarity.tsv", "similarity"),
         ("group/saliency/objective-L-CL/crossmodal.json", "saliency"),
@@ -232,7 +237,7 @@ def test_a_summary_of_an_older_version_without_p_values_still_renders(tmp_path: 
     group.mkdir()
     rows = [["L-CL", "T1w", 2, 0.7, 0.05, True], ["Random", "T1w", 2, 0.55, 0.02, None]]
     write_tsv(group / "evaluation_summary.tsv", SUMMARY_COLUMNS[:-1], rows)
-    text = evaluation(group)
+    text = evaluation(GroupLayout(group))
     assert "0.70 ± 0.05 *" in text and "p = " not in text and "p: DeLong" not in text
 
 
@@ -245,7 +250,7 @@ def test_a_training_summary_without_the_augmentation_column_still_renders(
     group.mkdir()
     rows = [["S", 0, 20, 18, 4.0, None, 0.3, 0.05, 0.3, 0.3, 0.3, False]]
     write_tsv(group / "training_summary.tsv", TRAINING_COLUMNS[:-1], rows)
-    text = training(group)
+    text = training(GroupLayout(group))
     assert "all 1 trained (objective, fold) beat their chance levels" in text
     assert 'flag">learned the augmentation' not in text and 'badge good">learned<' in text
 
@@ -262,7 +267,7 @@ def test_malformed_inputs_cost_their_section_a_one_line_message(tmp_path: Path) 
     ).write_bytes(b"garbage")
     history = group / "objective-L-CL" / "fold-1" / "history.tsv"
     history.write_text(history.read_text().replace("\t", " ", 3))
-    text = write_report(group).read_text(encoding="utf-8")
+    text = write_report(GroupLayout(group)).read_text(encoding="utf-8")
     problems = re.findall(r'<p class="problem">([^<]*)</p>', text)
     expected = [
         "group/splits.json: unreadable JSON",
@@ -289,52 +294,42 @@ def test_a_figure_that_fails_is_closed_and_named(
 
     monkeypatch.setattr(figures, "_auc_panel", broken)
     group = fabricate(tmp_path / "group")
-    text = write_report(group).read_text(encoding="utf-8")
+    text = write_report(GroupLayout(group)).read_text(encoding="utf-8")
     assert "failed: RuntimeError: no room for the bars" in text
     assert not plt.get_fignums()
 
 
 def test_the_group_level_writes_the_report_even_when_an_analysis_fails(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from bidsfusion import group
-    from bidsfusion.config import make_config
+    from test_group import GROUP_ARGS, write_group_inputs
 
-    def failed(*_: object) -> None:
-        raise InputDataError("analysis saliency failed (see the log); the others ran")
+    from bidsfusion.plugins import get_plugin_manager
+    from bidsfusion.tsv import write_tsv as _write
 
-    for name in (
-        "check_dataset",
-        "check_locations",
-        "_build_once",
-        "check_work_dir",
-        "_storage",
-        "_limit_threads",
-        "_analysis_context",
-    ):
-        monkeypatch.setattr(group, name, lambda *_: None)
-    monkeypatch.setattr(group, "objective_specs", lambda _: ["L-CL"])
-    monkeypatch.setattr(group, "objective_options", lambda *_: {})
-    monkeypatch.setattr(group, "selected_analyses", lambda _: {"saliency": failed})
-    monkeypatch.setattr(group, "_pretrain", lambda *_: (None, SimpleNamespace(n_folds=1)))
-    monkeypatch.setattr(group, "_evaluate", lambda *_: [])
-    monkeypatch.setattr(group, "run_analyses", failed)
-    config = make_config(
-        {
-            "bids_dir": tmp_path,
-            "output_dir": tmp_path / "out",
-            "analysis_level": "group",
-            "objective": ("L-CL",),
-            "work_dir": tmp_path / "work",
-            "nprocs": 1,
-        }
-    )
-    (tmp_path / "out" / "group").mkdir(parents=True)
-    caplog.set_level("INFO", logger="bidsfusion.group")
-    with pytest.raises(InputDataError, match="analysis saliency failed"):
-        group.run(config)
-    report = tmp_path / "out" / "group" / "report.html"
-    assert report.is_file() and f"report: {report}" in caplog.text
+    class Failing:
+        @staticmethod
+        @hookimpl
+        def register_analyses(register):
+            def failing(context):
+                _write(context.layout.root / "failing.tsv", ["x"], [[1]])
+                raise InputDataError("failing needs what this run lacks")
+
+            register("failing", failing)
+
+    bids, out = write_group_inputs(tmp_path)
+    get_plugin_manager().register(Failing, name="failing-analysis")
+    try:
+        caplog.set_level("INFO", logger="bidsfusion.group")
+        options = ["--objective", "Random", "--analysis", "failing", "--skip-bids-validation"]
+        result = run_main(bids, out, "group", *options, "-w", tmp_path / "work", *GROUP_ARGS)
+    finally:
+        get_plugin_manager().unregister(name="failing-analysis")
+    assert result.code == 65, result.err
+    assert "analysis failing failed" in result.err
+    report = out / "group" / "report.html"
+    assert report.is_file() and "Random" in report.read_text(encoding="utf-8")
+    assert (out / "group" / "failing.tsv").is_file()
 
 
 def browser() -> object:

@@ -15,13 +15,13 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from bidsfusion.checkpoint import load_checkpoint, save_checkpoint
 from bidsfusion.errors import InputDataError, InputMissingError, OutputError, UsageError
 from bidsfusion.models.base import Dims
 from bidsfusion.models.dcgan import DCGANEncoder
 from bidsfusion.models.multimodal import MultimodalModel
 from bidsfusion.objectives.builtin import register_objectives
 from bidsfusion.objectives.compose import ComposedObjective, build_objective
-from bidsfusion.train.checkpoint import load_checkpoint, save_checkpoint
 from bidsfusion.train.encode import encode
 from bidsfusion.train.loop import FoldData, FoldResult, steps_per_epoch, train_fold
 from bidsfusion.train.settings import TrainSettings, resolve_device

@@ -7,6 +7,7 @@ from typing import Any
 
 from bidsfusion import hookimpl
 from bidsfusion.analyses.group_differences import NAME, write_group_differences
+from bidsfusion.analyses.saliency import NAME as SALIENCY
 from bidsfusion.analyses.saliency import write_saliency
 from bidsfusion.analyses.similarity import write_similarity
 
@@ -18,5 +19,5 @@ def register_analyses(register: Callable[[str, Callable[[Any], None]], None]) ->
     ``group-differences`` (voxel-wise AD versus HC saliency of the dimensions the
     classifier weighs most)."""
     register("similarity", write_similarity)
-    register("saliency", write_saliency)
+    register(SALIENCY, write_saliency)
     register(NAME, write_group_differences)

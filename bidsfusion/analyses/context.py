@@ -2,7 +2,7 @@
 
 An analysis is any ``callable(context) -> None`` registered through the
 ``register_analyses`` hook (built-in ones the same way); it reads what it needs
-from the context and writes its outputs under ``context.group_dir`` atomically
+from the context and writes its outputs under ``context.layout`` atomically
 (:func:`bidsfusion.atomic.atomic_path`), overwriting only its own files.
 """
 
@@ -10,38 +10,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from bidsfusion.config import RunConfig
+from bidsfusion.data.folds import fold_tensors
 from bidsfusion.data.group_inputs import GroupInputs
 from bidsfusion.data.normalize import PairedVolumes
 from bidsfusion.data.splits import Splits
-from bidsfusion.errors import InputDataError
-from bidsfusion.evaluate.logreg import EvaluationRow
+from bidsfusion.evaluate.logreg import EvaluationRow, load_representations
+from bidsfusion.layout import GroupLayout
+from bidsfusion.models.multimodal import MultimodalModel, load_model
 
 
 @dataclass(frozen=True)
 class AnalysisContext:
     """One group run's results, as analyses see them.
 
-    ``config``: the run's :class:`~bidsfusion.config.RunConfig` (``positive``,
-    ``negative``, ``seed``, ``input_size``, ...); ``inputs``: the derivatives used,
-    their pairs and every subject's group; ``splits``: the hold-out and CV folds;
-    ``specs``: the objective specs analysed (``Random`` included when trained);
-    ``evaluation``: the rows of ``group/evaluation.tsv`` (empty without a hold-out);
-    ``device``: where models run.
+    ``config``: the run's configuration (its sections); ``layout``: where the group files
+    are (read the trained folds, write under it); ``inputs``: the derivatives used, their
+    pairs and every subject's group; ``splits``: the hold-out and CV folds; ``specs``: the
+    objective specs analysed (``Random`` included when trained); ``evaluation``: the rows
+    of ``group/evaluation.tsv`` (empty without a hold-out); ``device``: where models run.
     """
 
-    config: Any
-    group_dir: Path
+    config: RunConfig
+    layout: GroupLayout
     inputs: GroupInputs
     splits: Splits
     specs: tuple[str, ...]
     evaluation: tuple[EvaluationRow, ...]
     device: torch.device
-    _tensors: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
+    _tensors: dict[int, PairedVolumes] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def group_dir(self) -> Path:
+        """``OUTPUT_DIR/group``."""
+        return self.layout.root
 
     @property
     def output_dir(self) -> Path:
@@ -52,6 +58,26 @@ class AnalysisContext:
     def work_dir(self) -> Path:
         """The work directory (``-w``)."""
         return self.config.work
+
+    @property
+    def positive(self) -> str:
+        """The positive class (``--positive``, e.g. AD)."""
+        return self.config.data.positive
+
+    @property
+    def negative(self) -> str:
+        """The negative class (``--negative``, e.g. HC)."""
+        return self.config.data.negative
+
+    @property
+    def seed(self) -> int:
+        """The run's seed."""
+        return self.config.execution.seed
+
+    @property
+    def input_size(self) -> int:
+        """The side of the volumes the models see (64, 32 or 16)."""
+        return self.config.model.input_size
 
     @property
     def folds(self) -> range:
@@ -66,50 +92,27 @@ class AnalysisContext:
     @property
     def labels(self) -> dict[str, int]:
         """Every subject's label: 1 ``--positive``, 0 ``--negative``, -1 any other group."""
-        from bidsfusion.data.pairs import label_of
-
-        positive, negative = self.config.positive, self.config.negative
-        return {s: label_of(g, positive, negative) for s, g in self.inputs.groups.items()}
-
-    def fold_dir(self, spec: str, fold: int) -> Path:
-        """``group/objective-<spec>/fold-<fold>``."""
-        return self.group_dir / f"objective-{spec}" / f"fold-{fold}"
+        return self.inputs.labels(self.positive, self.negative)
 
     def representations(self, spec: str, fold: int) -> dict[str, np.ndarray]:
         """The fold's ``representations.npz``: ``subject``, ``group``, ``label``, ``role``
         and ``z_<modality>`` ``[n, latent]`` per modality, one row per evaluated subject."""
-        from bidsfusion.evaluate.logreg import load_representations
+        return load_representations(self.layout.fold(spec, fold).representations)
 
-        return load_representations(self.fold_dir(spec, fold) / "representations.npz")
-
-    def model(self, spec: str, fold: int) -> torch.nn.Module:
-        """The trained model of ``(spec, fold)`` on ``device``, frozen (eval mode, no
-        parameter gradients: an input gradient then costs half as much); ``Random``:
-        the seeded, untrained initialisation, as it was encoded."""
-        from bidsfusion.train.checkpoint import load_checkpoint
-        from bidsfusion.train.pretrain import build_model
-
-        torch.manual_seed(self.config.seed)
-        model = build_model(self.config, list(self.modalities))
-        if spec != "Random":
-            path = self.fold_dir(spec, fold) / "checkpoint.pt"
-            try:
-                model.load_state_dict(load_checkpoint(path)["model"])
-            except (KeyError, RuntimeError) as error:
-                raise InputDataError(
-                    f"{path} does not hold a model of this configuration ({error}); "
-                    "retrain it (the group level without --eval-only)"
-                ) from error
+    def model(self, spec: str, fold: int) -> MultimodalModel:
+        """The model of ``(spec, fold)`` as its ``checkpoint.pt`` holds it (``Random``: its
+        untrained initialisation), on ``device``, frozen (eval mode, no parameter
+        gradients: an input gradient then costs half as much)."""
+        checkpoint = self.layout.fold(spec, fold).checkpoint
+        model = load_model(self.config.model, self.modalities, checkpoint)
         return model.to(self.device).eval().requires_grad_(False)
 
     def volumes(self, fold: int) -> PairedVolumes:
         """Every evaluated subject's volumes (one pair each), normalised exactly as fold
         ``fold``'s model saw them in training, on ``device``."""
-        from bidsfusion.train.pretrain import fold_tensors
-
         if fold not in self._tensors:
             self._tensors.clear()  # one fold's volumes at a time
             self._tensors[fold] = fold_tensors(
-                self.config, self.inputs, self.splits.folds[fold], self.splits.holdout, self.device
+                self.inputs, self.splits.folds[fold], self.splits.holdout, self.labels, self.device
             ).evaluation
         return self._tensors[fold]

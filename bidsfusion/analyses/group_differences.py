@@ -38,9 +38,11 @@ from scipy.ndimage import maximum_filter
 from scipy.special import ndtr
 from scipy.stats import rankdata
 
+from bidsfusion.analyses.context import AnalysisContext
 from bidsfusion.analyses.fast_gradients import fast_input_gradients
 from bidsfusion.analyses.saliency import SALIENCY_FOLD, brain_saliency, to_grid
 from bidsfusion.errors import InputDataError
+from bidsfusion.layout import map_name
 from bidsfusion.space import MNI_GRID_AFFINE
 
 log = logging.getLogger("bidsfusion.group")
@@ -163,7 +165,7 @@ def extreme_dims(coefficients: np.ndarray) -> list[tuple[str, int, float]]:
     return found
 
 
-def write_group_differences(context: Any) -> None:
+def write_group_differences(context: AnalysisContext) -> None:
     """The ``group-differences`` analysis (module doc): per objective, maps of RBC and q for
     each modality and direction and ``peaks.tsv`` under
     ``group/group-differences/objective-<SPEC>/``; see :func:`_nothing` when nothing could
@@ -176,30 +178,30 @@ def write_group_differences(context: Any) -> None:
     if min(n1, n2) < 2:
         return _nothing(
             context,
-            f"group-differences needs at least 2 {context.config.positive} and 2 "
-            f"{context.config.negative} evaluated subjects; found {n1} and {n2}",
+            f"group-differences needs at least 2 {context.positive} and 2 "
+            f"{context.negative} evaluated subjects; found {n1} and {n2}",
         )
     if not sum(_objective(context, spec, rows, labels) for spec in context.specs):
         _nothing(context, "group-differences: no classifier has a nonzero coefficient")
 
 
-def _nothing(context: Any, reason: str) -> None:
+def _nothing(context: AnalysisContext, reason: str) -> None:
     """Nothing to analyse: InputDataError (one line, 65) when ``--analysis group-differences``
     asked for this analysis; a warning when it only ran as one of all the registered analyses
     (a run without a hold-out must not fail for it)."""
-    if NAME in context.config.analysis:
+    if NAME in context.config.analyses.analysis:
         raise InputDataError(reason)
     log.warning("%s; skipped", reason)
 
 
 def _targets(
-    context: Any, spec: str, rows: dict[tuple[str, str], Any]
+    context: AnalysisContext, spec: str, rows: dict[tuple[str, str], Any]
 ) -> dict[str, tuple[Any, list[tuple[str, int, float]]]]:
     """Per modality with a fold-0 evaluation row: the row and :func:`extreme_dims` of the
     classifier refit from it; modalities without a row or a nonzero coefficient are logged."""
     from bidsfusion.evaluate.logreg import fit, load_fold
 
-    path = context.fold_dir(spec, SALIENCY_FOLD) / "representations.npz"
+    path = context.layout.fold(spec, SALIENCY_FOLD).representations
     targets = {}
     for modality in context.modalities:
         row = rows.get((spec, modality))
@@ -218,7 +220,7 @@ def _targets(
 
 
 def _objective(
-    context: Any, spec: str, rows: dict[tuple[str, str], Any], labels: np.ndarray
+    context: AnalysisContext, spec: str, rows: dict[tuple[str, str], Any], labels: np.ndarray
 ) -> int:
     """Maps and peaks of one objective (``labels[n]``: the evaluated subjects' labels, 1,
     0 or -1); the number of files written."""
@@ -228,13 +230,13 @@ def _objective(
     targets = _targets(context, spec, rows)
     if not targets:
         return 0
-    folder = context.group_dir / "group-differences" / f"objective-{spec}"
+    folder = context.layout.analysis_objective_dir(NAME, spec)
     model = context.model(spec, SALIENCY_FOLD)
-    affine = model_affine(context.config.input_size)
+    affine = model_affine(context.input_size)
     chosen = np.flatnonzero(labels >= 0)
     positive = labels[chosen] == 1
-    counts = {context.config.positive: int(positive.sum()),
-              context.config.negative: int((~positive).sum())}  # fmt: skip
+    counts = {context.positive: int(positive.sum()),
+              context.negative: int((~positive).sum())}  # fmt: skip
     written: set[str] = set()
     table = []
     for modality, (row, found) in targets.items():
@@ -253,14 +255,14 @@ def _objective(
                 table.append([spec, modality, direction, dim, coefficient, rank, *mm, *values])
     remove_stale_temporaries(folder / "peaks.tsv")
     write_tsv(folder / "peaks.tsv", PEAK_COLUMNS, table)
-    for old in folder.glob(f"fold-{SALIENCY_FOLD}_desc-*_dim-*_stat-*_saliency.*"):
+    for old in folder.glob(map_name(SALIENCY_FOLD, "saliency.*", desc="*", dim="*", stat="*")):
         if old.name not in written:  # a previous run's dimensions
             old.unlink()
     return len(written)
 
 
 def _saliency(
-    context: Any,
+    context: AnalysisContext,
     encoder: torch.nn.Module,
     modality: str,
     chosen: np.ndarray,
@@ -271,8 +273,8 @@ def _saliency(
     computes them."""
     volumes = context.volumes(SALIENCY_FOLD).volumes[modality]
     dims = [dim for _, dim, _ in found]
-    chunk = max(1, 2 * (64 // context.config.input_size) ** 3)
-    generator = torch.Generator(device=context.device).manual_seed(context.config.seed)
+    chunk = max(1, 2 * (64 // context.input_size) ** 3)
+    generator = torch.Generator(device=context.device).manual_seed(context.seed)
     parts = []
     with fast_input_gradients(encoder):
         for start in range(0, len(chosen), chunk):
@@ -283,7 +285,7 @@ def _saliency(
 
 
 def _write_maps(
-    folder: Path, context: Any, target: dict[str, Any], maps: dict[str, np.ndarray]
+    folder: Path, context: AnalysisContext, target: dict[str, Any], maps: dict[str, np.ndarray]
 ) -> set[str]:
     """``fold-0_desc-<modality>_dim-<k>_stat-<rbc|q>_saliency.nii.gz`` (``maps[stat]``
     ``[S, S, S]``) on the 64^3 MNI grid and JSON sidecars (``target`` and the method); the
@@ -291,11 +293,12 @@ def _write_maps(
     from bidsfusion.atomic import remove_stale_temporaries, write_text
     from bidsfusion.nifti import save_image
 
-    size = context.config.input_size
+    size = context.input_size
     written = set()
     for stat, values in maps.items():
-        stem = f"fold-{SALIENCY_FOLD}_desc-{target['Modality']}_dim-{target['Dimension']}"
-        stem += f"_stat-{stat}_saliency"
+        stem = map_name(
+            SALIENCY_FOLD, "saliency", desc=target["Modality"], dim=target["Dimension"], stat=stat
+        )
         for suffix in (".nii.gz", ".json"):
             remove_stale_temporaries(folder / f"{stem}{suffix}")
             written.add(f"{stem}{suffix}")

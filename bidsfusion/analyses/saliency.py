@@ -33,13 +33,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from bidsfusion.analyses.context import AnalysisContext
 from bidsfusion.analyses.fast_gradients import fast_input_gradients
+from bidsfusion.layout import map_name
 from bidsfusion.objectives.dim import brain_voxels
 
 NOISE_FRACTION = 0.05
@@ -142,6 +143,8 @@ def brain_saliency(
     return gaussian_smooth(maps) * brain
 
 
+NAME = "saliency"
+"""The analysis's registered name, and its folder under ``group/``."""
 SALIENCY_FOLD = 0
 """The fold whose model is analysed: folds hold different models, whose latent dimensions
 do not correspond, so maps are not averaged over folds."""
@@ -186,7 +189,7 @@ class _Sums:
         return torch.where(scale > 0, covariance / scale.clamp(min=1e-300), 0.0)
 
 
-def write_saliency(context: Any) -> None:
+def write_saliency(context: AnalysisContext) -> None:
     """The ``saliency`` analysis: per objective, the fold-0 model's SmoothGrad maps of every
     latent dimension, averaged per group (``--positive``, ``--negative``, ``all``) and
     written as 4D NIfTIs on the 64^3 MNI grid (one volume per dimension) with JSON
@@ -195,18 +198,18 @@ def write_saliency(context: Any) -> None:
     most over subjects and voxels (``crossmodal.tsv``, ``crossmodal.json``)."""
     for spec in context.specs:
         sums = _saliency_sums(context, spec)
-        folder = context.group_dir / "saliency" / f"objective-{spec}"
+        folder = context.layout.analysis_objective_dir(NAME, spec)
         for (modality, group), total in sums.maps.items():
             _write_maps(folder, context, spec, modality, group, total / sums.counts[group])
         if len(context.modalities) >= 2:
             _write_crossmodal(folder, context, sums.correlation())
 
 
-def _saliency_sums(context: Any, spec: str) -> _Sums:
+def _saliency_sums(context: AnalysisContext, spec: str) -> _Sums:
     model = context.model(spec, SALIENCY_FOLD)
     volumes = context.volumes(SALIENCY_FOLD)
-    chunk = max(1, 2 * (64 // context.config.input_size) ** 3)
-    generator = torch.Generator(device=context.device).manual_seed(context.config.seed)
+    chunk = max(1, 2 * (64 // context.input_size) ** 3)
+    generator = torch.Generator(device=context.device).manual_seed(context.seed)
     sums = _Sums()
     eta = _Eta(f"saliency of {spec}", len(volumes))
     with fast_input_gradients(model):
@@ -225,9 +228,11 @@ def _saliency_sums(context: Any, spec: str) -> _Sums:
     return sums
 
 
-def _add_chunk(sums: _Sums, context: Any, groups: list[str], maps: dict[str, Tensor]) -> None:
+def _add_chunk(
+    sums: _Sums, context: AnalysisContext, groups: list[str], maps: dict[str, Tensor]
+) -> None:
     """Add one chunk of subjects' maps (``[b, K, *S]`` per modality; ``groups[b]``)."""
-    for group in (context.config.positive, context.config.negative, "all"):
+    for group in (context.positive, context.negative, "all"):
         chosen = [i for i, g in enumerate(groups) if group in ("all", g)]
         if not chosen:
             continue
@@ -257,7 +262,7 @@ class _Eta:
 
 
 def _write_maps(
-    folder: Path, context: Any, spec: str, modality: str, group: str, mean: Tensor
+    folder: Path, context: AnalysisContext, spec: str, modality: str, group: str, mean: Tensor
 ) -> None:
     """``fold-0_desc-<modality>_group-<group>_saliency.nii.gz`` (64^3 x K) and its JSON;
     temporaries a killed run left beside them are removed."""
@@ -266,7 +271,7 @@ def _write_maps(
     from bidsfusion.space import MNI_GRID_AFFINE
 
     grid = to_grid(mean[None])[0].permute(1, 2, 3, 0).numpy().astype(np.float32)
-    stem = f"fold-{SALIENCY_FOLD}_desc-{modality}_group-{group}_saliency"
+    stem = map_name(SALIENCY_FOLD, "saliency", desc=modality, group=group)
     for suffix in (".nii.gz", ".json"):
         remove_stale_temporaries(folder / f"{stem}{suffix}")
     save_image(grid, MNI_GRID_AFFINE, folder / f"{stem}.nii.gz", space="mni")
@@ -282,19 +287,19 @@ def _write_maps(
         "NoiseFraction": NOISE_FRACTION,
         "Samples": SAMPLES,
         "SmoothingSigmaVoxels": SIGMA_VOXELS,
-        "InputSize": context.config.input_size,
+        "InputSize": context.input_size,
         "Space": "MNI152NLin2009aSym, 3 mm 64^3 grid",
     }
     write_text(folder / f"{stem}.json", json.dumps(sidecar, indent=2) + "\n")
 
 
-def _count(context: Any, group: str) -> int:
+def _count(context: AnalysisContext, group: str) -> int:
     """Evaluated subjects of ``group`` (``all``: every one) in the analysed fold."""
     subjects = context.volumes(SALIENCY_FOLD).subjects
     return sum(group in ("all", context.inputs.groups[s]) for s in subjects)
 
 
-def _write_crossmodal(folder: Path, context: Any, correlation: Tensor) -> None:
+def _write_crossmodal(folder: Path, context: AnalysisContext, correlation: Tensor) -> None:
     """``crossmodal.tsv`` (every pair of dimensions, most correlated first) and
     ``crossmodal.json`` (the top pair and its maps)."""
     from bidsfusion.atomic import write_text
@@ -307,11 +312,13 @@ def _write_crossmodal(folder: Path, context: Any, correlation: Tensor) -> None:
     rows = [[int(i) // columns, int(i) % columns, float(flat[i])] for i in order]
     write_tsv(folder / "crossmodal.tsv", [f"{first}_dim", f"{second}_dim", "correlation"], rows)
     best_first, best_second, value = rows[0]
-    stem = f"fold-{SALIENCY_FOLD}_desc-{{}}_group-all_saliency.nii.gz"
     summary = {
         f"{first}_dim": best_first,
         f"{second}_dim": best_second,
         "correlation": value,
-        "maps": {first: stem.format(first), second: stem.format(second)},
+        "maps": {
+            m: map_name(SALIENCY_FOLD, "saliency.nii.gz", desc=m, group="all")
+            for m in (first, second)
+        },
     }
     write_text(folder / "crossmodal.json", json.dumps(summary, indent=2) + "\n")

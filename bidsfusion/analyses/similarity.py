@@ -16,9 +16,10 @@
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Any
 
 import numpy as np
+
+from bidsfusion.analyses.context import AnalysisContext
 
 SVCCA_VARIANCE = 0.99
 
@@ -92,16 +93,15 @@ SIMILARITY_COLUMNS = (
 """Columns of ``group/similarity.tsv``; ``modalities`` names the pair, e.g. ``T1w-falff``."""
 
 
-def similarity_rows(context: Any) -> list[list[object]]:
+def similarity_rows(context: AnalysisContext) -> list[list[object]]:
     """Per objective, fold, pair of modalities and group (``--positive``, ``--negative``,
     and ``all`` the evaluated subjects): n, debiased and biased linear CKA, SVCCA."""
-    config = context.config
     rows = []
     for spec in context.specs:
         for fold in context.folds:
             arrays = context.representations(spec, fold)
             for a, b in combinations(context.modalities, 2):
-                for group in (config.positive, config.negative, "all"):
+                for group in (context.positive, context.negative, "all"):
                     chosen = np.ones(len(arrays["subject"]), dtype=bool)
                     if group != "all":
                         chosen = arrays["group"] == group
@@ -120,8 +120,8 @@ def _measures(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     )
 
 
-def write_similarity(context: Any) -> None:
+def write_similarity(context: AnalysisContext) -> None:
     """The ``similarity`` analysis: ``group/similarity.tsv`` (:data:`SIMILARITY_COLUMNS`)."""
     from bidsfusion.tsv import write_tsv
 
-    write_tsv(context.group_dir / "similarity.tsv", SIMILARITY_COLUMNS, similarity_rows(context))
+    write_tsv(context.layout.similarity, SIMILARITY_COLUMNS, similarity_rows(context))

@@ -14,7 +14,7 @@ import json
 import math
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,8 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from bidsfusion.atomic import write_text
-from bidsfusion.errors import InputDataError, InputMissingError, UsageError
+from bidsfusion.errors import BidsFusionError, InputDataError, InputMissingError, UsageError
+from bidsfusion.layout import GroupLayout
 
 
 @dataclass(frozen=True)
@@ -176,3 +177,41 @@ def make_splits(
         Fold(tuple(sorted(rest[t].tolist())), tuple(sorted(rest[v].tolist()))) for t, v in indices
     )
     return Splits(seed=seed, n_folds=n_folds, holdout=tuple(sorted(held)), folds=folds)
+
+
+def selected_folds(requested: Sequence[int], n_folds: int) -> list[int]:
+    """The folds of ``--fold`` (sorted, each once), every fold when none is given; a fold
+    the splits do not have: UsageError (64)."""
+    unknown = sorted({k for k in requested if not 0 <= k < n_folds})
+    if unknown:
+        raise UsageError(
+            f"--fold {' '.join(map(str, unknown))}: the splits have folds 0 to {n_folds - 1}"
+        )
+    return sorted(set(requested)) or list(range(n_folds))
+
+
+def check_earlier_splits(
+    layout: GroupLayout, splits: Splits, retrained: Collection[tuple[str, int]]
+) -> None:
+    """UsageError (64) when ``splits.json`` holds other splits than ``splits`` and a fold
+    not in ``retrained`` (spec, fold) was trained on them: its evaluation rows, training
+    summary and analyses would sit beside this run's, on another hold-out."""
+    if not layout.splits.exists():
+        return
+    try:
+        if Splits.from_json(layout.splits) == splits:
+            return
+    except BidsFusionError:
+        pass
+    earlier = [
+        f"{run.spec} {run.files.path.name}"
+        for run in layout.runs()
+        if (run.spec, run.fold) not in retrained
+    ]
+    if earlier:
+        raise UsageError(
+            f"{layout.splits} holds other splits than this run's (--holdout, --folds, --seed or "
+            f"the subjects differ) and {', '.join(earlier)} were trained on them: rerun with the "
+            "settings in group/config.toml, retrain them with this run (--objective, --fold), "
+            "remove their folders, or choose another OUTPUT_DIR"
+        )

@@ -15,10 +15,8 @@ import numpy as np
 from bidsfusion.errors import InputDataError
 from bidsfusion.evaluate.delong import delong_difference, p_greater
 from bidsfusion.evaluate.logreg import COLUMNS, EvaluationRow
+from bidsfusion.objectives.untrained import CONTROL
 from bidsfusion.tsv import read_tsv, write_tsv
-
-CONTROL = "Random"
-"""The control objective (untrained encoders) every objective must beat."""
 
 SUMMARY_COLUMNS = (
     "objective",
@@ -36,19 +34,16 @@ Scores = Mapping[tuple[str, str, int], Mapping[str, tuple[int, float]]]
 
 
 def write_evaluation(
-    rows: Sequence[EvaluationRow], group_dir: Path, scores: Scores | None = None
-) -> tuple[Path, Path]:
-    """Write ``group_dir/evaluation.tsv`` (one row per objective, modality, fold) and
-    ``group_dir/evaluation_summary.tsv`` (see :func:`summarize`); returns both paths."""
+    rows: Sequence[EvaluationRow], table: Path, summary: Path, scores: Scores | None = None
+) -> None:
+    """Write ``evaluation.tsv`` (``table``: one row per objective, modality, fold) and
+    ``evaluation_summary.tsv`` (``summary``: see :func:`summarize`)."""
     keys = [(r.objective, r.modality, r.fold) for r in rows]
     if len(set(keys)) != len(keys):
         raise ValueError("two evaluation rows for one (objective, modality, fold)")
     ordered = sorted(rows, key=lambda r: (r.objective, r.modality, r.fold))
-    table = write_tsv(group_dir / "evaluation.tsv", COLUMNS, [astuple(r) for r in ordered])
-    summary = write_tsv(
-        group_dir / "evaluation_summary.tsv", SUMMARY_COLUMNS, summarize(rows, scores)
-    )
-    return table, summary
+    write_tsv(table, COLUMNS, [astuple(r) for r in ordered])
+    write_tsv(summary, SUMMARY_COLUMNS, summarize(rows, scores))
 
 
 def read_evaluation(path: Path) -> list[EvaluationRow]:

@@ -1,12 +1,18 @@
-"""One encoder per modality behind a single module (what the training engine trains)."""
+"""One encoder per modality behind a single module (what the training engine trains), built
+from the run's model settings or loaded from a trained fold's checkpoint."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from torch import Tensor, nn
 
+from bidsfusion.checkpoint import load_checkpoint
+from bidsfusion.config import Model
+from bidsfusion.errors import InputDataError, InputMissingError, UsageError, one_line
 from bidsfusion.models.base import Dims, EncoderOutput
+from bidsfusion.plugins import registered
 
 EncoderFactory = Callable[..., nn.Module]
 """``factory(in_shape, latent_dim, **options) -> Encoder`` (a ``register_encoders`` value)."""
@@ -46,3 +52,36 @@ class MultimodalModel(nn.Module):
     def dims(self, embed_dim: int = 64) -> dict[str, Dims]:
         """Each encoder's :class:`Dims`, what objective factories are built from."""
         return {m: Dims.of(encoder, embed_dim) for m, encoder in self.encoders.items()}
+
+
+def build_model(settings: Model, modalities: Sequence[str]) -> MultimodalModel:
+    """The multimodal model of ``--encoder``, ``--input-size`` and ``--latent-dim``, its
+    parameters drawn from torch's global generator; an unregistered encoder: UsageError
+    (64) listing the registered ones."""
+    encoders = registered("encoders")
+    if settings.encoder not in encoders:
+        raise UsageError(
+            f"unknown --encoder {settings.encoder!r}; registered: {', '.join(sorted(encoders))}"
+        )
+    size = (settings.input_size,) * 3
+    return MultimodalModel(modalities, encoders[settings.encoder], size, settings.latent_dim)
+
+
+def load_model(settings: Model, modalities: Sequence[str], checkpoint: Path) -> MultimodalModel:
+    """The model of ``settings`` with the weights of ``checkpoint`` (a fold's
+    ``checkpoint.pt``), in eval mode on the CPU. Raises InputMissingError (66) when it cannot
+    be read and InputDataError (65) when it holds no model of these settings."""
+    if not checkpoint.is_file():
+        raise InputMissingError(
+            f"{checkpoint} is missing: the group level without --eval-only writes it (a "
+            "trained fold is not retrained)"
+        )
+    model = build_model(settings, modalities)
+    try:
+        model.load_state_dict(load_checkpoint(checkpoint)["model"])
+    except (KeyError, RuntimeError) as error:
+        raise InputDataError(
+            f"{checkpoint} does not hold a model of this configuration ({one_line(error)}); "
+            "retrain it (the group level without --eval-only)"
+        ) from None
+    return model.eval()

@@ -8,6 +8,7 @@ a LongTensor ``[B]``: 1 = positive (AD), 0 = negative (HC), -1 = other/unlabelle
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import ClassVar
 
 from torch import Tensor, nn
 
@@ -22,7 +23,14 @@ class Objective(nn.Module):
     ``outputs`` maps each modality to its :class:`EncoderOutput`; the returned
     scalars are logged by name and ``"loss"`` is this objective's total,
     penalties included.
+
+    Two class attributes declare how a term is used: ``trains`` (False: the model is
+    never trained with it, as the ``Random`` control) and ``standalone`` (True: it
+    composes with no other term, as ``MMVAE``).
     """
+
+    trains: ClassVar[bool] = True
+    standalone: ClassVar[bool] = False
 
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]

@@ -11,11 +11,13 @@ from bidsfusion.objectives.cca import DeepCCA
 from bidsfusion.objectives.dim import CrossLocalDIM, CrossSpatialDIM, LocalDIM, SimilarityDIM
 from bidsfusion.objectives.mmvae import MMVAE
 from bidsfusion.objectives.supervised import Supervised
+from bidsfusion.objectives.untrained import CONTROL, Untrained
 
 
 @hookimpl
 def register_objectives(register: Callable[[str, ObjectiveFactory | str], None]) -> None:
-    """Register L, CL, CS, S, AE, CCA, MMVAE (alone only), Supervised and ``DCCAE = AE-CCA``."""
+    """Register L, CL, CS, S, AE, CCA, MMVAE (alone only), Supervised, ``DCCAE = AE-CCA``
+    and the untrained control ``Random`` (alone only, never trained)."""
     register("L", LocalDIM)
     register("CL", CrossLocalDIM)
     register("CS", CrossSpatialDIM)
@@ -25,3 +27,4 @@ def register_objectives(register: Callable[[str, ObjectiveFactory | str], None])
     register("MMVAE", MMVAE)
     register("Supervised", Supervised)
     register("DCCAE", "AE-CCA")
+    register(CONTROL, Untrained)

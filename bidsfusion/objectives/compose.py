@@ -139,16 +139,27 @@ def build_objective(
     registry: Registry,
     options: Mapping[str, Mapping[str, object]] | None = None,
 ) -> ComposedObjective:
-    """Build every term of ``spec`` as ``registry[name](modalities, dims, **options[name])``.
+    """Build every term of ``spec`` (:func:`parse_spec`), see :func:`compose`."""
+    return compose(parse_spec(spec, registry), modalities, dims, registry, options)
+
+
+def compose(
+    terms: Sequence[str],
+    modalities: Sequence[str],
+    dims: Mapping[str, Dims],
+    registry: Registry,
+    options: Mapping[str, Mapping[str, object]] | None = None,
+) -> ComposedObjective:
+    """Build every term of ``terms`` as ``registry[name](modalities, dims, **options[name])``.
 
     ``heads``, one :class:`Heads` built here from ``dims`` and shared by all terms, is
     passed to the factories that take it; ``options`` holds each term's keyword options.
     """
     heads = Heads(dims)
     options = options or {}
-    terms = {}
-    for name in parse_spec(spec, registry):
+    built = {}
+    for name in terms:
         factory = registry[name]
         shared = {"heads": heads} if "heads" in inspect.signature(factory).parameters else {}
-        terms[name] = factory(modalities, dims, **shared, **options.get(name, {}))
-    return ComposedObjective(terms, heads)
+        built[name] = factory(modalities, dims, **shared, **options.get(name, {}))
+    return ComposedObjective(built, heads)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bidsfusion import errors
+from bidsfusion.config import Execution, Participant, RunConfig
 from bidsfusion.errors import BidsFusionError, UsageError
 
 log = logging.getLogger("bidsfusion.participant")
@@ -41,18 +42,18 @@ def check_plugin(name: str) -> None:
         )
 
 
-def plugin_settings(config: Any) -> tuple[str, dict[str, Any]]:
+def plugin_settings(participant: Participant, execution: Execution) -> tuple[str, dict[str, Any]]:
     """nipype's (plugin name, plugin_args) from the nipype plugin options, nprocs and mem."""
-    check_plugin(config.nipype_plugin)
+    check_plugin(participant.nipype_plugin)
     args: dict[str, Any] = {}
-    if config.nipype_plugin_args:
-        args = _read_plugin_args(Path(config.nipype_plugin_args))
-    if config.nipype_plugin == "MultiProc":
-        args.setdefault("n_procs", config.nprocs)
-        if config.mem_gb:
-            args.setdefault("memory_gb", config.mem_gb)
+    if participant.nipype_plugin_args:
+        args = _read_plugin_args(Path(participant.nipype_plugin_args))
+    if participant.nipype_plugin == "MultiProc":
+        args.setdefault("n_procs", execution.nprocs)
+        if execution.mem_gb:
+            args.setdefault("memory_gb", execution.mem_gb)
         args.setdefault("raise_insufficient", False)
-    return config.nipype_plugin, args
+    return participant.nipype_plugin, args
 
 
 def _read_plugin_args(path: Path) -> dict[str, Any]:
@@ -84,7 +85,7 @@ def make_plugin(name: str, args: dict[str, Any]) -> Any:
 
 
 def run_workflow(
-    wf: Any, config: Any, status_callback: Callable[[Any, str], None] | None = None
+    wf: Any, config: RunConfig, status_callback: Callable[[Any, str], None] | None = None
 ) -> dict[str, BidsFusionError]:
     """Run ``wf``; return the error of each crashed node by its full name (empty: clean).
 
@@ -104,8 +105,8 @@ def run_workflow(
     )
     for old in crash_dir.glob("crash-*.txt"):
         old.unlink()
-    _quiet_nipype(config.verbose)
-    plugin, args = plugin_settings(config)
+    _quiet_nipype(config.execution.verbose)
+    plugin, args = plugin_settings(config.participant, config.execution)
     if status_callback is not None and not plugin.endswith("Graph"):  # graph plugins refuse it
         args["status_callback"] = status_callback
     # MultiProc collects garbage before every submission; frozen, the graph's objects are

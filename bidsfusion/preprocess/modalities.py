@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bidsfusion import hookimpl
+from bidsfusion.config import Participant
 from bidsfusion.hookspecs import Register
 from bidsfusion.modality import Modality
 
@@ -18,9 +19,9 @@ def falff_interface(**inputs: Any) -> Any:
     return FALFF(**inputs)
 
 
-def falff_settings(config: Any) -> dict[str, Any]:
-    """falff's inputs from the run's configuration: ``band`` (Hz), ``--falff-band``."""
-    return {"band": tuple(config.falff_band)}
+def falff_settings(participant: Participant) -> dict[str, Any]:
+    """falff's inputs from the participant settings: ``band`` (Hz), ``--falff-band``."""
+    return {"band": tuple(participant.falff_band)}
 
 
 def check_band(path: Path, n_volumes: int, tr: float, inputs: Mapping[str, Any]) -> None:

@@ -27,6 +27,7 @@ from bidsfusion.bids import (
     session_days,
     source_entities,
 )
+from bidsfusion.config import RunConfig
 from bidsfusion.errors import BidsFusionError
 from bidsfusion.fingerprint import digest, file_stamp
 from bidsfusion.modality import Modality
@@ -90,7 +91,7 @@ class SubjectPlan:
 
 def plan_subject(
     layout: Any,
-    config: Any,
+    config: RunConfig,
     subject: str,
     sessions: Sequence[str],
     modalities: Sequence[Modality],
@@ -113,7 +114,7 @@ def plan_subject(
             problems.append(error)
     days = session_days(config.bids_dir, subject)
     func_jobs = []
-    for bold in layout.get(suffix="bold", datatype="func", task=config.task, **filters):
+    for bold in layout.get(suffix="bold", datatype="func", task=config.participant.task, **filters):
         try:
             job = _func_job(Path(bold.path), config, anat_jobs, days, modalities, backend)
         except BidsFusionError as error:
@@ -131,7 +132,7 @@ def _key(prefix: str, path: str | Path) -> str:
     return f"{prefix}_" + re.sub(r"[^A-Za-z0-9]", "_", stem)
 
 
-def _source(path: Path, config: Any) -> str:
+def _source(path: Path, config: RunConfig) -> str:
     return "bids:raw:" + path.relative_to(config.bids_dir).as_posix()
 
 
@@ -148,7 +149,7 @@ def _software() -> dict[str, str]:
 
 def _anat_record(
     t1w: Path,
-    config: Any,
+    config: RunConfig,
     maps: Mapping[str, Mapping[str, Any]],
     modalities: Sequence[Modality],
     backend: Backend,
@@ -157,7 +158,7 @@ def _anat_record(
     return {
         "software": _software(),
         "backend": {"name": backend.name, "description": backend.description},
-        "skull_strip": config.skull_strip,
+        "skull_strip": config.participant.skull_strip,
         "maps": _maps_record(maps, modalities),
         "t1w": file_stamp(t1w, config.bids_dir),
     }
@@ -225,9 +226,11 @@ def _pending(
     return outputs
 
 
-def _anat_job(t1w: Path, config: Any, modalities: Sequence[Modality], backend: Backend) -> AnatJob:
+def _anat_job(
+    t1w: Path, config: RunConfig, modalities: Sequence[Modality], backend: Backend
+) -> AnatJob:
     check_image(t1w, load_image(t1w), ndim=3)
-    maps = {m.name: m.inputs(config) for m in map_modalities(modalities, "T1w")}
+    maps = {m.name: m.inputs(config.participant) for m in map_modalities(modalities, "T1w")}
     fingerprint = digest(_anat_record(t1w, config, maps, modalities, backend))
     entities = source_entities(t1w)
     folder = derivative_dir(config.output_dir, entities["sub"], entities.get("ses"), "anat")
@@ -243,7 +246,7 @@ def _anat_job(t1w: Path, config: Any, modalities: Sequence[Modality], backend: B
     }
     registration = {
         "Registration": "T1w -> template; resampled once onto the grid",
-        "SkullStripping": config.skull_strip,
+        "SkullStripping": config.participant.skull_strip,
     }
     figures = config.output_dir / f"sub-{entities['sub']}" / "figures"
     outputs = {
@@ -282,7 +285,7 @@ def _anat_job(t1w: Path, config: Any, modalities: Sequence[Modality], backend: B
 
 def _func_job(
     bold: Path,
-    config: Any,
+    config: RunConfig,
     anat_jobs: Mapping[str, AnatJob],
     days: Mapping[str, float],
     modalities: Sequence[Modality],
@@ -292,7 +295,7 @@ def _func_job(
     image = load_image(bold)
     check_image(bold, image, ndim=4)
     tr = repetition_time(bold, scan_metadata(bold, config.bids_dir))
-    maps = {m.name: m.inputs(config) for m in map_modalities(modalities, "bold")}
+    maps = {m.name: m.inputs(config.participant) for m in map_modalities(modalities, "bold")}
     for modality in map_modalities(modalities, "bold"):
         if modality.check is not None:
             modality.check(bold, image.shape[3], tr, maps[modality.name])
@@ -339,7 +342,7 @@ def _reference_t1w(
 
 def _func_outputs(
     bold: Path,
-    config: Any,
+    config: RunConfig,
     maps: Sequence[tuple[Modality, Mapping[str, Any]]],
     tr: float,
     anat: AnatJob | None,

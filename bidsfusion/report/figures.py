@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-CONTROL = "Random"
+from bidsfusion.objectives.untrained import CONTROL
+
 CHANCE_AUC = 0.5
 DPI = 90
 TRAIN, VALIDATION, CONTROL_COLOUR, BAR = "tab:blue", "tab:orange", "tab:red", "tab:blue"

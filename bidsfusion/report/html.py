@@ -14,21 +14,22 @@ from functools import partial
 from pathlib import Path
 
 from bidsfusion import __version__
+from bidsfusion.analyses.group_differences import NAME as GROUP_DIFFERENCES
+from bidsfusion.analyses.saliency import NAME as SALIENCY
 from bidsfusion.atomic import write_text
+from bidsfusion.layout import GroupLayout
 from bidsfusion.report import maps, sections, training
 from bidsfusion.report.markup import esc, guarded
 
-REPORT = "report.html"
-
-SECTIONS: tuple[tuple[str, str, Callable[[Path], str]], ...] = (
+SECTIONS: tuple[tuple[str, str, Callable[[GroupLayout], str]], ...] = (
     ("configuration", "Run configuration", sections.configuration),
     ("dataset", "Dataset and pairs", sections.dataset),
     ("splits", "Splits", sections.splits),
     ("evaluation", "Evaluation", sections.evaluation),
     ("similarity", "Representational similarity", sections.similarity),
     ("training", "Training", training.training),
-    ("saliency", "Saliency: the cross-modal pair", maps.saliency),
-    ("group-differences", "Group differences", maps.group_differences),
+    (SALIENCY, "Saliency: the cross-modal pair", maps.saliency),
+    (GROUP_DIFFERENCES, "Group differences", maps.group_differences),
 )
 """Anchor, title and builder of every section, in page order."""
 
@@ -51,17 +52,15 @@ tr.flagged td { background: #fde2e2; } tr.control td { background: #fff3e0; }
 """
 
 
-def write_report(group_dir: Path) -> Path:
-    """Build ``group_dir/report.html`` from the files of a group run; write it atomically
+def write_report(layout: GroupLayout) -> Path:
+    """Build ``group/report.html`` from the files of a group run; write it atomically
     and return its path."""
-    group_dir = Path(group_dir)
     body = []
     for anchor, title, build in SECTIONS:
-        content = guarded(partial(build, group_dir), group_dir, f"the {title.lower()} section")
+        content = guarded(partial(build, layout), layout.root, f"the {title.lower()} section")
         body.append(f'<section id="{anchor}"><h2>{esc(title)}</h2>\n{content}</section>\n')
-    path = group_dir / REPORT
-    write_text(path, _page(group_dir, "".join(body)))
-    return path
+    write_text(layout.report, _page(layout.root, "".join(body)))
+    return layout.report
 
 
 def _page(group_dir: Path, body: str) -> str:

@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from bidsfusion.config import RECORD, SECTIONS
 from bidsfusion.errors import InputDataError, InputMissingError
+from bidsfusion.layout import GroupLayout
 from bidsfusion.tsv import NA, read_tsv
 
 
@@ -73,11 +75,25 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise InputDataError(f"{path}: unreadable TOML ({error})") from None
 
 
+def read_config(path: Path) -> dict[str, Any]:
+    """A written configuration (``config.toml``) as one flat table: the settings of its
+    sections and the entries of its ``[record]`` (a file written before the sections,
+    whose keys are all at the top, reads the same)."""
+    flat: dict[str, Any] = {}
+    for key, value in read_toml(path).items():
+        if isinstance(value, dict) and (key in SECTIONS or key == RECORD):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
 def volume(path: Path, index: int | None = None) -> Any:
     """The 3D image ``path`` (``index`` None) or volume ``index`` of the 4D image ``path``."""
     import nibabel as nib
 
-    from bidsfusion.nifti import READ_ERRORS, load_image, one_line
+    from bidsfusion.errors import one_line
+    from bidsfusion.nifti import READ_ERRORS, load_image
 
     image = load_image(path)
     if index is None and len(image.shape) == 3:
@@ -92,10 +108,10 @@ def volume(path: Path, index: int | None = None) -> Any:
     return nib.Nifti1Image(data, image.affine)
 
 
-def retrained_after(output: Path, group_dir: Path, spec: str) -> bool:
+def retrained_after(output: Path, layout: GroupLayout, spec: str) -> bool:
     """Whether a fold of objective ``spec`` was trained again after ``output`` (an analysis
     result) was written: a ``representations.npz`` of it is newer, so ``output`` shows an
     earlier model."""
     written = output.stat().st_mtime_ns
-    folds = (group_dir / f"objective-{spec}").glob("fold-*/representations.npz")
-    return any(p.stat().st_mtime_ns > written for p in folds)
+    found = (files.representations for files in layout.folds(spec).values())
+    return any(p.is_file() and p.stat().st_mtime_ns > written for p in found)

@@ -6,7 +6,10 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from bidsfusion.analyses.group_differences import NAME as GROUP_DIFFERENCES
+from bidsfusion.analyses.saliency import NAME as SALIENCY
 from bidsfusion.errors import InputDataError
+from bidsfusion.layout import GroupLayout
 from bidsfusion.report.figures import brain_figure
 from bidsfusion.report.inputs import read_json, read_table, retrained_after, volume
 from bidsfusion.report.markup import (
@@ -26,19 +29,15 @@ RBC_SHOWN = 0.1
 """The smallest absolute rank-biserial correlation drawn on the maps."""
 
 
-def _folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.glob("objective-*") if p.is_dir())
-
-
-def saliency(group_dir: Path) -> str:
+def saliency(layout: GroupLayout) -> str:
     """Per objective, the group-mean saliency maps of its most correlated cross-modal
     pair of latent dimensions (``crossmodal.json``)."""
-    root = group_dir / "saliency"
+    root = layout.analysis_dir(SALIENCY)
     if not root.is_dir():
-        return note("not run: use --analysis saliency")
-    folders = _folders(root)
+        return note(f"not run: use --analysis {SALIENCY}")
+    folders = layout.analysed_objectives(SALIENCY)
     if not folders:
-        return problem(f"{relative(root, group_dir)} holds no objective-*/ folder")
+        return problem(f"{relative(root, layout.root)} holds no objective-*/ folder")
     text = note(
         "SmoothGrad saliency of fold 0's model, mean over all evaluated subjects: for each "
         "objective, the latent dimensions of the first two fused modalities whose maps "
@@ -46,13 +45,14 @@ def saliency(group_dir: Path) -> str:
         "voxels is shown."
     )
     parts = [
-        guarded(partial(_pair, f, group_dir), group_dir, f"saliency of {f.name}") for f in folders
+        guarded(partial(_pair, layout, spec, folder), layout.root, f"saliency of {folder.name}")
+        for spec, folder in folders.items()
     ]
     return text + "".join(parts)
 
 
-def _pair(folder: Path, group_dir: Path) -> str:
-    spec = folder.name[len("objective-") :]
+def _pair(layout: GroupLayout, spec: str, folder: Path) -> str:
+    group_dir = layout.root
     path = folder / "crossmodal.json"
     if not path.exists():
         return heading(spec) + problem(
@@ -68,7 +68,8 @@ def _pair(folder: Path, group_dir: Path) -> str:
     images = [(f"{m} dimension {dims[m]}", volume(maps[m], dims[m])) for m in maps]
     title = f"{spec}: " + " and ".join(f"{m} dim {dims[m]}" for m in maps)
     names = [relative(path, group_dir), *(relative(p, group_dir) for p in maps.values())]
-    warning = stale(names[0], [spec], "saliency") if retrained_after(path, group_dir, spec) else ""
+    retrained = retrained_after(path, layout, spec)
+    warning = stale(names[0], [spec], SALIENCY) if retrained else ""
     return (
         heading(f"{title} (r = {correlation:.2f})")
         + warning
@@ -76,12 +77,13 @@ def _pair(folder: Path, group_dir: Path) -> str:
     )
 
 
-def group_differences(group_dir: Path) -> str:
-    """Per folder of ``group/group-differences``: its rank-biserial correlation maps
-    (``*stat-rbc*.nii.gz``) as slices and its peaks tables."""
-    root = group_dir / "group-differences"
+def group_differences(layout: GroupLayout) -> str:
+    """Per objective folder of ``group/group-differences``: its rank-biserial correlation
+    maps (``*stat-rbc*.nii.gz``) as slices and its peaks tables."""
+    group_dir = layout.root
+    root = layout.analysis_dir(GROUP_DIFFERENCES)
     if not root.is_dir():
-        return note("not run: use --analysis group-differences")
+        return note(f"not run: use --analysis {GROUP_DIFFERENCES}")
     found = [*root.rglob("*stat-rbc*.nii.gz"), *root.rglob("*peaks*.tsv")]
     folders = sorted({p.parent for p in found})
     if not folders:
@@ -90,20 +92,21 @@ def group_differences(group_dir: Path) -> str:
         "Rank-biserial correlation of the two groups' saliency per voxel, on [-1, 1] (red: "
         f"higher in the positive group, blue: lower); |RBC| below {RBC_SHOWN} is not drawn."
     )
+    specs = {folder: spec for spec, folder in layout.analysed_objectives(GROUP_DIFFERENCES).items()}
     parts = [
-        guarded(partial(_differences, f, group_dir), group_dir, f"maps of {f.name}")
+        guarded(partial(_differences, layout, f, specs.get(f)), group_dir, f"maps of {f.name}")
         for f in folders
     ]
     return text + "".join(parts)
 
 
-def _differences(folder: Path, group_dir: Path) -> str:
+def _differences(layout: GroupLayout, folder: Path, spec: str | None) -> str:
+    group_dir = layout.root
     out = heading(relative(folder, group_dir))
     maps = sorted(folder.glob("*stat-rbc*.nii.gz"))
     if maps:
-        spec = folder.name.removeprefix("objective-")
-        if retrained_after(maps[0], group_dir, spec):
-            out += stale(relative(folder, group_dir), [spec], "group-differences")
+        if spec is not None and retrained_after(maps[0], layout, spec):
+            out += stale(relative(folder, group_dir), [spec], GROUP_DIFFERENCES)
         images = [(_title(path), volume(path)) for path in maps]
         names = [relative(p, group_dir) for p in maps]
         png = brain_figure(images, cmap="cold_hot", vmax=1.0, threshold=RBC_SHOWN)

@@ -1,4 +1,4 @@
-"""The report's tabular sections, each ``(group_dir) -> HTML``: the run's configuration,
+"""The report's tabular sections, each ``(layout) -> HTML``: the run's configuration,
 the dataset and its pairs, the splits, the evaluation and the similarity analysis."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from typing import Any
 
 from bidsfusion.errors import BidsFusionError, InputDataError
 from bidsfusion.evaluate.summary import auc_standard_error
+from bidsfusion.layout import GroupLayout
 from bidsfusion.report.figures import CONTROL, Bar, Measure, evaluation_figure, similarity_figure
-from bidsfusion.report.inputs import number, read_json, read_table, read_toml, retrained_after
+from bidsfusion.report.inputs import number, read_config, read_json, read_table, retrained_after
 from bidsfusion.report.markup import (
     Markup,
     esc,
@@ -28,21 +29,21 @@ SETTINGS = (
     "latent_dim", "input_size", "epochs", "batch_size", "lr", "max_lr", "folds", "holdout",
     "n_trials", "seed", "paired_augmentation", "flip_axes", "max_shift", "eval_only",
 )  # fmt: skip
-"""The keys of ``config.toml`` the report lists."""
+"""The settings of ``config.toml`` the report lists (any section; the record's objectives)."""
 SUMMARY = ("objective", "modality", "n_folds", "holdout_auc_mean", "holdout_auc_sd", "beats_random")
 MEASURES = ("cka", "svcca")
 
 
-def _missing(path: Path, group_dir: Path, why: str) -> str:
-    return problem(f"{relative(path, group_dir)} is missing: {why}")
+def _missing(path: Path, layout: GroupLayout, why: str) -> str:
+    return problem(f"{relative(path, layout.root)} is missing: {why}")
 
 
-def configuration(group_dir: Path) -> str:
+def configuration(layout: GroupLayout) -> str:
     """The settings of the last run that pretrained (``config.toml``)."""
-    path = group_dir / "config.toml"
+    path = layout.config
     if not path.exists():
-        return _missing(path, group_dir, "no group run pretrained into this OUTPUT_DIR")
-    config = read_toml(path)
+        return _missing(path, layout, "no group run pretrained into this OUTPUT_DIR")
+    config = read_config(path)
     rows = [(key, _shown(config[key])) for key in SETTINGS if key in config]
     versions = config.get("versions")
     if isinstance(versions, dict):
@@ -51,7 +52,7 @@ def configuration(group_dir: Path) -> str:
         "The settings of the last run that pretrained into this OUTPUT_DIR; the sections "
         "below show every objective found here, from this run or earlier ones."
     )
-    return text + table(["setting", "value"], rows) + sources([relative(path, group_dir)])
+    return text + table(["setting", "value"], rows) + sources([relative(path, layout.root)])
 
 
 def _shown(value: Any) -> str:
@@ -60,11 +61,11 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def dataset(group_dir: Path) -> str:
+def dataset(layout: GroupLayout) -> str:
     """Pairs per group and role (``pairs.tsv``)."""
-    path = group_dir / "pairs.tsv"
+    path = layout.pairs
     if not path.exists():
-        return _missing(path, group_dir, "the group level writes it before pretraining")
+        return _missing(path, layout, "the group level writes it before pretraining")
     rows = read_table(path, ["subject", "group", "role"])
     groups, roles = sorted({r["group"] for r in rows}), sorted({r["role"] for r in rows})
     body = [_counts(g, [r for r in rows if r["group"] == g], roles) for g in groups]
@@ -75,7 +76,7 @@ def dataset(group_dir: Path) -> str:
         f"One row of pairs.tsv per pair, one scan of each modality ({', '.join(fused)}); "
         "pretrain+evaluation pairs are the one pair per subject that is evaluated."
     )
-    return text + table(columns, body) + sources([relative(path, group_dir)])
+    return text + table(columns, body) + sources([relative(path, layout.root)])
 
 
 def _counts(name: str, rows: list[dict[str, str]], roles: list[str]) -> list[object]:
@@ -84,11 +85,11 @@ def _counts(name: str, rows: list[dict[str, str]], roles: list[str]) -> list[obj
     return [name, *per_role, len(rows), len({r["subject"] for r in rows})]
 
 
-def splits(group_dir: Path) -> str:
+def splits(layout: GroupLayout) -> str:
     """Hold-out and fold sizes per group (``splits.json``, groups from ``pairs.tsv``)."""
-    path = group_dir / "splits.json"
+    path = layout.splits
     if not path.exists():
-        return _missing(path, group_dir, "the group level writes it before pretraining")
+        return _missing(path, layout, "the group level writes it before pretraining")
     document = read_json(path)
     parts = [("hold-out", _subjects(document, "holdout", path))]
     folds = document.get("folds")
@@ -99,7 +100,7 @@ def splits(group_dir: Path) -> str:
             raise InputDataError(f"{path}: fold {k} is not an object")
         for role in ("train", "validation"):
             parts.append((f"fold {k} {role}", _subjects(fold, role, path)))
-    group_of = _groups(group_dir)
+    group_of = _groups(layout)
     groups = sorted({group_of.get(s, "?") for _, chosen in parts for s in chosen})
     body = [
         [name, len(chosen), *(sum(group_of.get(s, "?") == g for s in chosen) for g in groups)]
@@ -109,7 +110,7 @@ def splits(group_dir: Path) -> str:
         f"seed {document.get('seed', '?')}, {len(folds)} folds, "
         f"{len(parts[0][1])} hold-out subjects (never seen in pretraining or tuning)"
     )
-    names = [relative(path, group_dir), relative(group_dir / "pairs.tsv", group_dir)]
+    names = [relative(path, layout.root), relative(layout.pairs, layout.root)]
     return text + table(["split", "subjects", *groups], body) + sources(names)
 
 
@@ -120,26 +121,26 @@ def _subjects(document: dict[str, Any], key: str, path: Path) -> list[str]:
     return [str(s) for s in value]
 
 
-def _groups(group_dir: Path) -> dict[str, str]:
+def _groups(layout: GroupLayout) -> dict[str, str]:
     """Subject -> group from ``pairs.tsv`` (empty when unreadable)."""
     try:
-        rows = read_table(group_dir / "pairs.tsv", ["subject", "group"])
+        rows = read_table(layout.pairs, ["subject", "group"])
     except Exception:  # the dataset section reports the problem
         return {}
     return {r["subject"]: r["group"] for r in rows}
 
 
-def evaluation(group_dir: Path) -> str:
+def evaluation(layout: GroupLayout) -> str:
     """Fig. 2: mean hold-out AUC per objective and modality, and the summary table."""
-    path = group_dir / "evaluation_summary.tsv"
+    path = layout.evaluation_summary
     if not path.exists():
         return note(
             "not run: the evaluation needs hold-out subjects (--holdout above 0); "
-            f"{relative(path, group_dir)} is missing"
+            f"{relative(path, layout.root)} is missing"
         )
     rows = read_table(path, SUMMARY)
     if not rows:
-        return problem(f"{relative(path, group_dir)} has no rows")
+        return problem(f"{relative(path, layout.root)} has no rows")
     bars: dict[str, list[Bar]] = {}
     for r in rows:
         sd = number(r["holdout_auc_sd"], path, "holdout_auc_sd")
@@ -147,13 +148,13 @@ def evaluation(group_dir: Path) -> str:
         bars.setdefault(r["modality"], []).append(
             Bar(r["objective"], mean, None if math.isnan(sd) else sd)
         )
-    names = [relative(path, group_dir)]
+    names = [relative(path, layout.root)]
     text = note(
         f"Logistic regression on the frozen representations, tuned on each fold's "
         f"validation subjects; hold-out ROC AUC, mean and sd over folds. {CONTROL}: the "
         "untrained encoders every objective must beat; * beats it in every fold."
         + (_P_LEGEND if any(r.get("p_vs_random", "n/a") != "n/a" for r in rows) else "")
-        + _holdout_noise(group_dir)
+        + _holdout_noise(layout)
     )
     return (
         text
@@ -169,16 +170,16 @@ _P_LEGEND = (
 )
 
 
-def _holdout_noise(group_dir: Path) -> str:
+def _holdout_noise(layout: GroupLayout) -> str:
     """A sentence on the hold-out's own sampling noise (empty when the class counts of
     the hold-out cannot be read from ``splits.json``, ``pairs.tsv`` and ``config.toml``)."""
-    splits = group_dir / "splits.json"
+    splits = layout.splits
     try:
-        config = read_toml(group_dir / "config.toml")
+        config = read_config(layout.config)
         holdout = _subjects(read_json(splits), "holdout", splits)
     except BidsFusionError:
         return ""
-    group_of = _groups(group_dir)
+    group_of = _groups(layout)
     positive = sum(group_of.get(s) == str(config.get("positive")) for s in holdout)
     negative = sum(group_of.get(s) == str(config.get("negative")) for s in holdout)
     if positive < 1 or negative < 1:
@@ -220,14 +221,14 @@ def _fixed(text: str) -> str:
         return text
 
 
-def similarity(group_dir: Path) -> str:
+def similarity(layout: GroupLayout) -> str:
     """CKA and SVCCA per objective and group (the ``similarity`` analysis)."""
-    path = group_dir / "similarity.tsv"
+    path = layout.similarity
     if not path.exists():
         return note("not run: use --analysis similarity")
     rows = read_table(path, ["objective", "modalities", "group", *MEASURES])
     if not rows:
-        return problem(f"{relative(path, group_dir)} has no rows")
+        return problem(f"{relative(path, layout.root)} has no rows")
     values = [
         Measure(r["modalities"], m, r["objective"], r["group"], number(r[m], path, m))
         for r in rows
@@ -239,10 +240,8 @@ def similarity(group_dir: Path) -> str:
         "SVCCA (mean canonical correlation; near 1 when subjects are few). Bars: mean "
         "over folds, error bars: sd."
     )
-    retrained = sorted(
-        {v.objective for v in values if retrained_after(path, group_dir, v.objective)}
-    )
+    retrained = sorted({v.objective for v in values if retrained_after(path, layout, v.objective)})
     if retrained:
-        text += stale(relative(path, group_dir), retrained, "similarity")
+        text += stale(relative(path, layout.root), retrained, "similarity")
     alt = "CKA and SVCCA per objective and group"
-    return text + figure(similarity_figure(values), alt, [relative(path, group_dir)])
+    return text + figure(similarity_figure(values), alt, [relative(path, layout.root)])

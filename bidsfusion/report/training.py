@@ -3,11 +3,11 @@ fold), what did not learn flagged, and each objective's training curves."""
 
 from __future__ import annotations
 
-import re
 from functools import partial
 from pathlib import Path
 
-from bidsfusion.report.figures import CONTROL, training_figure
+from bidsfusion.layout import GroupLayout
+from bidsfusion.report.figures import training_figure
 from bidsfusion.report.inputs import number, read_history, read_table
 from bidsfusion.report.markup import (
     Markup,
@@ -27,28 +27,27 @@ DIAGNOSTICS = (
     "validation_retrieval", "retrieval_chance", "probe_shared", "probe_independent", "shortcut",
 )  # fmt: skip
 """The columns of ``training_summary.tsv`` the report reads."""
-FOLD = re.compile(r"fold-(\d+)")
 
 
-def training(group_dir: Path) -> str:
+def training(layout: GroupLayout) -> str:
     """The diagnostics table, then one figure of training curves per objective."""
     flags: dict[str, list[str]] = {}
-    parts = [guarded(partial(_diagnostics, group_dir, flags), group_dir, "the training summary")]
-    for folder in sorted(p for p in group_dir.glob("objective-*") if p.is_dir()):
-        spec = folder.name[len("objective-") :]
-        build = partial(_curves, folder, group_dir, flags.get(spec, []))
-        parts.append(guarded(build, group_dir, f"the training curves of {spec}"))
+    root = layout.root
+    parts = [guarded(partial(_diagnostics, layout, flags), root, "the training summary")]
+    for spec in layout.objectives():
+        build = partial(_curves, layout, spec, flags.get(spec, []))
+        parts.append(guarded(build, root, f"the training curves of {spec}"))
     if len(parts) == 1:
         parts.append(note("no objective-*/ folder: nothing was trained here"))
     return "".join(parts)
 
 
-def _diagnostics(group_dir: Path, flags: dict[str, list[str]]) -> str:
+def _diagnostics(layout: GroupLayout, flags: dict[str, list[str]]) -> str:
     """The table of ``training_summary.tsv``, flagged rows marked; fills ``flags`` (objective
     -> what went wrong in which fold)."""
-    path = group_dir / "training_summary.tsv"
+    path = layout.training_summary
     if not path.exists():
-        return problem(f"{relative(path, group_dir)} is missing: no objective was trained here")
+        return problem(f"{relative(path, layout.root)} is missing: no objective was trained here")
     rows = sorted(read_table(path, DIAGNOSTICS), key=lambda r: (r["objective"], r["fold"].zfill(6)))
     body, kinds = [], []
     for r in rows:
@@ -105,7 +104,7 @@ def _diagnostics(group_dir: Path, flags: dict[str, list[str]]) -> str:
         "augmentation: a term below its chance level on augmented training batches but "
         "not on the same subjects un-augmented."
     )
-    return summary + text + table(columns, body, kinds) + sources([relative(path, group_dir)])
+    return summary + text + table(columns, body, kinds) + sources([relative(path, layout.root)])
 
 
 def _problems(row: dict[str, str]) -> list[str]:
@@ -127,19 +126,17 @@ def _fixed(text: str, path: Path, column: str, spec: str = ".2f") -> str:
     return format(number(text, path, column), spec)
 
 
-def _curves(folder: Path, group_dir: Path, flags: list[str]) -> str:
-    """One objective's heading (its flags as badges) and its training curves, all folds."""
-    spec = folder.name[len("objective-") :]
-    paths = {}
-    for fold_dir in folder.glob("fold-*"):
-        match = FOLD.fullmatch(fold_dir.name)
-        if match and (fold_dir / "history.tsv").is_file():
-            paths[int(match.group(1))] = fold_dir / "history.tsv"
+def _curves(layout: GroupLayout, spec: str, flags: list[str]) -> str:
+    """One objective's heading (its flags as badges) and its training curves, all folds; an
+    objective whose folds hold checkpoints but no history never trained (``Random``)."""
+    folds = layout.folds(spec)
+    paths = {k: files.history for k, files in folds.items() if files.history.is_file()}
     title = heading(spec, *(badge(f) for f in flags))
     if not paths:
-        if spec == CONTROL:
-            return title + note(f"{CONTROL}: the untrained control, no training curves")
-        return title + problem(f"{relative(folder, group_dir)}: no fold-*/history.tsv")
+        if folds and all(files.checkpoint.is_file() for files in folds.values()):
+            return title + note(f"{spec} trains for zero steps (an untrained control): no curves")
+        folder = relative(layout.objective_dir(spec), layout.root)
+        return title + problem(f"{folder}: no fold-*/history.tsv")
     histories = {k: read_history(paths[k]) for k in sorted(paths)}
-    names = [relative(paths[k], group_dir) for k in sorted(paths)]
+    names = [relative(paths[k], layout.root) for k in sorted(paths)]
     return title + figure(training_figure(histories, spec), f"training curves of {spec}", names)

@@ -27,11 +27,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from bidsfusion.errors import UsageError
-from bidsfusion.train.settings import resolve_device
 
 
 @contextmanager
-def process_group(device: str, timeout_minutes: float) -> Iterator[None]:
+def process_group(device: torch.device, timeout_minutes: float) -> Iterator[None]:
     """Join torchrun's processes for the duration (a no-op outside torchrun or when a
     group is already initialised): NCCL when ``device`` (``--device``) resolves to CUDA,
     gloo otherwise; the ranks other than 0 log errors only."""
@@ -39,7 +38,7 @@ def process_group(device: str, timeout_minutes: float) -> Iterator[None]:
         yield
         return
     timeout = timedelta(minutes=timeout_minutes)
-    if resolve_device(device).type == "cuda":
+    if device.type == "cuda":
         local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(local)
         dist.init_process_group("nccl", timeout=timeout, device_id=local)

@@ -42,6 +42,7 @@ from torch.optim.lr_scheduler import OneCycleLR
 from bidsfusion.data.sampling import ClassBalancedSampler
 from bidsfusion.data.transforms import augment
 from bidsfusion.errors import InputDataError
+from bidsfusion.layout import FoldFiles
 from bidsfusion.objectives.base import Objective
 from bidsfusion.objectives.gather import global_batch
 from bidsfusion.train.diagnostics import (
@@ -62,15 +63,13 @@ from bidsfusion.train.distributed import (
 from bidsfusion.train.history import TermMeans, epoch_summary, history_row, write_history
 from bidsfusion.train.progress import ProgressBar
 from bidsfusion.train.resume import (
-    HISTORY,
-    LAST,
     FoldState,
     load_last,
     repair_outputs,
     save_best,
     save_last,
 )
-from bidsfusion.train.settings import TrainSettings, resolve_device
+from bidsfusion.train.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +183,7 @@ def train_fold(
             f"validation pairs, got {len(train)} training pairs for {world_size()} "
             f"process(es) and {len(validation)} validation pairs"
         )
-    device = resolve_device(settings.device)
+    device = torch.device(settings.device)
     key = {
         **settings.resume_key(),
         "pairs": [len(train), len(validation)],
@@ -326,7 +325,7 @@ class _Fold:
         self.joint = ModelWithObjective(self.model, self.objective)
         self.trained = parallel(self.joint, device, settings.sync_bn)
         """What a training step runs: ``joint``, under DDP in a distributed run."""
-        self.settings, self.device, self.out_dir = settings, device, out_dir
+        self.settings, self.device, self.files = settings, device, FoldFiles(out_dir)
         self.steps, self.local_batch = steps, local_batch_size(settings.batch_size)
         self.name = "/".join(out_dir.parts[-2:])
         self.key = key
@@ -456,9 +455,9 @@ class _Fold:
         if not is_main():
             return
         if best:
-            save_best(self.out_dir, state)
-        write_history(self.out_dir / HISTORY, state.history)
-        save_last(self.out_dir, self.key, self.parts(), state)
+            save_best(self.files, state)
+        write_history(self.files.history, state.history)
+        save_last(self.files, self.key, self.parts(), state)
 
     def parts(self) -> dict[str, Any]:
         """What ``last.pt`` holds the state of, by name."""
@@ -472,14 +471,20 @@ class _Fold:
     def resume(self) -> FoldState:
         """The progress of a matching ``last.pt`` (loaded into the parts), else a fresh state;
         checkpoint.pt and history.tsv are repaired from it where needed (by rank 0)."""
-        state = load_last(self.out_dir, self.key, self.parts())
+        state = load_last(self.files, self.key, self.parts())
         done, total = state.epoch, self.settings.epochs
         if done >= total:
             log.info("%s: finished run (%d epochs) found; not retraining", self.name, done)
         elif done:
-            log.info("%s: resuming from %s after epoch %d/%d", self.name, LAST, done, total)
+            log.info(
+                "%s: resuming from %s after epoch %d/%d",
+                self.name,
+                self.files.last.name,
+                done,
+                total,
+            )
         if is_main():
-            repair_outputs(self.out_dir, state)
+            repair_outputs(self.files, state)
         return state
 
     def load_best(self, state: FoldState) -> None:

@@ -19,15 +19,12 @@ from typing import Any
 
 from torch import Tensor
 
+from bidsfusion.checkpoint import load_checkpoint, save_checkpoint
 from bidsfusion.errors import BidsFusionError, InputDataError
-from bidsfusion.train.checkpoint import load_checkpoint, save_checkpoint
+from bidsfusion.layout import FoldFiles
 from bidsfusion.train.history import history_matches, write_history
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
-LAST = "last.pt"
-HISTORY = "history.tsv"
 
 
 @dataclass
@@ -43,19 +40,19 @@ class FoldState:
 
 
 def save_last(
-    out_dir: Path, key: Mapping[str, Any], parts: Mapping[str, Any], state: FoldState
+    files: FoldFiles, key: Mapping[str, Any], parts: Mapping[str, Any], state: FoldState
 ) -> None:
     """Write ``last.pt``: ``key``, the state dict of every part (by name) and ``state``."""
     save_checkpoint(
-        out_dir / LAST,
+        files.last,
         {"settings": dict(key), **{n: p.state_dict() for n, p in parts.items()}, **vars(state)},
     )
 
 
-def save_best(out_dir: Path, state: FoldState) -> None:
+def save_best(files: FoldFiles, state: FoldState) -> None:
     """Write ``checkpoint.pt``: the best epoch's model and objective states."""
     save_checkpoint(
-        out_dir / CHECKPOINT,
+        files.checkpoint,
         {
             "model": state.best_model,
             "objective": state.best_objective,
@@ -65,14 +62,14 @@ def save_best(out_dir: Path, state: FoldState) -> None:
     )
 
 
-def load_last(out_dir: Path, key: Mapping[str, Any], parts: Mapping[str, Any]) -> FoldState:
+def load_last(files: FoldFiles, key: Mapping[str, Any], parts: Mapping[str, Any]) -> FoldState:
     """Load ``last.pt`` into ``parts`` when its key matches; return its progress.
 
     A fresh state when there is no ``last.pt``, when it cannot be read (a warning
     names it) or when it was written with another key. States that do not fit
     ``parts`` raise InputDataError naming the file.
     """
-    path = out_dir / LAST
+    path = files.last
     if not path.exists():
         return FoldState()
     try:
@@ -93,16 +90,17 @@ def load_last(out_dir: Path, key: Mapping[str, Any], parts: Mapping[str, Any]) -
         ) from exc
 
 
-def repair_outputs(out_dir: Path, state: FoldState) -> None:
+def repair_outputs(files: FoldFiles, state: FoldState) -> None:
     """Rewrite ``checkpoint.pt`` and ``history.tsv`` from ``state`` where they do not match it."""
     if state.epoch == 0:
         return
-    if not _checkpoint_matches(out_dir / CHECKPOINT, state):
-        log.warning("%s is missing, unreadable or stale; rewritten from %s", CHECKPOINT, LAST)
-        save_best(out_dir, state)
-    if not history_matches(out_dir / HISTORY, state.history):
-        log.warning("%s is missing, unreadable or stale; rewritten from %s", HISTORY, LAST)
-        write_history(out_dir / HISTORY, state.history)
+    stale = "%s is missing, unreadable or stale; rewritten from %s"
+    if not _checkpoint_matches(files.checkpoint, state):
+        log.warning(stale, files.checkpoint.name, files.last.name)
+        save_best(files, state)
+    if not history_matches(files.history, state.history):
+        log.warning(stale, files.history.name, files.last.name)
+        write_history(files.history, state.history)
 
 
 def _checkpoint_matches(path: Path, state: FoldState) -> bool:
