@@ -199,9 +199,9 @@ def _bounds(param_type: click.ParamType) -> str:
     low, high = getattr(param_type, "min", None), getattr(param_type, "max", None)
     bounds = []
     if low is not None:
-        bounds.append(f"{'>' if param_type.min_open else '>='} {low}")
+        bounds.append(f"{'>' if getattr(param_type, 'min_open', False) else '>='} {low}")
     if high is not None:
-        bounds.append(f"{'<' if param_type.max_open else '<='} {high}")
+        bounds.append(f"{'<' if getattr(param_type, 'max_open', False) else '<='} {high}")
     return " " + " and ".join(bounds) if bounds else ""
 
 

@@ -62,3 +62,10 @@ class OutputError(BidsFusionError):
 
 class PluginError(BidsFusionError):
     """A plugin misbehaved: duplicate names, a broken entry point (exit 1)."""
+
+
+class PluginBugError(PluginError):
+    """A plugin's own code raised an unexpected exception (exit 70, ``EX_SOFTWARE``):
+    a bug to report to the plugin's authors, not a problem with the data."""
+
+    exit_code = 70

@@ -9,18 +9,35 @@ same hooks, so the core has no special path.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    from bidsfusion.analyses.context import Analysis
+    from bidsfusion.modality import Modality
+    from bidsfusion.models.base import EncoderFactory
+    from bidsfusion.objectives.base import ObjectiveFactory
+    from bidsfusion.preprocess.backend import Backend
 
 hookspec = pluggy.HookspecMarker("bidsfusion")
 
 Register = Callable[[str, Any], None]
-"""``register(name, thing)``: the callback every hook receives."""
+"""``register(name, thing)``: the shape of every hook's callback."""
+ModalityRegister = Callable[[str, "Modality"], None]
+"""``register(name, modality)`` of :func:`register_modalities`."""
+EncoderRegister = Callable[[str, "EncoderFactory"], None]
+"""``register(name, factory)`` of :func:`register_encoders`."""
+ObjectiveRegister = Callable[[str, "ObjectiveFactory | str"], None]
+"""``register(name, factory)``, or ``register(alias, spec)``, of :func:`register_objectives`."""
+AnalysisRegister = Callable[[str, "Analysis"], None]
+"""``register(name, analysis)`` of :func:`register_analyses`."""
+BackendRegister = Callable[[str, "Backend"], None]
+"""``register(name, backend)`` of :func:`register_preprocessing_backends`."""
 
 
 @hookspec
-def register_modalities(register: Register) -> None:
+def register_modalities(register: ModalityRegister) -> None:
     """Register :class:`bidsfusion.modality.Modality` objects by name.
 
     A modality says how its participant-level map is built (from the T1w or the
@@ -31,7 +48,7 @@ def register_modalities(register: Register) -> None:
 
 
 @hookspec
-def register_encoders(register: Register) -> None:
+def register_encoders(register: EncoderRegister) -> None:
     """Register encoder factories: ``factory(in_shape, latent_dim, **options) -> Encoder``.
 
     An encoder maps ``x[B,1,D,H,W]`` to ``EncoderOutput(latent[B,d], features)``
@@ -40,7 +57,7 @@ def register_encoders(register: Register) -> None:
 
 
 @hookspec
-def register_objectives(register: Register) -> None:
+def register_objectives(register: ObjectiveRegister) -> None:
     """Register objective terms: ``factory(modalities, dims, **options) -> Objective``.
 
     A string value registers an alias spec, e.g. ``register("DCCAE", "AE-CCA")``.
@@ -50,10 +67,13 @@ def register_objectives(register: Register) -> None:
 
 
 @hookspec
-def register_analyses(register: Register) -> None:
-    """Register group analyses: ``callable(context) -> None``, writing under ``group/``."""
+def register_analyses(register: AnalysisRegister) -> None:
+    """Register group analyses: ``callable(context) -> None``
+    (:class:`~bidsfusion.analyses.context.AnalysisContext`), writing under ``group/``. An
+    analysis raises a :class:`~bidsfusion.errors.BidsFusionError` for what the user can
+    act on; any other exception is reported as a bug of the plugin that registered it."""
 
 
 @hookspec
-def register_preprocessing_backends(register: Register) -> None:
+def register_preprocessing_backends(register: BackendRegister) -> None:
     """Register preprocessing backends (motion correction, registration, skull stripping)."""

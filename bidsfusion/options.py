@@ -147,9 +147,10 @@ def _help(field: dataclasses.Field[Any]) -> str:
 
 
 def _default(field: dataclasses.Field[Any]) -> Any:
-    if field.default is not dataclasses.MISSING:
-        return field.default
-    return field.default_factory()  # type: ignore[misc]
+    """A setting's default value (its factory's value for a tuple)."""
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
 
 
 def _shown(value: Any) -> str:

@@ -2,7 +2,9 @@
 
 Built-in parts register through the same hooks as third-party packages; the
 modules listed in :data:`BUILTIN_PLUGINS` are simply loaded first. Set
-``BIDSFUSION_DISABLE_PLUGIN_AUTOLOAD=1`` to skip entry points (tests do).
+``BIDSFUSION_DISABLE_PLUGIN_AUTOLOAD=1`` to skip entry points (tests do). Each
+registry is built once per process, and again only when the set of plugins changes
+(a test that registers a throwaway plugin).
 """
 
 from __future__ import annotations
@@ -69,12 +71,26 @@ def registered(kind: str) -> dict[str, Any]:
     return {name: thing for name, (thing, _) in _collect(kind).items()}
 
 
+def owner(kind: str, name: str) -> str:
+    """The name of the plugin that registered ``name`` for ``kind``."""
+    return _collect(kind)[name][1]
+
+
+_REGISTRIES: dict[str, tuple[tuple[tuple[str, int], ...], dict[str, tuple[Any, str]]]] = {}
+"""kind -> (the plugins it was built from, name -> (thing, plugin name))."""
+
+
 def _collect(kind: str) -> dict[str, tuple[Any, str]]:
     pm = get_plugin_manager()
+    plugins = tuple((name, id(plugin)) for name, plugin in pm.list_name_plugin())
+    cached = _REGISTRIES.get(kind)
+    if cached is not None and cached[0] == plugins:
+        return cached[1]
     caller = getattr(pm.hook, KINDS[kind])
     found: dict[str, tuple[Any, str]] = {}
     for impl in reversed(caller.get_hookimpls()):
         _call_impl(impl, kind, found)
+    _REGISTRIES[kind] = (plugins, found)
     return found
 
 

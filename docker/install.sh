@@ -41,4 +41,4 @@ esac
 # the command works, every plugin loads, and the MNI template ships with nilearn (no download)
 "$venv/bin/bidsfusion" --version
 "$venv/bin/bidsfusion" plugins >/dev/null
-"$venv/bin/python" -c "from bidsfusion.preprocess.grid import mni_template; mni_template()"
+"$venv/bin/python" -c "from bidsfusion.space import mni_template; mni_template()"

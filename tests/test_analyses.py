@@ -17,6 +17,8 @@ from bidsfusion.analyses.similarity import SIMILARITY_COLUMNS, linear_cka, svcca
 from bidsfusion.plugins import get_plugin_manager
 from bidsfusion.tsv import read_tsv
 
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves these out
+
 SPECS = ("S", "Random")
 QUICK = (*GROUP_ARGS, "--epochs", "1", "--folds", "2")
 
@@ -113,7 +115,7 @@ def test_none_skips_and_an_unknown_name_is_64(analysed, run_cli) -> None:
     assert f"--analysis nope: choose among {choices}" in unknown.err
 
 
-def test_a_failing_analysis_is_65_and_the_others_still_run(analysed, run_cli) -> None:
+def test_a_plugin_bug_in_an_analysis_is_70_naming_the_plugin(analysed, run_cli) -> None:
     root, bids, out, _ = analysed
     pm = get_plugin_manager()
     pm.register(Broken(), name="broken-plugin")
@@ -122,9 +124,13 @@ def test_a_failing_analysis_is_65_and_the_others_still_run(analysed, run_cli) ->
                                 "--analysis", "similarity"))  # fmt: skip
     finally:
         pm.unregister(name="broken-plugin")
-    assert result.code == 65
-    assert "analysis broken failed: RuntimeError: planted failure" in result.err
-    assert result.err.strip().splitlines()[-1].startswith("bidsfusion: error: analysis broken")
+    assert result.code == 70
+    assert "analysis broken failed: a bug in plugin 'broken-plugin': RuntimeError: planted" in (
+        result.err
+    )
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("bidsfusion: error: analysis broken (plugin 'broken-plugin') failed")
+    assert "internal error of the plugin's own code" in last
     assert (out / "group" / "similarity.tsv").exists()
 
 
@@ -138,7 +144,7 @@ def test_an_analysis_of_a_missing_model_is_66_naming_it(analysed, run_cli) -> No
     finally:
         aside.rename(checkpoint)
     assert result.code == 66, result.err
-    assert f"cannot read checkpoint {checkpoint}" in result.err
+    assert f"{checkpoint} is missing: the group level without --eval-only writes it" in result.err
     assert result.err.strip().splitlines()[-1].startswith("bidsfusion: error: analysis saliency")
 
 

@@ -180,3 +180,53 @@ def test_augmentation_options_on_the_command_line(run_cli, tmp_path):
         result = run_cli(tmp_path / "bids", tmp_path / "out", "group", *option)
         assert result.code == 64, result.err
         assert option[0] in result.err
+
+
+def test_a_setting_of_the_other_level_on_the_command_line_is_64(run_cli, tiny_bids, tmp_path):
+    result = run_cli(tiny_bids, tmp_path / "out", "participant", "--epochs", "5")
+    assert result.code == 64 and len(result.err.splitlines()) == 1
+    assert "--epochs is a setting of the group level ([train])" in result.err
+    assert "participant level does not read it" in result.err
+    group = run_cli(tiny_bids, tmp_path / "out", "group", "--falff-band", "0.02", "0.08")
+    assert group.code == 64 and "--falff-band is a setting of the participant level" in group.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_file_may_hold_both_levels_settings(run_cli, recorded, tmp_path):
+    config = tmp_path / "both.toml"
+    config.write_text('[participant]\ntask = "movie"\n[train]\nepochs = 7\n')
+    assert run_cli(tmp_path, tmp_path / "out", "participant", "--config", config).code == 0
+    assert run_cli(tmp_path, tmp_path / "out", "group", "--config", config).code == 0
+    participant, group = recorded
+    assert participant.participant.task == group.participant.task == "movie"
+    assert group.train.epochs == 7
+
+
+def test_a_setting_in_another_section_is_64_naming_both(run_cli, tmp_path):
+    config = tmp_path / "wrong.toml"
+    config.write_text("[model]\nepochs = 7\n")
+    result = run_cli(tmp_path, tmp_path / "out", "group", "--config", config)
+    assert result.code == 64
+    assert "[model] epochs: epochs is a setting of [train]; move it there" in result.err
+
+
+def test_the_written_configuration_reads_back_as_the_same_run(run_cli, recorded, tmp_path):
+    options = ["--objective", "S", "--objective", "L-CL", "--epochs", "9", "--holdout", "0.3",
+               "--input-size", "32", "--objective-option", "S.clip=10", "--flip-axes", "all",
+               "--seed", "5", "--fold", "1", "-w", tmp_path / "work"]  # fmt: skip
+    assert run_cli(tmp_path / "bids", tmp_path / "out", "group", *options).code == 0
+    saved = tmp_path / "config.toml"
+    saved.write_text(recorded[0].to_toml({"versions": {"bidsfusion": "x"}}))
+    assert run_cli(tmp_path / "bids", tmp_path / "out", "group", "--config", saved).code == 0
+    first, again = recorded
+    assert again == first
+    assert again.objectives.objective_option == ("S.clip=10",) and again.execution.fold == (1,)
+
+
+def test_every_option_states_its_level_and_default_from_its_setting(run_cli):
+    from bidsfusion.config import Train
+
+    text = " ".join(run_cli("run", "--help").out.split())
+    assert f"[group] Training epochs. Default: {Train().epochs}." in text
+    assert "[participant] BOLD task label to use. Default: rest." in text
+    assert "[group] Volume size the model sees. Default: 64 (the paper)." in text

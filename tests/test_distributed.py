@@ -44,6 +44,8 @@ from bidsfusion.train.distributed import (
 )
 from bidsfusion.train.loop import ModelWithObjective, train_fold
 
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves these out
+
 SIZE = 16
 LATENT = 32
 MODALITIES = ("T1w", "falff")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bidsfusion.layout import GroupLayout
 from bidsfusion.models.base import Dims, EncoderOutput
 from bidsfusion.objectives.compose import build_objective
 from bidsfusion.plugins import get_plugin_manager, registered
@@ -114,7 +115,7 @@ def test_analysis_snippet_registers_and_writes_its_table(tmp_path):
         specs=("S",),
         folds=range(1),
         modalities=tuple(MODALITIES),
-        group_dir=tmp_path,
+        layout=GroupLayout(tmp_path),
         representations=lambda spec, fold: {f"z_{m}": v for m, v in z.items()},
     )
     analysis(context)

@@ -22,6 +22,12 @@ from bidsfusion.preprocess.engine import check_plugin, plugin_settings, run_work
 from bidsfusion.preprocess.interfaces import FALFF
 
 
+def _settings(tmp_path: Path, **options):
+    """The (participant, execution) settings plugin_settings takes."""
+    config = _config(tmp_path, **options)
+    return config.participant, config.execution
+
+
 def _config(tmp_path: Path, **options):
     return make_config(
         {
@@ -34,7 +40,7 @@ def _config(tmp_path: Path, **options):
 
 
 def test_multiproc_takes_nprocs_and_mem(tmp_path: Path) -> None:
-    name, args = plugin_settings(_config(tmp_path, nprocs=3, mem_gb=8.0))
+    name, args = plugin_settings(*_settings(tmp_path, nprocs=3, mem_gb=8.0))
     assert name == "MultiProc"
     assert args == {"n_procs": 3, "memory_gb": 8.0, "raise_insufficient": False}
 
@@ -45,8 +51,8 @@ def test_any_plugin_with_yaml_arguments(tmp_path: Path, wrapped: bool) -> None:
     if wrapped:
         text = "plugin_args:\n" + "".join(f"  {line}\n" for line in text.splitlines())
     (tmp_path / "slurm.yml").write_text(text)
-    config = _config(tmp_path, nipype_plugin="SLURM", nipype_plugin_args=tmp_path / "slurm.yml")
-    assert plugin_settings(config) == (
+    settings = _settings(tmp_path, nipype_plugin="SLURM", nipype_plugin_args=tmp_path / "slurm.yml")
+    assert plugin_settings(*settings) == (
         "SLURM",
         {"sbatch_args": "--time=2:00:00 --mem=8G", "max_jobs": 50},
     )
@@ -55,7 +61,7 @@ def test_any_plugin_with_yaml_arguments(tmp_path: Path, wrapped: bool) -> None:
 @pytest.mark.parametrize("name", ["Nope", "multiproc", ""])
 def test_an_unknown_plugin_is_a_usage_error(tmp_path: Path, name: str) -> None:
     with pytest.raises(UsageError) as raised:
-        plugin_settings(_config(tmp_path, nipype_plugin=name))
+        plugin_settings(*_settings(tmp_path, nipype_plugin=name))
     message = str(raised.value)
     assert raised.value.exit_code == 64
     assert f"--nipype-plugin {name} is not a nipype plugin" in message
@@ -65,7 +71,10 @@ def test_an_unknown_plugin_is_a_usage_error(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.parametrize("name", ["MultiProc", "Linear", "SLURM", "SGEGraph", "PBS"])
 def test_nipype_plugins_pass_the_check(name: str) -> None:
-    check_plugin(name)
+    from nipype.pipeline import plugins
+
+    assert check_plugin(name) is None
+    assert isinstance(getattr(plugins, f"{name}Plugin"), type)  # what nipype runs for the name
 
 
 @pytest.mark.parametrize(
@@ -81,7 +90,7 @@ def test_bad_plugin_arguments_file(tmp_path: Path, content, error, words) -> Non
     if content is not None:
         path.write_text(content)
     with pytest.raises(error, match=words) as raised:
-        plugin_settings(_config(tmp_path, nipype_plugin_args=path))
+        plugin_settings(*_settings(tmp_path, nipype_plugin_args=path))
     assert str(path) in str(raised.value)
 
 

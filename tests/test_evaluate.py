@@ -213,7 +213,7 @@ def test_a_one_class_fold_part_is_bad_input(tmp_path: Path, part: str) -> None:
         evaluate_representations(path, "S-AE", 2, "m", n_trials=2)
     assert error.value.exit_code == 65
     n = COUNTS[part] - (2 if part == "train" else 0)
-    assert f"fold-2 {part} part has {n} positive and 0 negative" in str(error.value)
+    assert f"fold 2's {part} part has {n} positive and 0 negative" in str(error.value)
 
 
 @pytest.mark.parametrize("holdout", [{"holdout": 1}, {}])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from scipy import ndimage
 
 from bidsfusion.bids import GRID_RES, TEMPLATE_SPACE
 from bidsfusion.locations import write_dataset_description
+
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves these out
 
 SIDE = 16
 GROUPS = ["AD"] * 6 + ["HC"] * 10 + ["other"] * 3
@@ -674,3 +677,33 @@ def test_fold_jobs_then_one_eval_only_run_gather_every_fold(run_cli, tmp_path) -
     assert _folds_of(group_dir / "similarity.tsv") == ["0", "1", "2"]
     unknown = group("--fold", "3", "--analysis", "none")
     assert unknown.code == 64 and "--fold 3: the splits have folds 0 to 2" in unknown.err
+
+
+def test_every_group_file_is_documented_in_outputs_md(group_run) -> None:
+    from bidsfusion.layout import GroupLayout
+
+    _, out, _ = group_run
+    documented = (Path(__file__).parent.parent / "docs" / "outputs.md").read_text()
+    layout = GroupLayout.of(out)
+    placeholders = {"desc": "<modality>", "group": "<G>", "dim": "<k>"}
+
+    def general(name: str) -> str:
+        for entity, placeholder in placeholders.items():
+            name = re.sub(rf"{entity}-[^_]+", f"{entity}-{placeholder}", name)
+        return name
+
+    expected = [f"group/{p.name}" for p in layout.root.iterdir() if p.is_file()]
+    expected += [
+        f"group/objective-<SPEC>/fold-<k>/{p.name}"
+        for run in layout.runs()
+        for p in run.files.path.iterdir()
+    ]
+    for analysis in ("saliency", "group-differences"):
+        for folder in layout.analysed_objectives(analysis).values():
+            expected += [
+                f"group/{analysis}/objective-<SPEC>/{general(p.name)}"
+                for p in folder.iterdir()
+                if not p.name.endswith(".json") or "crossmodal" in p.name
+            ]
+    missing = sorted({e for e in set(expected) if f"`{e}`" not in documented})
+    assert len(expected) > 20 and not missing, missing

@@ -35,6 +35,8 @@ from bidsfusion.plugins import get_plugin_manager
 from bidsfusion.space import MNI_GRID_AFFINE
 from bidsfusion.tsv import read_tsv
 
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves these out
+
 RNG = np.random.default_rng(0)
 
 
@@ -226,7 +228,8 @@ def test_asked_for_with_nothing_to_analyse_it_fails_in_one_line(trained) -> None
     zero = tuple(dataclasses.replace(r, C=1e-6, l1_ratio=1.0) for r in context.evaluation)
     with pytest.raises(InputDataError, match=r"no classifier has a nonzero coefficient$"):
         write_group_differences(dataclasses.replace(context, evaluation=zero))
-    config = dataclasses.replace(context.config, positive="nobody")
+    data = dataclasses.replace(context.config.data, positive="nobody")
+    config = dataclasses.replace(context.config, data=data)
     with pytest.raises(InputDataError) as error:
         write_group_differences(dataclasses.replace(context, config=config))
     assert "at least 2 nobody and 2 HC evaluated subjects; found 0 and 10" in str(error.value)
@@ -235,7 +238,8 @@ def test_asked_for_with_nothing_to_analyse_it_fails_in_one_line(trained) -> None
 
 def test_without_asking_for_it_nothing_to_analyse_is_a_warning(trained, caplog) -> None:
     _, _, context, _ = trained
-    config = dataclasses.replace(context.config, analysis=())  # all registered analyses
+    analyses = dataclasses.replace(context.config.analyses, analysis=())  # all registered ones
+    config = dataclasses.replace(context.config, analyses=analyses)
     write_group_differences(dataclasses.replace(context, config=config, evaluation=()))
     assert f"{NO_ROWS}; skipped" in caplog.text
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from planted import MODALITIES, planted_pairs, textured_pairs
 
@@ -18,6 +19,8 @@ from bidsfusion.plugins import registered
 from bidsfusion.train.diagnostics import AUGMENTATION_GAP, SHORTCUT_GAP, latents_of, retrieval
 from bidsfusion.train.loop import FoldData, FoldResult, train_fold
 from bidsfusion.train.settings import TrainSettings
+
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves these out
 
 N_TRAIN, N_VALIDATION, SIZE = 64, 16, 16
 

@@ -22,6 +22,8 @@ from bidsfusion.preprocess.images import matrix_from_transform
 from bidsfusion.space import MNI_GRID_AFFINE, MNI_GRID_SHAPE
 from bidsfusion.synth.dataset import make_dataset
 
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves these out
+
 GRID = "space-MNI152NLin2009aSym_res-3mm"
 MASK = "sourcedata/synth/masks/space-MNI152NLin2009aSym_res-2mm_desc-{}_mask.nii.gz"
 MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")

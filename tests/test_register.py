@@ -35,6 +35,8 @@ from bidsfusion.synth.dataset import MODALITIES, plan_dataset
 from bidsfusion.synth.individuality import draw_individuality
 from bidsfusion.synth.scanner import SITES, random_placement, render_t1
 
+pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves these out
+
 STUDYFORREST = (
     Path(os.environ.get("BIDSFUSION_STUDYFORREST", "/work/shared/data/studyforrest-sub02"))
     / "sub-02"

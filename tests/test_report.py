@@ -355,6 +355,7 @@ def browser() -> object:
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
+@pytest.mark.slow
 def test_a_browser_renders_every_image(report: Path, tmp_path: Path) -> None:
     driver = browser()
     try:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from bidsfusion import hookimpl
 from bidsfusion.analyses.group_differences import NAME, write_group_differences
 from bidsfusion.analyses.saliency import NAME as SALIENCY
 from bidsfusion.analyses.saliency import write_saliency
 from bidsfusion.analyses.similarity import write_similarity
+from bidsfusion.hookspecs import AnalysisRegister
 
 
 @hookimpl
-def register_analyses(register: Callable[[str, Callable[[Any], None]], None]) -> None:
+def register_analyses(register: AnalysisRegister) -> None:
     """Register ``similarity`` (CKA and SVCCA between the modalities' representations),
     ``saliency`` (SmoothGrad maps of every latent dimension in brain space) and
     ``group-differences`` (voxel-wise AD versus HC saliency of the dimensions the

@@ -8,6 +8,7 @@ from the context and writes its outputs under ``context.layout`` atomically
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,3 +117,8 @@ class AnalysisContext:
                 self.inputs, self.splits.folds[fold], self.splits.holdout, self.labels, self.device
             ).evaluation
         return self._tensors[fold]
+
+
+Analysis = Callable[[AnalysisContext], None]
+"""What ``register_analyses`` registers: a callable that writes its results under
+``context.layout``."""

@@ -206,7 +206,7 @@ def _targets(
     for modality in context.modalities:
         row = rows.get((spec, modality))
         if row is None:
-            log.info("group-differences: %s %s has no fold-0 evaluation row", spec, modality)
+            log.info("group-differences: %s %s has no evaluation row of fold 0", spec, modality)
             continue
         data = load_fold(path, modality, SALIENCY_FOLD)
         found = extreme_dims(fit(data, row.C, row.l1_ratio, row.seed).coef_[0])

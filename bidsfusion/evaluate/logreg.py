@@ -148,7 +148,7 @@ def _check_classes(path: Path, fold: int, labels: dict[str, np.ndarray]) -> None
         positive, negative = counts[part]
         if not (positive and negative):
             raise InputDataError(
-                f"{path}: fold-{fold} {part} part has {positive} positive and {negative} "
+                f"{path}: fold {fold}'s {part} part has {positive} positive and {negative} "
                 "negative subjects; both classes are needed: use fewer --folds or check "
                 "--positive/--negative"
             )

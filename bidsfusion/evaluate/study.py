@@ -28,6 +28,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import ArgumentError
 
 from bidsfusion.errors import OutputError, UsageError
+from bidsfusion.layout import fold_name
 
 log = logging.getLogger("bidsfusion.evaluate")
 
@@ -168,7 +169,7 @@ def _advice(error: Exception) -> str:
 
 def study_name(objective: str, modality: str, fold: int, key: str) -> str:
     """``bidsfusion:<objective>:<modality>:fold-<k>:<first 12 hex of key>``."""
-    return f"bidsfusion:{objective}:{modality}:fold-{fold}:{key[:12]}"
+    return f"bidsfusion:{objective}:{modality}:{fold_name(fold)}:{key[:12]}"
 
 
 def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -3,8 +3,9 @@ of an encoder that objectives are built from."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
@@ -26,6 +27,35 @@ class EncoderOutput(NamedTuple):
     features: dict[str, Tensor]
 
 
+@runtime_checkable
+class Encoder(Protocol):
+    """What every registered encoder is: an ``nn.Module`` mapping ``x[B, 1, D, H, W]`` to
+    :class:`EncoderOutput`, describing its sizes to the objectives.
+
+    Attributes:
+        in_shape: the input's spatial shape ``(D, H, W)``.
+        latent_dim: the size of ``latent``.
+        local_channels: the channels of ``features["local"]``.
+    """
+
+    in_shape: tuple[int, int, int]
+    latent_dim: int
+    local_channels: int
+
+    def __call__(self, x: Tensor) -> EncoderOutput:
+        """The encoder's output for a batch ``x[B, 1, D, H, W]``."""
+        ...
+
+    def parameters(self, recurse: bool = True) -> Any:
+        """Its trainable parameters (an ``nn.Module``'s)."""
+        ...
+
+
+EncoderFactory = Callable[..., Encoder]
+"""``factory(in_shape, latent_dim, **options) -> Encoder``: what ``register_encoders``
+registers (a class such as :class:`~bidsfusion.models.dcgan.DCGANEncoder`)."""
+
+
 @dataclass(frozen=True)
 class Dims:
     """Sizes of one modality's encoder, all an objective needs to build its parts."""
@@ -36,6 +66,6 @@ class Dims:
     embed_dim: int = 64
 
     @classmethod
-    def of(cls, encoder: nn.Module, embed_dim: int = 64) -> Dims:
+    def of(cls, encoder: Encoder | nn.Module, embed_dim: int = 64) -> Dims:
         """Read ``in_shape``, ``latent_dim`` and ``local_channels`` from an encoder."""
         return cls(tuple(encoder.in_shape), encoder.latent_dim, encoder.local_channels, embed_dim)

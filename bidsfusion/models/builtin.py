@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from bidsfusion import hookimpl
+from bidsfusion.hookspecs import EncoderRegister
 from bidsfusion.models.dcgan import DCGANEncoder
 
 
 @hookimpl
-def register_encoders(register: Callable[[str, object], None]) -> None:
+def register_encoders(register: EncoderRegister) -> None:
     """Register ``dcgan``: factory ``(in_shape, latent_dim, **options) -> DCGANEncoder``."""
     register("dcgan", DCGANEncoder)

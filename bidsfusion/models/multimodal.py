@@ -3,19 +3,17 @@ from the run's model settings or loaded from a trained fold's checkpoint."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor, nn
 
 from bidsfusion.checkpoint import load_checkpoint
 from bidsfusion.config import Model
-from bidsfusion.errors import InputDataError, InputMissingError, UsageError, one_line
-from bidsfusion.models.base import Dims, EncoderOutput
+from bidsfusion.errors import InputDataError, InputMissingError, PluginError, UsageError, one_line
+from bidsfusion.models.base import Dims, Encoder, EncoderFactory, EncoderOutput
 from bidsfusion.plugins import registered
-
-EncoderFactory = Callable[..., nn.Module]
-"""``factory(in_shape, latent_dim, **options) -> Encoder`` (a ``register_encoders`` value)."""
 
 
 class MultimodalModel(nn.Module):
@@ -36,9 +34,17 @@ class MultimodalModel(nn.Module):
         super().__init__()
         if not modalities:
             raise ValueError("MultimodalModel needs at least one modality")
-        self.encoders = nn.ModuleDict(
-            {m: factory(tuple(in_shape), latent_dim, **options) for m in modalities}
-        )
+        encoders: dict[str, Any] = {
+            m: factory(tuple(in_shape), latent_dim, **options) for m in modalities
+        }
+        for encoder in encoders.values():
+            if not (isinstance(encoder, nn.Module) and isinstance(encoder, Encoder)):
+                raise PluginError(
+                    f"encoder factory {getattr(factory, '__name__', factory)!r} returned a "
+                    f"{type(encoder).__name__}, not an nn.Module with in_shape, latent_dim and "
+                    "local_channels (the Encoder protocol of bidsfusion.api)"
+                )
+        self.encoders = nn.ModuleDict(encoders)
 
     @property
     def modalities(self) -> tuple[str, ...]:

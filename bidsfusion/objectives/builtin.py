@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from bidsfusion import hookimpl
+from bidsfusion.hookspecs import ObjectiveRegister
 from bidsfusion.objectives.ae import Autoencoder
-from bidsfusion.objectives.base import ObjectiveFactory
 from bidsfusion.objectives.cca import DeepCCA
 from bidsfusion.objectives.dim import CrossLocalDIM, CrossSpatialDIM, LocalDIM, SimilarityDIM
 from bidsfusion.objectives.mmvae import MMVAE
@@ -15,7 +13,7 @@ from bidsfusion.objectives.untrained import CONTROL, Untrained
 
 
 @hookimpl
-def register_objectives(register: Callable[[str, ObjectiveFactory | str], None]) -> None:
+def register_objectives(register: ObjectiveRegister) -> None:
     """Register L, CL, CS, S, AE, CCA, MMVAE (alone only), Supervised, ``DCCAE = AE-CCA``
     and the untrained control ``Random`` (alone only, never trained)."""
     register("L", LocalDIM)

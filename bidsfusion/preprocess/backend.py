@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bidsfusion import hookimpl
-from bidsfusion.hookspecs import Register
+from bidsfusion.hookspecs import BackendRegister
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,6 @@ SIMPLEITK = Backend(
 
 
 @hookimpl
-def register_preprocessing_backends(register: Register) -> None:
+def register_preprocessing_backends(register: BackendRegister) -> None:
     """Register the built-in SimpleITK backend."""
     register(SIMPLEITK.name, SIMPLEITK)

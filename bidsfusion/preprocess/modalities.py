@@ -8,7 +8,7 @@ from typing import Any
 
 from bidsfusion import hookimpl
 from bidsfusion.config import Participant
-from bidsfusion.hookspecs import Register
+from bidsfusion.hookspecs import ModalityRegister
 from bidsfusion.modality import Modality
 
 
@@ -53,7 +53,7 @@ FALFF_MODALITY = Modality(
 
 
 @hookimpl
-def register_modalities(register: Register) -> None:
+def register_modalities(register: ModalityRegister) -> None:
     """Register T1w and falff."""
     register(T1W.name, T1W)
     register(FALFF_MODALITY.name, FALFF_MODALITY)

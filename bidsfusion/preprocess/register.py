@@ -218,16 +218,12 @@ def register_similarity(
     scales from the physical shift.
 
     Why two regions: over the dilated mask, where a skull-stripped template is empty,
-    mutual information prefers the template brain on the moving head's scalp. Optimised
-    and chosen over the dilated mask alone, 35 of 160 ``bidsfusion synth`` heads settled
-    there (scale 24 % too large, the brain shrunk inside the template mask, QC
-    similarity 0.61-0.64, not flagged), and the group level's cross-modal objectives
-    learned that failure as the subjects' shared factor. Over the mask itself alone, a
-    real T1w with a header tilted by (20, -20, 0) degrees ended 40 mm off. With both,
-    neither happens (``benchmarks/registration.py``). A mean BOLD volume has no bright
-    scalp to fit, and its partial coverage misleads the mask-only starts (the real
-    studyforrest run registered with them: its fALFF correlated 0.16 with the fALFF made
-    through its T1w, where the test asks for 0.6): it goes without ``scalp_guard``.
+    mutual information prefers the template brain on the moving head's scalp; over the
+    mask itself alone, a strongly tilted head can end far off. With both, neither happens
+    (docs/benchmarks.md, "Registration", gives the measurements, which
+    ``benchmarks/registration.py`` repeats). A mean BOLD volume has no bright scalp to
+    fit, and its partial coverage misleads the mask-only starts: it goes without
+    ``scalp_guard``.
 
     Args:
         moving: the image to align (e.g. a T1w, any orientation, LPS as SimpleITK reads it).

@@ -37,7 +37,7 @@ def saliency(layout: GroupLayout) -> str:
         return note(f"not run: use --analysis {SALIENCY}")
     folders = layout.analysed_objectives(SALIENCY)
     if not folders:
-        return problem(f"{relative(root, layout.root)} holds no objective-*/ folder")
+        return problem(f"{relative(root, layout.root)} holds no folder of an objective")
     text = note(
         "SmoothGrad saliency of fold 0's model, mean over all evaluated subjects: for each "
         "objective, the latent dimensions of the first two fused modalities whose maps "

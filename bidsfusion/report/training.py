@@ -38,7 +38,7 @@ def training(layout: GroupLayout) -> str:
         build = partial(_curves, layout, spec, flags.get(spec, []))
         parts.append(guarded(build, root, f"the training curves of {spec}"))
     if len(parts) == 1:
-        parts.append(note("no objective-*/ folder: nothing was trained here"))
+        parts.append(note("no objective folder: nothing was trained here"))
     return "".join(parts)
 
 
@@ -136,7 +136,7 @@ def _curves(layout: GroupLayout, spec: str, flags: list[str]) -> str:
         if folds and all(files.checkpoint.is_file() for files in folds.values()):
             return title + note(f"{spec} trains for zero steps (an untrained control): no curves")
         folder = relative(layout.objective_dir(spec), layout.root)
-        return title + problem(f"{folder}: no fold-*/history.tsv")
+        return title + problem(f"{folder}: no fold holds a history.tsv")
     histories = {k: read_history(paths[k]) for k in sorted(paths)}
     names = [relative(paths[k], layout.root) for k in sorted(paths)]
     return title + figure(training_figure(histories, spec), f"training curves of {spec}", names)

@@ -19,6 +19,7 @@ import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,9 +94,10 @@ def pretrain_all(
     and written when it ends, so a run killed midway leaves none for ``--eval-only``.
     """
     labels = inputs.labels(data.positive, data.negative)
+    device = torch.device(settings.device)
     summary = []
     for k in folds:
-        tensors = fold_tensors(inputs, splits.folds[k], splits.holdout, labels, settings.device)
+        tensors = fold_tensors(inputs, splits.folds[k], splits.holdout, labels, device)
         for recipe in recipes:
             files = layout.fold(recipe.spec.name, k)
             fold_model = copy.deepcopy(recipe.model)
@@ -178,12 +180,12 @@ def _save_representations(
     """``representations.npz``: subject, group, label, role in the fold, z_<modality>."""
     evaluation = tensors.evaluation
     latents = encode(model, evaluation.volumes, settings.batch_size, settings.device)
+    arrays: dict[str, Any] = {
+        "subject": np.array(evaluation.subjects),
+        "group": np.array([groups[s] for s in evaluation.subjects]),
+        "label": evaluation.labels.numpy(),
+        "role": np.array([tensors.roles.get(s, "unused") for s in evaluation.subjects]),
+        **{f"z_{m}": z for m, z in latents.items()},
+    }
     with atomic_path(files.representations) as tmp, open(tmp, "wb") as handle:
-        np.savez(
-            handle,
-            subject=np.array(evaluation.subjects),
-            group=np.array([groups[s] for s in evaluation.subjects]),
-            label=evaluation.labels.numpy(),
-            role=np.array([tensors.roles.get(s, "unused") for s in evaluation.subjects]),
-            **{f"z_{m}": z for m, z in latents.items()},
-        )
+        np.savez(handle, **arrays)

@@ -24,12 +24,17 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 
-from bidsfusion import hookimpl
-from bidsfusion.errors import InputDataError
-from bidsfusion.modality import FALFF_BAND, Modality
-from bidsfusion.preprocess.falff import band_bins, padded_length
-from bidsfusion.preprocess.interfaces import FALFF
-from bidsfusion.preprocess.modalities import check_band
+from bidsfusion.api import (
+    FALFF,
+    FALFF_BAND,
+    InputDataError,
+    Modality,
+    ModalityRegister,
+    band_bins,
+    check_band,
+    hookimpl,
+    padded_length,
+)
 
 
 def alff(
@@ -95,6 +100,6 @@ ALFF_MODALITY = Modality(
 
 
 @hookimpl
-def register_modalities(register: Any) -> None:
+def register_modalities(register: ModalityRegister) -> None:
     """Register ``alff``."""
     register(ALFF_MODALITY.name, ALFF_MODALITY)

@@ -156,6 +156,6 @@ def test_three_modalities_train_end_to_end(alff_registered, tmp_path: Path) -> N
     import tomllib
 
     record = tomllib.loads((group / "config.toml").read_text())
-    assert record["modality"] == ["T1w", "falff", "alff"]
+    assert record["data"]["modality"] == ["T1w", "falff", "alff"]
     history = (group / "objective-L-CL" / "fold-0" / "history.tsv").read_text()
     assert "CL_chance" in history.splitlines()[0]

@@ -12,10 +12,14 @@ from itertools import combinations
 import torch
 from torch import Tensor
 
-from bidsfusion import hookimpl
-from bidsfusion.models.base import Dims, EncoderOutput
-from bidsfusion.objectives.base import Objective
-from bidsfusion.objectives.options import require_at_least
+from bidsfusion.api import (
+    Dims,
+    EncoderOutput,
+    Objective,
+    ObjectiveRegister,
+    hookimpl,
+    require_at_least,
+)
 
 
 def barlow_twins(z1: Tensor, z2: Tensor, off_diagonal_weight: float = 5e-3) -> Tensor:
@@ -58,6 +62,6 @@ class BarlowTwins(Objective):
 
 
 @hookimpl
-def register_objectives(register) -> None:
+def register_objectives(register: ObjectiveRegister) -> None:
     """Register the ``Barlow`` term."""
     register("Barlow", BarlowTwins)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bidsfusion import hookimpl
-from bidsfusion.hookspecs import Register
-from bidsfusion.preprocess.backend import Backend
+from bidsfusion.api import Backend, BackendRegister, hookimpl
 from bidsfusion_fsl.availability import check_fsl
 from bidsfusion_fsl.dof import BOLD_TO_T1W_DOF, BOLD_TO_TEMPLATE_DOF, T1W_TO_TEMPLATE_DOF
 
@@ -64,6 +62,6 @@ __all__ = ["FSL", "check_fsl", "register_preprocessing_backends"]
 
 
 @hookimpl
-def register_preprocessing_backends(register: Register) -> None:
+def register_preprocessing_backends(register: BackendRegister) -> None:
     """Register the ``fsl`` backend."""
     register(FSL.name, FSL)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from bidsfusion.errors import InputMissingError
+from bidsfusion.api import InputMissingError
 
 BINARIES = ("mcflirt", "bet", "flirt")
 """The FSL programs the backend runs."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import nibabel as nib
 import numpy as np
 
-from bidsfusion.rigid import params_from_matrix, volume_centre
+from bidsfusion.api import params_from_matrix, volume_centre
 
 
 def scaled_voxels(image: nib.spatialimages.SpatialImage) -> np.ndarray:

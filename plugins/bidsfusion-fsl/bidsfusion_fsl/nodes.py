@@ -19,12 +19,15 @@ from nipype.interfaces.base import (
     TraitedSpec,
 )
 
-from bidsfusion.nifti import read_data, save_image
-from bidsfusion.preprocess.images import transform_from_matrix
-from bidsfusion.preprocess.interfaces import write_confounds
-from bidsfusion.preprocess.motion import framewise_displacement
-from bidsfusion.preprocess.qc import residual_sd
-from bidsfusion.space import mni_template
+from bidsfusion.api import (
+    framewise_displacement,
+    mni_template,
+    read_data,
+    residual_sd,
+    save_image,
+    transform_from_matrix,
+    write_confounds,
+)
 from bidsfusion_fsl.matrices import motion_parameters, world_matrix
 
 TEMPLATE_RESOLUTION_MM = 2

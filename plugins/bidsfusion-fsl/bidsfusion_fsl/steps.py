@@ -19,10 +19,14 @@ from nipype.interfaces.base import (
 )
 from nipype.pipeline import engine as pe
 
-from bidsfusion.errors import BidsFusionError
-from bidsfusion.nifti import one_line
-from bidsfusion.preprocess.engine import crash_report
-from bidsfusion.preprocess.interfaces import Coregister, Realign, RegisterToTemplate
+from bidsfusion.api import (
+    BidsFusionError,
+    Coregister,
+    Realign,
+    RegisterToTemplate,
+    crash_report,
+    one_line,
+)
 from bidsfusion_fsl.availability import check_fsl
 from bidsfusion_fsl.dof import T1W_TO_TEMPLATE_DOF
 from bidsfusion_fsl.workflows import (

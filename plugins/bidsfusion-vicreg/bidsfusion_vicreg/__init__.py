@@ -6,14 +6,13 @@ Installed, it adds the objective term ``VICReg`` (``--objective S-VICReg``,
 
 from __future__ import annotations
 
-from bidsfusion import hookimpl
-from bidsfusion.hookspecs import Register
+from bidsfusion.api import ObjectiveRegister, hookimpl
 from bidsfusion_vicreg.loss import VICReg, vicreg_parts
 
 __all__ = ["VICReg", "register_objectives", "vicreg_parts"]
 
 
 @hookimpl
-def register_objectives(register: Register) -> None:
+def register_objectives(register: ObjectiveRegister) -> None:
     """Register the ``VICReg`` term."""
     register("VICReg", VICReg)

@@ -27,11 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bidsfusion.errors import UsageError
-from bidsfusion.models.base import Dims, EncoderOutput
-from bidsfusion.objectives.base import Objective
-from bidsfusion.objectives.gather import all_gather
-from bidsfusion.objectives.options import require_at_least
+from bidsfusion.api import Dims, EncoderOutput, Objective, UsageError, all_gather, require_at_least
 
 PARTS = ("invariance", "variance", "covariance")
 """The unweighted parts, logged as ``VICReg_<part>``."""
