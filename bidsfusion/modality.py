@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from nipype.interfaces.base import BaseInterface
+
     from bidsfusion.config import Participant
 
 FALFF_BAND: tuple[float, float] = (0.01, 0.1)
@@ -53,7 +55,7 @@ class Modality:
     source: str
     datatype: str
     entities: Mapping[str, str]
-    map_interface: Callable[..., Any] | None = None
+    map_interface: Callable[..., BaseInterface] | None = None
     description: str = ""
     parameters: Mapping[str, Any] = field(default_factory=dict)
     settings: Callable[[Participant], Mapping[str, Any]] | None = None

@@ -3,8 +3,8 @@
 Built-in parts register through the same hooks as third-party packages; the
 modules listed in :data:`BUILTIN_PLUGINS` are simply loaded first. Set
 ``BIDSFUSION_DISABLE_PLUGIN_AUTOLOAD=1`` to skip entry points (tests do). Each
-registry is built once per process, and again only when the set of plugins changes
-(a test that registers a throwaway plugin).
+registry is built once per process, and again only when a plugin is registered or
+unregistered (a test's throwaway plugin) or after :func:`refresh`.
 """
 
 from __future__ import annotations
@@ -41,10 +41,22 @@ KINDS: dict[str, str] = {
 """Registry kind -> the hook that fills it."""
 
 
+class _PluginManager(pluggy.PluginManager):
+    """pluggy's manager, forgetting the registries whenever a plugin comes or goes."""
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        refresh()
+        return super().register(plugin, name)
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        refresh()
+        return super().unregister(plugin, name)
+
+
 @functools.cache
 def get_plugin_manager() -> pluggy.PluginManager:
     """The process-wide plugin manager, built-ins and entry points loaded."""
-    pm = pluggy.PluginManager("bidsfusion")
+    pm = _PluginManager("bidsfusion")
     pm.add_hookspecs(hookspecs)
     for module_name in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(module_name), name=module_name)
@@ -76,22 +88,24 @@ def owner(kind: str, name: str) -> str:
     return _collect(kind)[name][1]
 
 
-_REGISTRIES: dict[str, tuple[tuple[tuple[str, int], ...], dict[str, tuple[Any, str]]]] = {}
-"""kind -> (the plugins it was built from, name -> (thing, plugin name))."""
+_REGISTRIES: dict[str, dict[str, tuple[Any, str]]] = {}
+"""kind -> name -> (thing, plugin name), built on first use."""
+
+
+def refresh() -> None:
+    """Forget every registry: the next :func:`registered` calls the hooks again (done
+    whenever a plugin is registered or unregistered)."""
+    _REGISTRIES.clear()
 
 
 def _collect(kind: str) -> dict[str, tuple[Any, str]]:
-    pm = get_plugin_manager()
-    plugins = tuple((name, id(plugin)) for name, plugin in pm.list_name_plugin())
-    cached = _REGISTRIES.get(kind)
-    if cached is not None and cached[0] == plugins:
-        return cached[1]
-    caller = getattr(pm.hook, KINDS[kind])
-    found: dict[str, tuple[Any, str]] = {}
-    for impl in reversed(caller.get_hookimpls()):
-        _call_impl(impl, kind, found)
-    _REGISTRIES[kind] = (plugins, found)
-    return found
+    if kind not in _REGISTRIES:
+        caller = getattr(get_plugin_manager().hook, KINDS[kind])
+        found: dict[str, tuple[Any, str]] = {}
+        for impl in reversed(caller.get_hookimpls()):
+            _call_impl(impl, kind, found)
+        _REGISTRIES[kind] = found
+    return _REGISTRIES[kind]
 
 
 def _call_impl(impl: Any, kind: str, found: dict[str, tuple[Any, str]]) -> None:

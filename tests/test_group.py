@@ -468,18 +468,16 @@ def test_a_row_its_representations_no_longer_give_is_named(tmp_path, caplog, mon
 @pytest.mark.parametrize(
     ("holdout", "warned"), [(3, False), (0.3, False), (4, True), (0.5, True), (0.2, True)]
 )
-def test_eval_only_warns_of_another_holdout_count_or_fraction(caplog, holdout, warned) -> None:
+def test_eval_only_names_another_holdout_count_or_fraction(holdout, warned) -> None:
     from bidsfusion.config import Data
     from bidsfusion.data.splits import make_splits
-    from bidsfusion.evaluate.trained import _warn_unused_split_options
+    from bidsfusion.evaluate.trained import unused_split_options
 
     subjects = [f"{i:02d}" for i in range(10)]
     splits = make_splits(subjects, ["AD", "HC"] * 5, n_folds=2, holdout=3)
-    _warn_unused_split_options(Data(folds=2, holdout=holdout), splits)
-    messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert bool(messages) == warned
-    if warned:
-        assert f"not --holdout {holdout}:" in messages[0] and "3 hold-out subjects" in messages[0]
+    differing = unused_split_options(Data(folds=2, holdout=holdout), splits)
+    assert differing == ([f"--holdout {holdout}"] if warned else [])
+    assert unused_split_options(Data(folds=3, holdout=3), splits) == ["--folds 3"]
 
 
 def test_eval_only_reuses_finished_studies_and_needs_representations(group_run, run_cli, tmp_path):

@@ -45,7 +45,15 @@ def trained_splits(
             f"{error}; the group level without --eval-only, with the options it was trained "
             "with, writes it again"
         ) from None
-    _warn_unused_split_options(data, splits)
+    differing = unused_split_options(data, splits)
+    if differing:
+        log.warning(
+            "--eval-only evaluates the trained splits of splits.json (%d folds, %d hold-out "
+            "subjects), not %s: retrain without --eval-only for other splits",
+            splits.n_folds,
+            len(splits.holdout),
+            " and ".join(differing),
+        )
     found = []
     for spec in specs:
         for k in selected_folds(fold, splits.n_folds):
@@ -81,9 +89,10 @@ def _warn_changed_derivatives(layout: GroupLayout, representations: Sequence[Pat
         )
 
 
-def _warn_unused_split_options(data: Data, splits: Splits) -> None:
-    """Say so when ``--folds`` or the hold-out size of ``--holdout`` (a count, or a fraction
-    of the subjects) differs from the trained splits, which are kept."""
+def unused_split_options(data: Data, splits: Splits) -> list[str]:
+    """The split options (``--folds N``, ``--holdout X``) whose values differ from the
+    trained ``splits``, which ``--eval-only`` keeps: ``--folds``, or the hold-out size of
+    ``--holdout`` (a count, or a fraction of the subjects)."""
     differing = []
     if data.folds != splits.n_folds:
         differing.append(f"--folds {data.folds}")
@@ -94,11 +103,4 @@ def _warn_unused_split_options(data: Data, splits: Splits) -> None:
         size = math.ceil(size * n_subjects)
     if size != len(splits.holdout):
         differing.append(f"--holdout {data.holdout}")
-    if differing:
-        log.warning(
-            "--eval-only evaluates the trained splits of splits.json (%d folds, %d hold-out "
-            "subjects), not %s: retrain without --eval-only for other splits",
-            splits.n_folds,
-            len(splits.holdout),
-            " and ".join(differing),
-        )
+    return differing

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nipype.interfaces.base import BaseInterface
 
 from bidsfusion import hookimpl
 from bidsfusion.hookspecs import BackendRegister
@@ -42,15 +45,15 @@ class Backend:
 
     name: str
     description: str
-    realign: Callable[[], Any]
-    register_anat: Callable[[], Any]
-    coregister: Callable[[], Any]
-    register_func: Callable[[], Any]
+    realign: Callable[[], BaseInterface]
+    register_anat: Callable[[], BaseInterface]
+    coregister: Callable[[], BaseInterface]
+    register_func: Callable[[], BaseInterface]
     check: Callable[[], None] = lambda: None
 
 
-def _interface(name: str) -> Callable[[], Any]:
-    def factory() -> Any:
+def _interface(name: str) -> Callable[[], BaseInterface]:
+    def factory() -> BaseInterface:
         from bidsfusion.preprocess import interfaces
 
         return getattr(interfaces, name)()
@@ -59,7 +62,7 @@ def _interface(name: str) -> Callable[[], Any]:
     return factory
 
 
-def _register_mean_bold() -> Any:
+def _register_mean_bold() -> BaseInterface:
     """RegisterToTemplate from an upright start, without the scalp guard: EPI contrast and
     partial coverage mislead the rotation search and the mask-only starts."""
     from bidsfusion.preprocess.interfaces import RegisterToTemplate
