@@ -260,9 +260,10 @@ def expand_multi_values(argv: Sequence[str]) -> list[str]:
     """Rewrite ``--opt a b`` as ``--opt a --opt b`` for the several-value options."""
     out: list[str] = []
     current: str | None = None
+    several = multi_value_flags()
     for arg in argv:
         if arg.startswith("-"):
-            current = arg if arg in multi_value_flags() else None
+            current = arg if arg in several else None
             out.append(arg)
         elif current and out[-1] != current:
             out += [current, arg]

@@ -40,6 +40,8 @@ GRID_MM = 3
 """Voxel size of the participant-level grid, the unit of ``--max-shift``."""
 MAX_SHIFT = 48
 INPUT_SIZES = (64, 32, 16)
+DEVICES = ("auto", "cpu", "cuda")
+"""``--device`` values: ``auto`` is CUDA when torch sees a GPU, else the CPU."""
 RECORD = "record"
 """The table of a written configuration that holds what is not a setting (paths, versions)."""
 
@@ -116,7 +118,7 @@ class Execution:
         flags=("-v", "--verbose"), shown="", kind="count",
     )  # fmt: skip
     device: str = setting(
-        "auto", "Device of training and analyses.", choices=("auto", "cpu", "cuda")
+        "auto", "Device of training and analyses.", choices=DEVICES
     )
     fold: tuple[int, ...] = setting(
         (), "Train and evaluate only fold K (0-based; repeatable), e.g. one fold per cluster "

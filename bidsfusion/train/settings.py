@@ -7,10 +7,9 @@ from typing import Any
 
 import torch
 
-from bidsfusion.config import Train, check_learning_rates
+from bidsfusion.config import DEVICES, Train, check_learning_rates
 from bidsfusion.errors import UsageError
 
-DEVICES = ("auto", "cpu", "cuda")
 _DEFAULT = Train()
 """The defaults of the user's training settings, written once in :class:`Train`."""
 
