@@ -117,9 +117,7 @@ class Execution:
         0, "More log output; with -v, tracebacks on errors.", level=BOTH,
         flags=("-v", "--verbose"), shown="", kind="count",
     )  # fmt: skip
-    device: str = setting(
-        "auto", "Device of training and analyses.", choices=DEVICES
-    )
+    device: str = setting("auto", "Device of training and analyses.", choices=DEVICES)
     fold: tuple[int, ...] = setting(
         (), "Train and evaluate only fold K (0-based; repeatable), e.g. one fold per cluster "
         "job; the analyses then wait for a run without --fold.", shown="every fold",
