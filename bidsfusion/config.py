@@ -325,6 +325,8 @@ class RunConfig:
     train: Train = dataclasses.field(default_factory=Train)
     evaluate: Evaluate = dataclasses.field(default_factory=Evaluate)
     analyses: Analyses = dataclasses.field(default_factory=Analyses)
+    explicit: frozenset[str] = frozenset()
+    """The settings the user gave (command line or ``--config``), not defaults."""
 
     @property
     def work(self) -> Path:
@@ -385,6 +387,7 @@ def make_config(options: Mapping[str, Any]) -> RunConfig:
             output_dir=_path(given["output_dir"]),
             analysis_level=str(given["analysis_level"]),
             **{name: SECTIONS[name](**values) for name, values in by_section.items()},
+            explicit=frozenset(k for k in given if k in SECTION_OF),
         )
     except KeyError as missing:
         raise UsageError(f"incomplete configuration: no {missing}") from None

@@ -32,3 +32,12 @@ def digest(record: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of a JSON-serialisable record, independent of key order."""
     text = json.dumps(record, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    sha = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            sha.update(block)
+    return sha.hexdigest()

@@ -45,7 +45,7 @@ from bidsfusion.errors import BidsFusionError
 from bidsfusion.evaluate.run import Evaluation, run_evaluation
 from bidsfusion.evaluate.study import journal_storage, open_storage
 from bidsfusion.evaluate.summary import summary_table
-from bidsfusion.evaluate.trained import trained_splits
+from bidsfusion.evaluate.trained import trained_settings, trained_splits
 from bidsfusion.layout import GroupLayout
 from bidsfusion.locations import check_locations, check_work_dir
 from bidsfusion.modality import Modality
@@ -53,7 +53,7 @@ from bidsfusion.objectives.specs import ObjectiveSpec, objective_specs
 from bidsfusion.plugins import registered
 from bidsfusion.report.html import write_report
 from bidsfusion.train.distributed import barrier, is_main, process_group
-from bidsfusion.train.pretrain import Recipe, build_recipes, pretrain_all
+from bidsfusion.train.pretrain import Pretraining, Recipe, build_recipes, pretrain_all
 from bidsfusion.train.settings import TrainSettings, resolve_device
 
 log = logging.getLogger("bidsfusion.group")
@@ -79,20 +79,25 @@ class GroupRun:
 
 def prepare(config: RunConfig) -> GroupRun:
     """Check everything a run can check before any work (64, 66, 73 on a problem) and build
-    each spec's model and objective."""
+    each spec's model and objective; with ``--eval-only``, the model settings are those the
+    trained model folders record, and nothing is built."""
     check_dataset(config.bids_dir)
     check_locations(config.bids_dir, config.output_dir, config.execution.work_dir)
     objectives = registered("objectives")
     specs = objective_specs(
         config.objectives.objective, config.objectives.objective_option, objectives
     )
+    layout = GroupLayout.of(config.output_dir)
+    if config.execution.eval_only:
+        config = trained_settings(config, layout, [spec.name for spec in specs])
     modalities = selected_modalities(config.data.modality)
     names = [m.name for m in modalities]
-    recipes = build_recipes(specs, config.model, names, objectives, config.execution.seed)
+    recipes = []
+    if not config.execution.eval_only:
+        recipes = build_recipes(specs, config.model, names, objectives, config.execution.seed)
     analyses = selected_analyses(config.analyses.analysis)
     check_work_dir(config.work)
     device = resolve_device(config.execution.device)
-    layout = GroupLayout.of(config.output_dir)
     return GroupRun(
         config, layout, tuple(specs), tuple(recipes), tuple(modalities), analyses, device
     )
@@ -101,7 +106,7 @@ def prepare(config: RunConfig) -> GroupRun:
 def run(config: RunConfig) -> None:
     """Pretrain and evaluate every requested objective on every fold (``OUTPUT_DIR/group``)."""
     group = prepare(config)
-    execution = config.execution
+    config, execution = group.config, group.config.execution
     torch.set_num_threads(execution.omp_nthreads or execution.nprocs)
     inputs: GroupInputs | None = None
     with process_group(group.device, execution.dist_timeout):
@@ -170,7 +175,8 @@ def _pretrain(group: GroupRun) -> tuple[GroupInputs, Splits]:
         splits.to_json(layout.splits)
         write_text(layout.config, _config_record(group))
     settings = TrainSettings.of(config.train, config.execution.seed, group.device)
-    pretrain_all(group.recipes, inputs, splits, layout, settings, data, config.model, folds)
+    plan = Pretraining(group.recipes, group.modalities, layout, settings, data, config.model)
+    pretrain_all(plan, inputs, splits, folds)
     return inputs, splits
 
 

@@ -45,9 +45,31 @@ def _fold_of(folder: Path) -> int | None:
 
 @dataclass(frozen=True)
 class FoldFiles:
-    """The files of one trained (objective, fold) in its folder ``path``."""
+    """The files of one trained (objective, fold) in its folder ``path``; the three model
+    files (``model.json``, ``model.safetensors``, ``objective.safetensors``) make a model
+    folder (:mod:`bidsfusion.models.folder`), alone or beside the training files."""
 
     path: Path
+
+    @property
+    def metadata(self) -> Path:
+        """``model.json``: everything that built the model and everything needed to use it."""
+        return self.path / "model.json"
+
+    @property
+    def weights(self) -> Path:
+        """``model.safetensors``: the encoders' states."""
+        return self.path / "model.safetensors"
+
+    @property
+    def objective_weights(self) -> Path:
+        """``objective.safetensors``: the objective's states (heads, decoders)."""
+        return self.path / "objective.safetensors"
+
+    @property
+    def card(self) -> Path:
+        """``README.md``: the model card of an exported model folder."""
+        return self.path / "README.md"
 
     @property
     def checkpoint(self) -> Path:

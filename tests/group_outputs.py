@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bidsfusion.models.folder import load_model_folder
+
 
 def read_pairs(out: Path) -> list[dict[str, str]]:
     """The rows of ``group/pairs.tsv``."""
@@ -80,14 +82,24 @@ def check_group_outputs(out: Path, specs: Sequence[str], epochs: int, latent_dim
     for spec in specs:
         for k, fold in enumerate(splits["folds"]):
             fold_dir = out / "group" / f"objective-{spec}" / f"fold-{k}"
+            record, model = load_model_folder(fold_dir)  # from its own files alone
+            assert (record.objective, record.latent_dim, record.modality_names) == (
+                spec, latent_dim, ("T1w", "falff")
+            )  # fmt: skip
+            assert record.data["train"] == fold["train"]
+            assert record.data["holdout"] == sorted(holdout)
             if spec == "Random":  # the untrained control: its initial weights, representations
                 assert sorted(p.name for p in fold_dir.iterdir()) == [
-                    "checkpoint.pt",
+                    "model.json", "model.safetensors", "objective.safetensors",
                     "representations.npz",
-                ]
-                assert torch.load(fold_dir / "checkpoint.pt", weights_only=True)["epoch"] == 0
+                ]  # fmt: skip
+                assert record.trains is False and record.training["trained"] is False
             else:
                 _check_training(fold_dir, spec, epochs)
+                best = torch.load(fold_dir / "checkpoint.pt", weights_only=True)
+                assert record.training["best_epoch"] == best["epoch"]
+                saved = model.state_dict()
+                assert all(torch.equal(saved[k], v) for k, v in best["model"].items())
             z = np.load(fold_dir / "representations.npz")
             assert sorted(z["subject"]) == sorted(subjects)
             assert z["z_T1w"].shape == z["z_falff"].shape == (len(subjects), latent_dim)

@@ -76,7 +76,7 @@ def test_a_throwaway_analysis_runs_with_the_context(analysed) -> None:
     assert len(context.evaluation) == len(SPECS) * 2 * 2
     assert {context.labels[s] for s in context.labels} == {1, 0, -1}
     for fold in context.folds:
-        volumes = context.volumes(fold)
+        volumes = context.volumes("S", fold)
         arrays = context.representations("S", fold)
         assert list(volumes.subjects) == list(arrays["subject"])
         with torch.no_grad():
@@ -136,15 +136,17 @@ def test_a_plugin_bug_in_an_analysis_is_70_naming_the_plugin(analysed, run_cli) 
 
 def test_an_analysis_of_a_missing_model_is_66_naming_it(analysed, run_cli) -> None:
     root, bids, out, _ = analysed
-    checkpoint = out / "group" / "objective-S" / "fold-0" / "checkpoint.pt"
-    aside = checkpoint.with_name("aside.pt")
+    checkpoint = out / "group" / "objective-S" / "fold-0" / "model.safetensors"
+    aside = checkpoint.with_name("aside.safetensors")
     checkpoint.rename(aside)
     try:
         result = run_cli(*_args(root, bids, out, "--eval-only", "--analysis", "saliency"))
     finally:
         aside.rename(checkpoint)
     assert result.code == 66, result.err
-    assert f"{checkpoint} is missing: the group level without --eval-only writes it" in result.err
+    assert f"{checkpoint} is missing: the group level without --eval-only writes it again" in (
+        result.err
+    )
     assert result.err.strip().splitlines()[-1].startswith("bidsfusion: error: analysis saliency")
 
 
@@ -170,7 +172,7 @@ def test_saliency_maps_in_brain_space_and_the_crossmodal_pair(analysed) -> None:
             sidecar = json.loads((folder / f"fold-0_desc-{modality}_group-{group}_saliency.json")
                                  .read_text())  # fmt: skip
             assert sidecar["Samples"] == 5 and sidecar["NoiseFraction"] == 0.05
-    model, volumes = context.model("S", 0), context.volumes(0)
+    model, volumes = context.model("S", 0), context.volumes("S", 0)
     generator = torch.Generator().manual_seed(context.seed)
     maps = {}
     with fast_input_gradients(model):

@@ -705,3 +705,23 @@ def test_every_group_file_is_documented_in_outputs_md(group_run) -> None:
             ]
     missing = sorted({e for e in set(expected) if f"`{e}`" not in documented})
     assert len(expected) > 20 and not missing, missing
+
+
+def test_eval_only_reads_the_model_settings_from_the_model_folders(group_run, run_cli) -> None:
+    """Trained at 16^3 with 8 latent dimensions; evaluated and analysed a week later without
+    repeating a training flag (the defaults, 64^3 and 64, would not fit the weights)."""
+    bids, out, _ = group_run
+    root = out.parent
+    specs = [a for spec in SPECS for a in ("--objective", spec)]
+    later = [bids, out, "group", *specs, "-w", root / "work", "--n-trials", "8", "--folds",
+             str(FOLDS), "--holdout", "3", "--eval-only", "--device", "cpu"]  # fmt: skip
+    result = run_cli(*later, "--epochs", "7")
+    assert result.code == 0, result.err
+    assert "--eval-only evaluates the models as trained; it ignores --epochs" in result.err
+    assert (out / "group" / "saliency" / "objective-S-AE" / "crossmodal.json").is_file()
+    contradicting = run_cli(*later, "--input-size", "32")
+    assert contradicting.code == 64 and len(contradicting.err.splitlines()) == 1
+    assert "--input-size 32 contradicts the trained models (" in contradicting.err
+    assert "model.json says 16)" in contradicting.err
+    modality = run_cli(*later, "--modality", "falff", "T1w")
+    assert modality.code == 64 and "--modality falff T1w contradicts" in modality.err

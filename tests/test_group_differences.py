@@ -162,7 +162,7 @@ def test_maps_and_peaks_of_the_trained_run(trained) -> None:
     folder = out / "group" / "group-differences" / "objective-S"
     columns, table = read_tsv(folder / "peaks.tsv")
     assert tuple(columns) == PEAK_COLUMNS and table
-    model, volumes = context.model("S", 0), context.volumes(0)
+    model, volumes = context.model("S", 0), context.volumes("S", 0)
     labels = np.array([context.labels[s] for s in volumes.subjects])
     chosen = np.flatnonzero(labels >= 0)
     for modality in context.modalities:

@@ -117,7 +117,7 @@ def fabricate(group: Path) -> Path:
         (group / "objective-L-CL" / f"fold-{fold}").mkdir(parents=True)
         _history(group / "objective-L-CL" / f"fold-{fold}" / "history.tsv", 20, fold)
         (group / "objective-Random" / f"fold-{fold}").mkdir(parents=True)
-        (group / "objective-Random" / f"fold-{fold}" / "checkpoint.pt").write_bytes(b"")
+        (group / "objective-Random" / f"fold-{fold}" / "model.json").write_text('{"trains": false}')
     saliency = group / "saliency" / "objective-L-CL"
     for modality, centre in (("T1w", (24, 40, 40)), ("falff", (40, 30, 34))):
         _nifti(saliency / f"fold-0_desc-{modality}_group-all_saliency.nii.gz", _blob(centre, 3))

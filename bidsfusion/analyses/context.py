@@ -20,9 +20,11 @@ from bidsfusion.data.folds import fold_tensors
 from bidsfusion.data.group_inputs import GroupInputs
 from bidsfusion.data.normalize import PairedVolumes
 from bidsfusion.data.splits import Splits
+from bidsfusion.data.transforms import HistogramLandmarks
 from bidsfusion.evaluate.logreg import EvaluationRow, load_representations
 from bidsfusion.layout import GroupLayout
-from bidsfusion.models.multimodal import MultimodalModel, load_model
+from bidsfusion.models.folder import ModelRecord, load_model_folder, read_record
+from bidsfusion.models.multimodal import MultimodalModel
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,9 @@ class AnalysisContext:
     specs: tuple[str, ...]
     evaluation: tuple[EvaluationRow, ...]
     device: torch.device
-    _tensors: dict[int, PairedVolumes] = field(default_factory=dict, repr=False, compare=False)
+    _tensors: dict[tuple[int, tuple[tuple[float, ...], ...]], PairedVolumes] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def group_dir(self) -> Path:
@@ -91,6 +95,11 @@ class AnalysisContext:
         return tuple(self.inputs.caches)
 
     @property
+    def evaluated_subjects(self) -> tuple[str, ...]:
+        """The evaluated subjects (one pair each), in the order of :meth:`volumes`."""
+        return tuple(p.subject for p in self.inputs.pairs if p.evaluation)
+
+    @property
     def labels(self) -> dict[str, int]:
         """Every subject's label: 1 ``--positive``, 0 ``--negative``, -1 any other group."""
         return self.inputs.labels(self.positive, self.negative)
@@ -100,23 +109,35 @@ class AnalysisContext:
         and ``z_<modality>`` ``[n, latent]`` per modality, one row per evaluated subject."""
         return load_representations(self.layout.fold(spec, fold).representations)
 
+    def record(self, spec: str, fold: int) -> ModelRecord:
+        """What built the model of ``(spec, fold)``: its model folder's ``model.json``."""
+        return read_record(self.layout.fold(spec, fold).path)
+
     def model(self, spec: str, fold: int) -> MultimodalModel:
-        """The model of ``(spec, fold)`` as its ``checkpoint.pt`` holds it (``Random``: its
-        untrained initialisation), on ``device``, frozen (eval mode, no parameter
-        gradients: an input gradient then costs half as much)."""
-        checkpoint = self.layout.fold(spec, fold).checkpoint
-        model = load_model(self.config.model, self.modalities, checkpoint)
+        """The model of ``(spec, fold)`` from its model folder alone (``Random``: its untrained
+        initialisation), on ``device``, frozen (eval mode, no parameter gradients: an input
+        gradient then costs half as much)."""
+        _, model = load_model_folder(self.layout.fold(spec, fold).path)
         return model.to(self.device).eval().requires_grad_(False)
 
-    def volumes(self, fold: int) -> PairedVolumes:
-        """Every evaluated subject's volumes (one pair each), normalised exactly as fold
-        ``fold``'s model saw them in training, on ``device``."""
-        if fold not in self._tensors:
-            self._tensors.clear()  # one fold's volumes at a time
-            self._tensors[fold] = fold_tensors(
-                self.inputs, self.splits.folds[fold], self.splits.holdout, self.labels, self.device
+    def volumes(self, spec: str, fold: int) -> PairedVolumes:
+        """Every evaluated subject's volumes (one pair each), normalised as the model of
+        ``(spec, fold)`` sees them (with the landmarks its model folder records), on
+        ``device``."""
+        record = self.record(spec, fold)
+        key = (fold, tuple(m.landmarks for m in record.modalities))
+        if key not in self._tensors:
+            self._tensors.clear()  # one set of volumes at a time
+            landmarks = {m: HistogramLandmarks(v) for m, v in record.landmarks().items()}
+            self._tensors[key] = fold_tensors(
+                self.inputs,
+                self.splits.folds[fold],
+                self.splits.holdout,
+                self.labels,
+                self.device,
+                landmarks,
             ).evaluation
-        return self._tensors[fold]
+        return self._tensors[key]
 
 
 Analysis = Callable[[AnalysisContext], None]

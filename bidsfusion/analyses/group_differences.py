@@ -173,7 +173,7 @@ def write_group_differences(context: AnalysisContext) -> None:
     rows = {(r.objective, r.modality): r for r in context.evaluation if r.fold == SALIENCY_FOLD}
     if not any((spec, m) in rows for spec in context.specs for m in context.modalities):
         return _nothing(context, NO_ROWS)
-    labels = np.array([context.labels[s] for s in context.volumes(SALIENCY_FOLD).subjects])
+    labels = np.array([context.labels[s] for s in context.evaluated_subjects])
     n1, n2 = int((labels == 1).sum()), int((labels == 0).sum())
     if min(n1, n2) < 2:
         return _nothing(
@@ -240,7 +240,7 @@ def _objective(
     written: set[str] = set()
     table = []
     for modality, (row, found) in targets.items():
-        maps = _saliency(context, model.encoders[modality], modality, chosen, found)
+        maps = _saliency(context, spec, model.encoders[modality], modality, chosen, found)
         for j, (direction, dim, coefficient) in enumerate(found):
             rbc, q, tested = difference_maps(maps[positive, j], maps[~positive, j])
             target = {"Objective": spec, "Fold": SALIENCY_FOLD, "Modality": modality,
@@ -263,6 +263,7 @@ def _objective(
 
 def _saliency(
     context: AnalysisContext,
+    spec: str,
     encoder: torch.nn.Module,
     modality: str,
     chosen: np.ndarray,
@@ -271,7 +272,7 @@ def _saliency(
     """Saliency ``[len(chosen), len(found), S, S, S]`` (float32) of the ``found`` dimensions
     for the ``chosen`` evaluated subjects, in chunks of subjects as the ``saliency`` analysis
     computes them."""
-    volumes = context.volumes(SALIENCY_FOLD).volumes[modality]
+    volumes = context.volumes(spec, SALIENCY_FOLD).volumes[modality]
     dims = [dim for _, dim, _ in found]
     chunk = max(1, 2 * (64 // context.input_size) ** 3)
     generator = torch.Generator(device=context.device).manual_seed(context.seed)

@@ -207,7 +207,7 @@ def write_saliency(context: AnalysisContext) -> None:
 
 def _saliency_sums(context: AnalysisContext, spec: str) -> _Sums:
     model = context.model(spec, SALIENCY_FOLD)
-    volumes = context.volumes(SALIENCY_FOLD)
+    volumes = context.volumes(spec, SALIENCY_FOLD)
     chunk = max(1, 2 * (64 // context.input_size) ** 3)
     generator = torch.Generator(device=context.device).manual_seed(context.seed)
     sums = _Sums()
@@ -295,8 +295,7 @@ def _write_maps(
 
 def _count(context: AnalysisContext, group: str) -> int:
     """Evaluated subjects of ``group`` (``all``: every one) in the analysed fold."""
-    subjects = context.volumes(SALIENCY_FOLD).subjects
-    return sum(group in ("all", context.inputs.groups[s]) for s in subjects)
+    return sum(group in ("all", context.inputs.groups[s]) for s in context.evaluated_subjects)
 
 
 def _write_crossmodal(folder: Path, context: AnalysisContext, correlation: Tensor) -> None:

@@ -69,3 +69,24 @@ def flag_reason(path: Path) -> str | None:
         f"registration flagged by QC (similarity {qc.get('RegistrationSimilarity')} "
         f"< {qc.get('SimilarityThreshold')})"
     )
+
+
+PROCESSING_KEYS = (
+    "Resolution", "SpatialReference", "Template", "Backend", "SkullStripping", "Band",
+    "Parameters", "Description",
+)  # fmt: skip
+"""The sidecar keys that say how a derivative was made (a model records them)."""
+SPACE_KEYS = ("Resolution", "SpatialReference", "Template")
+"""Of those, the ones that fix the space: a model applies only to derivatives that share them."""
+
+
+def processing(path: Path) -> dict[str, object]:
+    """The :data:`PROCESSING_KEYS` of a derivative's sidecar (those it has; none when the
+    sidecar cannot be read)."""
+    try:
+        sidecar = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(sidecar, dict):
+        return {}
+    return {key: sidecar[key] for key in PROCESSING_KEYS if key in sidecar}

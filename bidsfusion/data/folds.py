@@ -19,6 +19,7 @@ from bidsfusion.data.group_inputs import GroupInputs
 from bidsfusion.data.normalize import PairedVolumes, learn_landmarks, paired_volumes
 from bidsfusion.data.pairs import Pair
 from bidsfusion.data.splits import Fold
+from bidsfusion.data.transforms import HistogramLandmarks
 from bidsfusion.fingerprint import file_stamp
 
 
@@ -34,6 +35,9 @@ class FoldTensors:
     evaluation: PairedVolumes
     roles: dict[str, str]
     key: dict[str, Any]
+    landmarks: dict[str, HistogramLandmarks]
+    pairs: dict[str, list[Pair]]
+    """The pairs of ``train``, ``validation`` and ``evaluation``."""
 
 
 def fold_tensors(
@@ -42,16 +46,19 @@ def fold_tensors(
     holdout: Sequence[str],
     labels: Mapping[str, int],
     device: torch.device,
+    landmarks: Mapping[str, HistogramLandmarks] | None = None,
 ) -> FoldTensors:
-    """The fold's splits normalised with landmarks of its training volumes; ``labels``:
-    every subject's label (1 positive, 0 negative, -1 other)."""
+    """The fold's splits normalised with landmarks of its training volumes, or with
+    ``landmarks`` when given (a pretrained model's own: never refit on other data);
+    ``labels``: every subject's label (1 positive, 0 negative, -1 other)."""
     train = [p for p in inputs.pairs if p.subject in set(fold.train)]
     validation = [p for p in inputs.pairs if p.subject in set(fold.validation)]
     evaluation = [p for p in inputs.pairs if p.evaluation]
-    landmarks = {
-        m: learn_landmarks(c, c.rows([p.paths[m] for p in train]), device)
-        for m, c in inputs.caches.items()
-    }
+    if landmarks is None:
+        landmarks = {
+            m: learn_landmarks(c, c.rows([p.paths[m] for p in train]), device)
+            for m, c in inputs.caches.items()
+        }
 
     def volumes(pairs: Sequence[Pair]) -> PairedVolumes:
         return paired_volumes(pairs, inputs.caches, landmarks, labels, device)
@@ -64,7 +71,10 @@ def fold_tensors(
         "train": _stamps(train),
         "validation": _stamps(validation),
     }
-    return FoldTensors(volumes(train), volumes(validation), volumes(evaluation), roles, key)
+    pairs = {"train": train, "validation": validation, "evaluation": evaluation}
+    return FoldTensors(
+        volumes(train), volumes(validation), volumes(evaluation), roles, key, dict(landmarks), pairs
+    )
 
 
 def _stamps(pairs: Sequence[Pair]) -> list[dict[str, object]]:

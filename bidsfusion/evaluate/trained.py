@@ -1,4 +1,8 @@
-"""What ``--eval-only`` evaluates: the splits and representations a group run trained.
+"""What ``--eval-only`` evaluates: the splits, representations and model settings a group
+run trained.
+
+The model settings (encoder, input size, latent size) and the modalities are those its
+model folders record (:func:`trained_settings`): a flag that contradicts them is refused.
 
 The splits are those of ``splits.json`` (a differing ``--folds`` or ``--holdout`` is named
 in a warning, not applied), every selected (spec, fold) must hold its
@@ -11,13 +15,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from bidsfusion.config import Data
+from bidsfusion.config import Data, RunConfig, Train
 from bidsfusion.data.splits import Splits, selected_folds
-from bidsfusion.errors import BidsFusionError, InputDataError, InputMissingError
+from bidsfusion.errors import BidsFusionError, InputDataError, InputMissingError, UsageError
 from bidsfusion.layout import GroupLayout
 from bidsfusion.locations import is_bidsfusion_dataset
+from bidsfusion.models.folder import ModelRecord, read_record
 from bidsfusion.tsv import read_tsv
 
 log = logging.getLogger("bidsfusion.group")
@@ -104,3 +110,55 @@ def unused_split_options(data: Data, splits: Splits) -> list[str]:
     if size != len(splits.holdout):
         differing.append(f"--holdout {data.holdout}")
     return differing
+
+
+TRAINING_ONLY = (*(f.name for f in fields(Train)), "objective_option")
+"""Settings that matter only to training: ``--eval-only`` ignores them, with a note."""
+
+
+def trained_settings(config: RunConfig, layout: GroupLayout, specs: Sequence[str]) -> RunConfig:
+    """``config`` with the model settings and the modalities of the trained model folders of
+    ``specs`` (``--eval-only`` reads a model as it was trained, not as today's command line
+    would build it): a flag given that contradicts them is a UsageError (64) naming both
+    values; flags that only matter to training are ignored with a note. Folders written
+    before model folders existed leave ``config`` as it is."""
+    ignored = [_flag(name) for name in TRAINING_ONLY if name in config.explicit]
+    if ignored:
+        log.info("--eval-only evaluates the models as trained; it ignores %s", ", ".join(ignored))
+    records = {
+        files.metadata: read_record(files.path)
+        for spec in specs
+        for files in layout.folds(spec).values()
+        if files.metadata.is_file()
+    }
+    if not records:
+        return config
+    path, record = next(iter(records.items()))
+    for other, found in records.items():
+        if _model_of(found) != _model_of(record):
+            raise UsageError(
+                f"{other} and {path} hold models of other settings or modalities: evaluate "
+                "them in separate runs (--objective)"
+            )
+    given = {**asdict(config.model), "modality": config.data.modality}
+    for name, trained in _model_of(record).items():
+        if name in config.explicit and given[name] != trained:
+            raise UsageError(
+                f"{_flag(name)} {_shown(given[name])} contradicts the trained models ({path} "
+                f"says {_shown(trained)}): --eval-only reads it from the model folders; drop it"
+            )
+    data = replace(config.data, modality=record.modality_names)
+    return replace(config, model=record.model_settings, data=data)
+
+
+def _model_of(record: ModelRecord) -> dict[str, object]:
+    """The settings a model folder fixes: the model section's and the modalities."""
+    return {**asdict(record.model_settings), "modality": record.modality_names}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _shown(value: object) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)

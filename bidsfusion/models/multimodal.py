@@ -1,17 +1,15 @@
 """One encoder per modality behind a single module (what the training engine trains), built
-from the run's model settings or loaded from a trained fold's checkpoint."""
+from the run's model settings (:mod:`bidsfusion.models.folder` loads a trained one)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
-from bidsfusion.checkpoint import load_checkpoint
 from bidsfusion.config import Model
-from bidsfusion.errors import InputDataError, InputMissingError, PluginError, UsageError, one_line
+from bidsfusion.errors import PluginError, UsageError
 from bidsfusion.models.base import Dims, Encoder, EncoderFactory, EncoderOutput
 from bidsfusion.plugins import registered
 
@@ -71,23 +69,3 @@ def build_model(settings: Model, modalities: Sequence[str]) -> MultimodalModel:
         )
     size = (settings.input_size,) * 3
     return MultimodalModel(modalities, encoders[settings.encoder], size, settings.latent_dim)
-
-
-def load_model(settings: Model, modalities: Sequence[str], checkpoint: Path) -> MultimodalModel:
-    """The model of ``settings`` with the weights of ``checkpoint`` (a fold's
-    ``checkpoint.pt``), in eval mode on the CPU. Raises InputMissingError (66) when it cannot
-    be read and InputDataError (65) when it holds no model of these settings."""
-    if not checkpoint.is_file():
-        raise InputMissingError(
-            f"{checkpoint} is missing: the group level without --eval-only writes it (a "
-            "trained fold is not retrained)"
-        )
-    model = build_model(settings, modalities)
-    try:
-        model.load_state_dict(load_checkpoint(checkpoint)["model"])
-    except (KeyError, RuntimeError) as error:
-        raise InputDataError(
-            f"{checkpoint} does not hold a model of this configuration ({one_line(error)}); "
-            "retrain it (the group level without --eval-only)"
-        ) from None
-    return model.eval()

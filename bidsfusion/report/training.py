@@ -6,9 +6,9 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from bidsfusion.layout import GroupLayout
+from bidsfusion.layout import FoldFiles, GroupLayout
 from bidsfusion.report.figures import training_figure
-from bidsfusion.report.inputs import number, read_history, read_table
+from bidsfusion.report.inputs import number, read_history, read_json, read_table
 from bidsfusion.report.markup import (
     Markup,
     badge,
@@ -126,6 +126,11 @@ def _fixed(text: str, path: Path, column: str, spec: str = ".2f") -> str:
     return format(number(text, path, column), spec)
 
 
+def _never_trained(files: FoldFiles) -> bool:
+    """Whether a fold's model.json says its objective trains for zero steps."""
+    return files.metadata.is_file() and read_json(files.metadata).get("trains") is False
+
+
 def _curves(layout: GroupLayout, spec: str, flags: list[str]) -> str:
     """One objective's heading (its flags as badges) and its training curves, all folds; an
     objective whose folds hold checkpoints but no history never trained (``Random``)."""
@@ -133,7 +138,7 @@ def _curves(layout: GroupLayout, spec: str, flags: list[str]) -> str:
     paths = {k: files.history for k, files in folds.items() if files.history.is_file()}
     title = heading(spec, *(badge(f) for f in flags))
     if not paths:
-        if folds and all(files.checkpoint.is_file() for files in folds.values()):
+        if folds and all(_never_trained(files) for files in folds.values()):
             return title + note(f"{spec} trains for zero steps (an untrained control): no curves")
         folder = relative(layout.objective_dir(spec), layout.root)
         return title + problem(f"{folder}: no fold holds a history.tsv")

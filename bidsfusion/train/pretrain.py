@@ -7,10 +7,11 @@ encoders. Per fold: the fold's normalised volumes (:mod:`~bidsfusion.data.folds`
 spec, a copy of its initial model and objective trained by
 :func:`~bidsfusion.train.loop.train_fold` (resumed or skipped when its fingerprint
 matches), or, for a spec that does not train (``Random``), kept at its initialisation;
-then the model's ``checkpoint.pt`` and its latents of every evaluation subject in
-``representations.npz``. ``group/training_summary.tsv`` gives the learning diagnostics of
-every trained fold. In a distributed run every rank trains and only rank 0 writes
-(:mod:`~bidsfusion.train.distributed`).
+then the fold's model folder (``model.json``, ``model.safetensors``,
+``objective.safetensors``: :mod:`~bidsfusion.models.folder`) and the model's latents of
+every evaluation subject in ``representations.npz``. ``group/training_summary.tsv`` gives
+the learning diagnostics of every trained fold. In a distributed run every rank trains and
+only rank 0 writes (:mod:`~bidsfusion.train.distributed`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,15 +32,17 @@ from bidsfusion.config import Data, Model
 from bidsfusion.data.folds import FoldTensors, fold_tensors
 from bidsfusion.data.group_inputs import GroupInputs
 from bidsfusion.data.splits import Splits
-from bidsfusion.fingerprint import digest
+from bidsfusion.fingerprint import digest, file_sha256
 from bidsfusion.layout import FoldFiles, GroupLayout
+from bidsfusion.modality import Modality
+from bidsfusion.models.folder import write_model_folder
 from bidsfusion.models.multimodal import MultimodalModel, build_model
 from bidsfusion.objectives.compose import ComposedObjective, Registry
 from bidsfusion.objectives.specs import ObjectiveSpec
 from bidsfusion.train.distributed import is_main
 from bidsfusion.train.encode import encode
 from bidsfusion.train.loop import FoldData, FoldResult, train_fold
-from bidsfusion.train.resume import FoldState, save_best
+from bidsfusion.train.model_record import data_record, model_record, training_record
 from bidsfusion.train.settings import TrainSettings
 from bidsfusion.train.summary import summary_row, write_training_summary
 
@@ -77,41 +81,65 @@ def build_recipes(
     return recipes
 
 
-def pretrain_all(
-    recipes: Sequence[Recipe],
-    inputs: GroupInputs,
-    splits: Splits,
-    layout: GroupLayout,
-    settings: TrainSettings,
-    data: Data,
-    model: Model,
-    folds: Sequence[int],
-) -> None:
-    """Train (or reuse) every recipe on the folds ``folds``; write each one's checkpoint and
-    representations (rank 0).
+@dataclass(frozen=True)
+class Pretraining:
+    """What pretraining needs besides the data: the recipes, the fused modalities, where to
+    write, how to train, the label settings and the model settings."""
 
-    A fold's ``representations.npz`` is removed before its training starts or resumes
-    and written when it ends, so a run killed midway leaves none for ``--eval-only``.
+    recipes: tuple[Recipe, ...]
+    modalities: tuple[Modality, ...]
+    layout: GroupLayout
+    settings: TrainSettings
+    data: Data
+    model: Model
+
+
+def pretrain_all(
+    plan: Pretraining, inputs: GroupInputs, splits: Splits, folds: Sequence[int]
+) -> None:
+    """Train (or reuse) every recipe on the folds ``folds``; write each one's model folder
+    and representations (rank 0).
+
+    A fold's ``model.json`` and ``representations.npz`` are removed before its training
+    starts or resumes and written when it ends, so a run killed midway leaves neither for
+    ``--eval-only`` or the analyses.
     """
+    data, layout = plan.data, plan.layout
     labels = inputs.labels(data.positive, data.negative)
-    device = torch.device(settings.device)
+    device = torch.device(plan.settings.device)
+    hashes = _hashes(inputs) if is_main() else {}
     summary = []
     for k in folds:
-        tensors = fold_tensors(inputs, splits.folds[k], splits.holdout, labels, device)
-        for recipe in recipes:
+        fold = splits.folds[k]
+        tensors = fold_tensors(inputs, fold, splits.holdout, labels, device)
+        source = data_record(data, k, fold, splits.holdout, inputs.groups, layout.root.parent)
+        for recipe in plan.recipes:
             files = layout.fold(recipe.spec.name, k)
-            fold_model = copy.deepcopy(recipe.model)
-            if is_main():  # stale until this fold's model is final: --eval-only must not use it
+            fold_model, fold_objective = (
+                copy.deepcopy(recipe.model),
+                copy.deepcopy(recipe.objective),
+            )
+            if is_main():  # stale until this fold's model is final
                 files.representations.unlink(missing_ok=True)
+                files.metadata.unlink(missing_ok=True)
+            result = None
             if recipe.spec.trains:
-                result = _train(recipe, fold_model, tensors, settings, files, data, model)
+                result = _train(recipe, fold_model, fold_objective, tensors, plan, files)
                 summary.append(summary_row(recipe.spec.name, k, result))
-            elif is_main():
-                _save_initial(files, fold_model, recipe.objective)
             if is_main():
-                _save_representations(files, fold_model, tensors, inputs.groups, settings)
+                trained = training_record(plan.settings, result)
+                record = model_record(
+                    recipe.spec, plan.model, plan.modalities, tensors, trained, source, hashes
+                )
+                write_model_folder(files, record, fold_model, fold_objective)
+                _save_representations(files, fold_model, tensors, inputs.groups, plan.settings)
     if is_main():
         write_training_summary(summary, layout)
+
+
+def _hashes(inputs: GroupInputs) -> dict[Path, str]:
+    """The SHA-256 of every paired derivative, by path."""
+    return {path: file_sha256(path) for p in inputs.pairs for path in p.paths.values()}
 
 
 def data_key(spec: ObjectiveSpec, data: Data, model: Model, files: Mapping[str, object]) -> str:
@@ -137,20 +165,20 @@ def data_key(spec: ObjectiveSpec, data: Data, model: Model, files: Mapping[str, 
 def _train(
     recipe: Recipe,
     fold_model: MultimodalModel,
+    fold_objective: ComposedObjective,
     tensors: FoldTensors,
-    settings: TrainSettings,
+    plan: Pretraining,
     files: FoldFiles,
-    data: Data,
-    model: Model,
 ) -> FoldResult:
+    """Train one fold's copies of a recipe's model and objective (left at the best epoch)."""
     result = train_fold(
         fold_model,
-        copy.deepcopy(recipe.objective),
+        fold_objective,
         FoldData(tensors.train.volumes, tensors.train.labels),
         FoldData(tensors.validation.volumes, tensors.validation.labels),
-        settings,
+        plan.settings,
         files.path,
-        data_key=data_key(recipe.spec, data, model, tensors.key),
+        data_key=data_key(recipe.spec, plan.data, plan.model, tensors.key),
     )
     log.info(
         "%s: best epoch %d, validation loss %.4f",
@@ -159,15 +187,6 @@ def _train(
         result.best_validation_loss,
     )
     return result
-
-
-def _save_initial(files: FoldFiles, model: MultimodalModel, objective: ComposedObjective) -> None:
-    """``checkpoint.pt`` of a spec that does not train: its initial states, epoch 0."""
-    state = FoldState(
-        best_model={k: v.detach().cpu() for k, v in model.state_dict().items()},
-        best_objective={k: v.detach().cpu() for k, v in objective.state_dict().items()},
-    )
-    save_best(files, state)
 
 
 def _save_representations(
