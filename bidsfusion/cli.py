@@ -219,6 +219,33 @@ def demo_command(out_dir: Path, subjects: int, seed: int, nprocs: int, verbose: 
         click.echo(f"report: {report}")
 
 
+@cli.command("export-model")
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--objective", required=True, metavar="SPEC", help="The trained objective spec.")
+@click.option(
+    "--fold",
+    multiple=True,
+    type=click.IntRange(min=0),
+    metavar="K",
+    help="The fold to export (repeatable). With one --fold DEST is the model folder; with "
+    "several, or none (every trained fold), one model folder per fold inside DEST.",
+)
+@click.option("-v", "--verbose", count=True, help="Tracebacks on errors.")
+def export_command(
+    output_dir: Path, dest: Path, objective: str, fold: tuple[int, ...], verbose: int
+) -> None:
+    """Copy the model folder of a trained (objective, fold) out of OUTPUT_DIR into DEST, with
+    a model card (README.md): weights (safetensors), model.json (everything that built it
+    and that using it needs). Load it with bidsfusion.load_model(DEST) or --pretrained."""
+    from bidsfusion.export import export_models
+
+    _configure_logging(verbose)
+    with user_errors(verbose):
+        for folder in export_models(output_dir.absolute(), objective, fold, dest.absolute()):
+            click.echo(f"exported {folder}")
+
+
 @contextlib.contextmanager
 def user_errors(verbose: int) -> Iterator[None]:
     """Turn errors into one stderr line and the matching exit code (traceback with -v)."""

@@ -208,6 +208,11 @@ class Objectives:
         (), "An objective term's option, e.g. CCA.ridge=1e-3 (repeatable; 'bidsfusion "
         "plugins' lists each term's options).", shown="", metavar="TERM.KEY=VALUE",
     )  # fmt: skip
+    pretrained: tuple[Path, ...] = setting(
+        (), "A model folder (bidsfusion export-model) to encode and evaluate this cohort with "
+        "instead of training, beside Random (repeatable); its own settings and landmarks are "
+        "used.", shown="none", metavar="MODEL_DIR",
+    )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +246,11 @@ class Train:
     sync_bn: bool = setting(
         False, "Under torchrun, batch norms over the global batch (SyncBatchNorm; CUDA only).",
         shown="each process normalises its share of the batch",
+    )  # fmt: skip
+    finetune: int = setting(
+        0, "Epochs to continue training each --pretrained model on this cohort's folds (with "
+        "its own landmarks).", why="none: the models are used as they are", minimum=0,
+        metavar="EPOCHS",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -325,7 +335,7 @@ class RunConfig:
     train: Train = dataclasses.field(default_factory=Train)
     evaluate: Evaluate = dataclasses.field(default_factory=Evaluate)
     analyses: Analyses = dataclasses.field(default_factory=Analyses)
-    explicit: frozenset[str] = frozenset()
+    explicit: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
     """The settings the user gave (command line or ``--config``), not defaults."""
 
     @property
@@ -366,7 +376,7 @@ def _to_toml_value(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, tuple):
-        return list(value)
+        return [_to_toml_value(v) for v in value]
     return value
 
 
@@ -398,9 +408,11 @@ def _path(value: Any) -> Path:
 
 
 def _coerce(section: type, name: str, value: Any) -> Any:
+    """``value`` as the setting's type: paths absolute, lists (and one value) as tuples."""
     kind = str(typing.get_type_hints(section)[name])
+    if kind.startswith("tuple"):
+        values = tuple(value) if isinstance(value, list | tuple) else (value,)
+        return tuple(_path(v) for v in values) if "Path" in kind else values
     if "Path" in kind:
         return _path(value)
-    if kind.startswith("tuple"):
-        return tuple(value) if isinstance(value, list | tuple) else (value,)
     return value

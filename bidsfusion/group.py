@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,20 +41,24 @@ from bidsfusion.config import RunConfig
 from bidsfusion.data.group_inputs import GroupInputs, load_group_inputs, selected_modalities
 from bidsfusion.data.pairs import write_pairs_tsv
 from bidsfusion.data.splits import Splits, check_earlier_splits, make_splits, selected_folds
-from bidsfusion.errors import BidsFusionError
+from bidsfusion.errors import BidsFusionError, UsageError
 from bidsfusion.evaluate.run import Evaluation, run_evaluation
 from bidsfusion.evaluate.study import journal_storage, open_storage
 from bidsfusion.evaluate.summary import summary_table
 from bidsfusion.evaluate.trained import trained_settings, trained_splits
-from bidsfusion.layout import GroupLayout
+from bidsfusion.layout import FoldFiles, GroupLayout
 from bidsfusion.locations import check_locations, check_work_dir
 from bidsfusion.modality import Modality
+from bidsfusion.models.folder import settings_for
+from bidsfusion.objectives.compose import Registry
 from bidsfusion.objectives.specs import ObjectiveSpec, objective_specs
+from bidsfusion.objectives.untrained import CONTROL
 from bidsfusion.plugins import registered
 from bidsfusion.report.html import write_report
 from bidsfusion.train.distributed import barrier, is_main, process_group
 from bidsfusion.train.pretrain import Pretraining, Recipe, build_recipes, pretrain_all
 from bidsfusion.train.settings import TrainSettings, resolve_device
+from bidsfusion.train.transfer import check_applicable, label, pretrained_recipe
 
 log = logging.getLogger("bidsfusion.group")
 
@@ -84,23 +88,61 @@ def prepare(config: RunConfig) -> GroupRun:
     check_dataset(config.bids_dir)
     check_locations(config.bids_dir, config.output_dir, config.execution.work_dir)
     objectives = registered("objectives")
-    specs = objective_specs(
-        config.objectives.objective, config.objectives.objective_option, objectives
-    )
+    config, pretrained = _pretrained(config, objectives)
+    requested = list(config.objectives.objective)
+    if config.objectives.pretrained and CONTROL not in requested:
+        requested.append(CONTROL)  # the control a pretrained model is evaluated against
+    specs = objective_specs(requested, config.objectives.objective_option, objectives)
     layout = GroupLayout.of(config.output_dir)
-    if config.execution.eval_only:
-        config = trained_settings(config, layout, [spec.name for spec in specs])
+    applied = [recipe.spec for recipe in pretrained]
+    if config.execution.eval_only:  # what the --pretrained models' folds wrote
+        applied = [ObjectiveSpec(label(p), (), {}, {}, False) for p in config.objectives.pretrained]
+        config = trained_settings(config, layout, [spec.name for spec in [*specs, *applied]])
     modalities = selected_modalities(config.data.modality)
-    names = [m.name for m in modalities]
     recipes = []
     if not config.execution.eval_only:
-        recipes = build_recipes(specs, config.model, names, objectives, config.execution.seed)
+        seed = config.execution.seed
+        fused = [m.name for m in modalities]
+        recipes = [*build_recipes(specs, config.model, fused, objectives, seed), *pretrained]
+    specs += applied
+    _check_unique([spec.name for spec in specs])
     analyses = selected_analyses(config.analyses.analysis)
     check_work_dir(config.work)
     device = resolve_device(config.execution.device)
     return GroupRun(
         config, layout, tuple(specs), tuple(recipes), tuple(modalities), analyses, device
     )
+
+
+def _pretrained(config: RunConfig, objectives: Registry) -> tuple[RunConfig, list[Recipe]]:
+    """``config`` with the model settings and modalities of the ``--pretrained`` models (a
+    flag that contradicts them is 64) and their recipes; none with ``--eval-only``, which
+    reads what their folds wrote."""
+    folders = config.objectives.pretrained
+    if config.train.finetune and not folders:
+        raise UsageError(
+            f"--finetune {config.train.finetune} fine-tunes --pretrained models: give one"
+        )
+    if config.execution.eval_only or not folders:
+        return config, []
+    recipes = [pretrained_recipe(p, objectives, config.train.finetune) for p in folders]
+    records = {
+        FoldFiles(p).metadata: r.source
+        for p, r in zip(folders, recipes, strict=True)
+        if r.source is not None
+    }
+    why = "a --pretrained model is used as it was trained"
+    return settings_for(config, records, why), recipes
+
+
+def _check_unique(names: Sequence[str]) -> None:
+    """UsageError (64) naming an objective given twice (two --pretrained folders of one name)."""
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(
+            f"objective {', '.join(twice)} is given twice: give each --pretrained model folder "
+            "its own name (the folder's name names it)"
+        )
 
 
 def run(config: RunConfig) -> None:
@@ -157,6 +199,8 @@ def _pretrain(group: GroupRun) -> tuple[GroupInputs, Splits]:
     inputs = load_group_inputs(config, group.modalities)
     if is_main():
         barrier()
+    for recipe in group.recipes:
+        check_applicable(recipe, group.modalities, inputs)
     evaluated = sorted({p.subject for p in inputs.pairs})
     data = config.data
     splits = make_splits(
@@ -175,7 +219,10 @@ def _pretrain(group: GroupRun) -> tuple[GroupInputs, Splits]:
         splits.to_json(layout.splits)
         write_text(layout.config, _config_record(group))
     settings = TrainSettings.of(config.train, config.execution.seed, group.device)
-    plan = Pretraining(group.recipes, group.modalities, layout, settings, data, config.model)
+    dataset = str(check_dataset(config.bids_dir).get("Name", config.bids_dir.name))
+    plan = Pretraining(
+        group.recipes, group.modalities, layout, settings, data, config.model, dataset
+    )
     pretrain_all(plan, inputs, splits, folds)
     return inputs, splits
 

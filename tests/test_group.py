@@ -86,13 +86,13 @@ def _write_subject(bids: Path, out: Path, label: str, diagnosis: str, rng) -> No
         _save(func / name, _volume(rng, diagnosis))
 
 
-def write_group_inputs(root: Path, groups: list[str] = GROUPS) -> tuple[Path, Path]:
+def write_group_inputs(root: Path, groups: list[str] = GROUPS, seed: int = 0) -> tuple[Path, Path]:
     """A raw BIDS dataset (participants, sessions) and OUTPUT_DIR with grid derivatives."""
     bids, out = root / "bids", root / "out"
     bids.mkdir(parents=True)
     (bids / "dataset_description.json").write_text('{"Name": "g", "BIDSVersion": "1.8.0"}')
     write_dataset_description(out)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     rows = ["participant_id\tdiagnosis"]
     for i, diagnosis in enumerate(groups, start=1):
         label = f"{i:02d}"
@@ -721,7 +721,7 @@ def test_eval_only_reads_the_model_settings_from_the_model_folders(group_run, ru
     assert (out / "group" / "saliency" / "objective-S-AE" / "crossmodal.json").is_file()
     contradicting = run_cli(*later, "--input-size", "32")
     assert contradicting.code == 64 and len(contradicting.err.splitlines()) == 1
-    assert "--input-size 32 contradicts the trained models (" in contradicting.err
+    assert "--input-size 32 contradicts the models (" in contradicting.err
     assert "model.json says 16)" in contradicting.err
     modality = run_cli(*later, "--modality", "falff", "T1w")
     assert modality.code == 64 and "--modality falff T1w contradicts" in modality.err

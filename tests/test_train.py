@@ -205,7 +205,7 @@ def test_a_finished_run_is_not_retrained(reference: Run, caplog: pytest.LogCaptu
         result = train_fold(
             model, objective, TRAIN, VALIDATION, SETTINGS, reference.out_dir, epochs.append
         )
-    assert epochs == [] and result.seconds < 5 and "not retraining" in caplog.text
+    assert epochs == [] and "not retraining" in caplog.text  # no epoch ran (no timing)
     assert {**asdict(result), "seconds": 0} == {**asdict(reference.result), "seconds": 0}
     assert states_equal(model.state_dict(), reference.model.state_dict())
     assert before == {name: (reference.out_dir / name).read_bytes() for name in FILES}

@@ -48,16 +48,18 @@ def _load(cache: VolumeCache, rows: np.ndarray, device: torch.device) -> Tensor:
     return torch.from_numpy(cache[rows][:, None]).to(device)
 
 
+def normalise(x: Tensor, landmarks: HistogramLandmarks) -> Tensor:
+    """Volumes ``x[B, 1, S, S, S]`` as every model sees them: histogram-standardised with
+    ``landmarks`` (its training fold's), then z-normalised per volume; float32."""
+    return z_normalize(standardize_histograms(x, landmarks.values.to(x.device)))
+
+
 def normalised(
     cache: VolumeCache, rows: np.ndarray, landmarks: HistogramLandmarks, device: torch.device
 ) -> Tensor:
     """Standardised, z-normalised volumes ``[len(rows), 1, S, S, S]`` on ``device``."""
     parts = [
-        z_normalize(
-            standardize_histograms(
-                _load(cache, rows[i : i + CHUNK], device), landmarks.values.to(device)
-            )
-        )
+        normalise(_load(cache, rows[i : i + CHUNK], device), landmarks)
         for i in range(0, len(rows), CHUNK)
     ]
     if not parts:

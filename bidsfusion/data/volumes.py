@@ -59,14 +59,30 @@ def _block_average(data: np.ndarray, input_size: int) -> np.ndarray:
     return pooled[0, 0].numpy()
 
 
+def model_input(data: np.ndarray, input_size: int, name: str | Path) -> np.ndarray:
+    """A grid volume as a model of ``input_size`` sees it, before normalisation: float32
+    ``[S, S, S]``, block-averaged as the cache stores it; InputDataError (65) naming
+    ``name`` when it is not a finite cube whose side is a multiple of S, or is constant."""
+    data = np.asarray(data, dtype=np.float32)
+    data = data[..., 0] if data.ndim == 4 and data.shape[3] == 1 else data
+    if not np.isfinite(data).all():
+        raise InputDataError(f"{name}: NaN or infinite values; give finite voxels")
+    _check(Path(name), data, input_size)
+    return _block_average(data, input_size)
+
+
+def read_model_input(path: Path, input_size: int) -> np.ndarray:
+    """:func:`model_input` of a NIfTI file's finite voxels."""
+    return model_input(_read(path), input_size, path)
+
+
 def _load(path: Path, input_size: int) -> tuple[tuple[int, ...], np.ndarray] | BidsFusionError:
     """(source shape, volume [S, S, S]) or the error that makes the file unusable."""
     try:
         data = _read(path)
-        _check(path, data, input_size)
+        return data.shape, model_input(data, input_size, path)
     except BidsFusionError as error:
         return error
-    return data.shape, _block_average(data, input_size)
 
 
 def _fill(

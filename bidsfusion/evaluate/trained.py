@@ -15,15 +15,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, fields, replace
+from dataclasses import fields
 from pathlib import Path
 
 from bidsfusion.config import Data, RunConfig, Train
 from bidsfusion.data.splits import Splits, selected_folds
-from bidsfusion.errors import BidsFusionError, InputDataError, InputMissingError, UsageError
+from bidsfusion.errors import BidsFusionError, InputDataError, InputMissingError
 from bidsfusion.layout import GroupLayout
 from bidsfusion.locations import is_bidsfusion_dataset
-from bidsfusion.models.folder import ModelRecord, read_record
+from bidsfusion.models.folder import read_record, settings_for
 from bidsfusion.tsv import read_tsv
 
 log = logging.getLogger("bidsfusion.group")
@@ -131,34 +131,8 @@ def trained_settings(config: RunConfig, layout: GroupLayout, specs: Sequence[str
         for files in layout.folds(spec).values()
         if files.metadata.is_file()
     }
-    if not records:
-        return config
-    path, record = next(iter(records.items()))
-    for other, found in records.items():
-        if _model_of(found) != _model_of(record):
-            raise UsageError(
-                f"{other} and {path} hold models of other settings or modalities: evaluate "
-                "them in separate runs (--objective)"
-            )
-    given = {**asdict(config.model), "modality": config.data.modality}
-    for name, trained in _model_of(record).items():
-        if name in config.explicit and given[name] != trained:
-            raise UsageError(
-                f"{_flag(name)} {_shown(given[name])} contradicts the trained models ({path} "
-                f"says {_shown(trained)}): --eval-only reads it from the model folders; drop it"
-            )
-    data = replace(config.data, modality=record.modality_names)
-    return replace(config, model=record.model_settings, data=data)
-
-
-def _model_of(record: ModelRecord) -> dict[str, object]:
-    """The settings a model folder fixes: the model section's and the modalities."""
-    return {**asdict(record.model_settings), "modality": record.modality_names}
+    return settings_for(config, records, "--eval-only reads it from the model folders")
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
-
-
-def _shown(value: object) -> str:
-    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)

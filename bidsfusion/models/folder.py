@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from bidsfusion import __version__
 from bidsfusion.atomic import atomic_path, write_text
-from bidsfusion.config import Model
+from bidsfusion.config import Model, RunConfig
 from bidsfusion.errors import InputDataError, InputMissingError, UsageError, one_line
 from bidsfusion.fingerprint import file_sha256
 from bidsfusion.layout import FoldFiles
@@ -162,7 +162,7 @@ def _record(document: Any, path: Path) -> ModelRecord:
             f"{path} is not the model.json of a bidsfusion model folder: {remedy(path.parent)}"
         )
     _check_format(document, path)
-    kinds = {f.name: f.type for f in fields(ModelRecord)}
+    kinds = {f.name: str(f.type) for f in fields(ModelRecord)}
     missing = sorted(set(kinds) - set(document))
     if missing:
         raise InputDataError(f"{path} lacks {', '.join(missing)}: {remedy(path.parent)}")
@@ -208,7 +208,7 @@ def _modality(document: Any, path: Path) -> ModalityRecord:
     where = f"{path}: modalities"
     if not isinstance(document, dict):
         raise InputDataError(f"{where}: an entry is not an object: {remedy(path.parent)}")
-    kinds = {f.name: f.type for f in fields(ModalityRecord)}
+    kinds = {f.name: str(f.type) for f in fields(ModalityRecord)}
     missing = sorted(set(kinds) - set(document))
     if missing:
         raise InputDataError(f"{where}: an entry lacks {', '.join(missing)}: {remedy(path.parent)}")
@@ -269,3 +269,37 @@ def load_state(module: nn.Module, state: Mapping[str, Tensor], path: Path) -> No
         raise InputDataError(
             f"{path} does not fit the model its model.json describes ({one_line(error)[:200]})"
         ) from None
+
+
+def settings_for(config: RunConfig, records: Mapping[Path, ModelRecord], why: str) -> RunConfig:
+    """``config`` with the model settings and the modalities of the models of ``records``
+    (by the path of their model.json), which must agree with each other; a setting the
+    user gave that contradicts them is a UsageError (64) naming both values and ``why``
+    the models' own apply. No records: ``config`` as it is."""
+    if not records:
+        return config
+    path, record = next(iter(records.items()))
+    for other, found in records.items():
+        if _fixed_by(found) != _fixed_by(record):
+            raise UsageError(
+                f"{other} and {path} hold models of other settings or modalities: use them "
+                "in separate runs"
+            )
+    given = {**asdict(config.model), "modality": config.data.modality}
+    for name, value in _fixed_by(record).items():
+        if name in config.explicit and given[name] != value:
+            raise UsageError(
+                f"--{name.replace('_', '-')} {_shown(given[name])} contradicts the models "
+                f"({path} says {_shown(value)}): {why}; drop the flag"
+            )
+    data = replace(config.data, modality=record.modality_names)
+    return replace(config, model=record.model_settings, data=data)
+
+
+def _fixed_by(record: ModelRecord) -> dict[str, object]:
+    """The settings a model folder fixes: the model section's and the modalities."""
+    return {**asdict(record.model_settings), "modality": record.modality_names}
+
+
+def _shown(value: object) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)

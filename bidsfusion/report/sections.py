@@ -28,6 +28,7 @@ SETTINGS = (
     "expanded_objectives", "modality", "label_column", "positive", "negative", "encoder",
     "latent_dim", "input_size", "epochs", "batch_size", "lr", "max_lr", "folds", "holdout",
     "n_trials", "seed", "paired_augmentation", "flip_axes", "max_shift", "eval_only",
+    "pretrained", "finetune",
 )  # fmt: skip
 """The settings of ``config.toml`` the report lists (any section; the record's objectives)."""
 SUMMARY = ("objective", "modality", "n_folds", "holdout_auc_mean", "holdout_auc_sd", "beats_random")
@@ -48,11 +49,33 @@ def configuration(layout: GroupLayout) -> str:
     versions = config.get("versions")
     if isinstance(versions, dict):
         rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
+    rows += _pretrained_rows(layout)
     text = note(
         "The settings of the last run that pretrained into this OUTPUT_DIR; the sections "
         "below show every objective found here, from this run or earlier ones."
     )
     return text + table(["setting", "value"], rows) + sources([relative(path, layout.root)])
+
+
+def _pretrained_rows(layout: GroupLayout) -> list[tuple[str, str]]:
+    """One row per pretrained model applied here: which model, where it was trained, on
+    how many subjects (its first fold's model.json)."""
+    rows = []
+    for spec in layout.objectives():
+        folds = layout.folds(spec)
+        first = next(iter(folds.values()), None)
+        if first is None or not first.metadata.is_file():
+            continue
+        data = read_json(first.metadata).get("data")
+        if not isinstance(data, dict) or "applied" not in data:
+            continue
+        trained = len(data.get("train", [])) + len(data.get("validation", []))
+        rows.append((
+            f"pretrained model {spec}",
+            f"{read_json(first.metadata).get('objective')} trained on {trained} subjects of "
+            f"{data.get('dataset')} ({data.get('output_dir')}, fold {data.get('fold')})",
+        ))  # fmt: skip
+    return rows
 
 
 def _shown(value: Any) -> str:

@@ -4,6 +4,7 @@ model folder's ``model.json`` says (:mod:`bidsfusion.models.folder`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +110,12 @@ def data_record(
     holdout: Sequence[str],
     groups: Mapping[str, str],
     output_dir: Path,
+    dataset: str,
 ) -> dict[str, Any]:
-    """Who the fold's model was trained on: OUTPUT_DIR, the fold, its subjects by role with
-    their groups, the label settings."""
+    """Who the fold's model was trained on: the dataset's name, OUTPUT_DIR, the fold, its
+    subjects by role with their groups, the label settings."""
     return {
+        "dataset": dataset,
         "output_dir": str(output_dir),
         "fold": fold_index,
         "label_column": data.label_column,
@@ -123,3 +126,16 @@ def data_record(
         "holdout": list(holdout),
         "groups": {s: groups[s] for s in [*fold.train, *fold.validation, *holdout]},
     }
+
+
+def applied_record(source: ModelRecord, here: ModelRecord) -> ModelRecord:
+    """The record of a pretrained model applied to this run's cohort: ``source`` (what built
+    it, where and on whom it was trained), with ``data["applied"]`` saying where it was
+    applied (``here``'s data and training, fine-tuning included)."""
+    applied = {
+        "dataset": here.data["dataset"],
+        "output_dir": here.data["output_dir"],
+        "fold": here.data["fold"],
+        "training": here.training,
+    }
+    return replace(source, data={**source.data, "applied": applied}, files={})

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +32,23 @@ from bidsfusion.config import Data, Model
 from bidsfusion.data.folds import FoldTensors, fold_tensors
 from bidsfusion.data.group_inputs import GroupInputs
 from bidsfusion.data.splits import Splits
+from bidsfusion.data.transforms import HistogramLandmarks
 from bidsfusion.fingerprint import digest, file_sha256
 from bidsfusion.layout import FoldFiles, GroupLayout
 from bidsfusion.modality import Modality
-from bidsfusion.models.folder import write_model_folder
+from bidsfusion.models.folder import ModelRecord, write_model_folder
 from bidsfusion.models.multimodal import MultimodalModel, build_model
 from bidsfusion.objectives.compose import ComposedObjective, Registry
 from bidsfusion.objectives.specs import ObjectiveSpec
 from bidsfusion.train.distributed import is_main
 from bidsfusion.train.encode import encode
 from bidsfusion.train.loop import FoldData, FoldResult, train_fold
-from bidsfusion.train.model_record import data_record, model_record, training_record
+from bidsfusion.train.model_record import (
+    applied_record,
+    data_record,
+    model_record,
+    training_record,
+)
 from bidsfusion.train.settings import TrainSettings
 from bidsfusion.train.summary import summary_row, write_training_summary
 
@@ -52,11 +58,17 @@ log = logging.getLogger("bidsfusion.group")
 @dataclass(frozen=True)
 class Recipe:
     """What one spec trains from: its parsed spec and its model and objective at their
-    seeded initialisation (each fold trains copies)."""
+    seeded initialisation (each fold trains copies); for a pretrained model
+    (:mod:`~bidsfusion.train.transfer`) its trained states instead, its model folder's
+    record and landmarks (the volumes are normalised with them, never refit), and the
+    epochs it is fine-tuned for (``None``: the run's ``--epochs``)."""
 
     spec: ObjectiveSpec
     model: MultimodalModel
     objective: ComposedObjective
+    source: ModelRecord | None = None
+    landmarks: Mapping[str, HistogramLandmarks] | None = None
+    epochs: int | None = None
 
 
 def build_recipes(
@@ -92,6 +104,8 @@ class Pretraining:
     settings: TrainSettings
     data: Data
     model: Model
+    dataset: str
+    """The name of BIDS_DIR's dataset (``dataset_description.json``), for the model folders."""
 
 
 def pretrain_all(
@@ -111,9 +125,16 @@ def pretrain_all(
     summary = []
     for k in folds:
         fold = splits.folds[k]
-        tensors = fold_tensors(inputs, fold, splits.holdout, labels, device)
-        source = data_record(data, k, fold, splits.holdout, inputs.groups, layout.root.parent)
+        own = fold_tensors(inputs, fold, splits.holdout, labels, device)
+        source = data_record(
+            data, k, fold, splits.holdout, inputs.groups, layout.root.parent, plan.dataset
+        )
         for recipe in plan.recipes:
+            tensors = own
+            if recipe.landmarks is not None:  # a pretrained model's: never refit
+                tensors = fold_tensors(
+                    inputs, fold, splits.holdout, labels, device, recipe.landmarks
+                )
             files = layout.fold(recipe.spec.name, k)
             fold_model, fold_objective = (
                 copy.deepcopy(recipe.model),
@@ -127,10 +148,12 @@ def pretrain_all(
                 result = _train(recipe, fold_model, fold_objective, tensors, plan, files)
                 summary.append(summary_row(recipe.spec.name, k, result))
             if is_main():
-                trained = training_record(plan.settings, result)
+                trained = training_record(_settings(plan, recipe), result)
                 record = model_record(
                     recipe.spec, plan.model, plan.modalities, tensors, trained, source, hashes
                 )
+                if recipe.source is not None:
+                    record = applied_record(recipe.source, record)
                 write_model_folder(files, record, fold_model, fold_objective)
                 _save_representations(files, fold_model, tensors, inputs.groups, plan.settings)
     if is_main():
@@ -171,14 +194,15 @@ def _train(
     files: FoldFiles,
 ) -> FoldResult:
     """Train one fold's copies of a recipe's model and objective (left at the best epoch)."""
+    files_key = {**tensors.key, "pretrained": recipe.source.files if recipe.source else None}
     result = train_fold(
         fold_model,
         fold_objective,
         FoldData(tensors.train.volumes, tensors.train.labels),
         FoldData(tensors.validation.volumes, tensors.validation.labels),
-        plan.settings,
+        _settings(plan, recipe),
         files.path,
-        data_key=data_key(recipe.spec, plan.data, plan.model, tensors.key),
+        data_key=data_key(recipe.spec, plan.data, plan.model, files_key),
     )
     log.info(
         "%s: best epoch %d, validation loss %.4f",
@@ -187,6 +211,13 @@ def _train(
         result.best_validation_loss,
     )
     return result
+
+
+def _settings(plan: Pretraining, recipe: Recipe) -> TrainSettings:
+    """The run's training settings, with a fine-tuned model's own number of epochs."""
+    if recipe.epochs is None:
+        return plan.settings
+    return replace(plan.settings, epochs=recipe.epochs)
 
 
 def _save_representations(
