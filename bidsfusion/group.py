@@ -45,7 +45,7 @@ from bidsfusion.errors import BidsFusionError, UsageError
 from bidsfusion.evaluate.run import Evaluation, run_evaluation
 from bidsfusion.evaluate.study import journal_storage, open_storage
 from bidsfusion.evaluate.summary import summary_table
-from bidsfusion.evaluate.trained import trained_settings, trained_splits
+from bidsfusion.evaluate.trained import note_ignored_flags, trained_settings, trained_splits
 from bidsfusion.layout import FoldFiles, GroupLayout
 from bidsfusion.locations import check_locations, check_work_dir
 from bidsfusion.modality import Modality
@@ -158,6 +158,7 @@ def run(config: RunConfig) -> None:
             splits = trained_splits(
                 group.layout, config.output_dir, group.names, execution.fold, config.data
             )
+            note_ignored_flags(config)
         else:
             inputs, splits = _pretrain(group)
     if not main:

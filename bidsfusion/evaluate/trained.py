@@ -120,11 +120,8 @@ def trained_settings(config: RunConfig, layout: GroupLayout, specs: Sequence[str
     """``config`` with the model settings and the modalities of the trained model folders of
     ``specs`` (``--eval-only`` reads a model as it was trained, not as today's command line
     would build it): a flag given that contradicts them is a UsageError (64) naming both
-    values; flags that only matter to training are ignored with a note. Folders written
-    before model folders existed leave ``config`` as it is."""
-    ignored = [_flag(name) for name in TRAINING_ONLY if name in config.explicit]
-    if ignored:
-        log.info("--eval-only evaluates the models as trained; it ignores %s", ", ".join(ignored))
+    values (flags that only matter to training: :func:`note_ignored_flags`). Folders
+    written before model folders existed leave ``config`` as it is."""
     records = {
         files.metadata: read_record(files.path)
         for spec in specs
@@ -134,5 +131,8 @@ def trained_settings(config: RunConfig, layout: GroupLayout, specs: Sequence[str
     return settings_for(config, records, "--eval-only reads it from the model folders")
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def note_ignored_flags(config: RunConfig) -> None:
+    """Log the flags given to ``--eval-only`` that only matter to training (it ignores them)."""
+    ignored = ["--" + name.replace("_", "-") for name in TRAINING_ONLY if name in config.explicit]
+    if ignored:
+        log.info("--eval-only evaluates the models as trained; it ignores %s", ", ".join(ignored))
