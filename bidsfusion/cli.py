@@ -242,7 +242,7 @@ def export_command(
 
     _configure_logging(verbose)
     with user_errors(verbose):
-        for folder in export_models(output_dir.absolute(), objective, fold, dest.absolute()):
+        for folder in export_models(output_dir.resolve(), objective, fold, dest.resolve()):
             click.echo(f"exported {folder}")
 
 

@@ -80,12 +80,12 @@ def _export(layout: GroupLayout, source: FoldFiles, target: Path) -> Path:
     for name in (source.weights.name, source.objective_weights.name, source.metadata.name):
         with atomic_path(files.path / name) as tmp:
             shutil.copyfile(source.path / name, tmp)
-    write_text(files.card, model_card(record, layout, source))
+    write_text(files.card, model_card(record, layout, source, files.path))
     return files.path
 
 
-def model_card(record: ModelRecord, layout: GroupLayout, source: FoldFiles) -> str:
-    """The ``README.md`` of an exported model folder (Markdown)."""
+def model_card(record: ModelRecord, layout: GroupLayout, source: FoldFiles, target: Path) -> str:
+    """The ``README.md`` of the model folder ``target`` exported from ``source`` (Markdown)."""
     data, training = record.data, record.training
     fold = data.get("fold")
     groups = data.get("groups", {})
@@ -102,7 +102,7 @@ def model_card(record: ModelRecord, layout: GroupLayout, source: FoldFiles) -> s
         f"# bidsfusion model: {record.objective}, fold {fold}",
         "",
         f"Exported {datetime.date.today().isoformat()} by bidsfusion {__version__} from "
-        f'`{source.path}`. Load it with `bidsfusion.load_model("{source.path.name}")` or '
+        f'`{source.path}`. Load it with `bidsfusion.load_model("{target.name}")` or '
         "give it to the group level: `bidsfusion BIDS_DIR OUTPUT_DIR group --pretrained "
         "MODEL_DIR` (docs/api.md).",
         "",

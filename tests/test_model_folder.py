@@ -167,3 +167,24 @@ def test_an_interrupted_write_leaves_no_model_json(tmp_path, monkeypatch) -> Non
     with pytest.raises(OutputError, match="No space left on device"):
         write_model_folder(files, record(), model, torch.nn.Module())
     assert not files.metadata.exists() and not files.weights.exists()
+
+
+def test_the_run_takes_the_models_settings_unless_a_flag_contradicts_them(tmp_path) -> None:
+    from bidsfusion.config import make_config
+    from bidsfusion.models.folder import settings_for
+
+    base = {"bids_dir": tmp_path, "output_dir": tmp_path / "out", "analysis_level": "group"}
+    where = {tmp_path / "model.json": record()}
+    adopted = settings_for(make_config(base), where, "why")
+    assert (adopted.model.input_size, adopted.model.latent_dim) == (16, 8)
+    assert adopted.data.modality == MODALITIES
+    same = settings_for(make_config({**base, "input_size": 16}), where, "why")
+    assert same.model.input_size == 16
+    with pytest.raises(
+        UsageError, match=r"--latent-dim 32 contradicts the models \(.* says 8\): why"
+    ):
+        settings_for(make_config({**base, "latent_dim": 32}), where, "why")
+    alff = dataclasses.replace(record().modalities[0], name="alff")
+    foreign = {tmp_path / "model.json": dataclasses.replace(record(), modalities=(alff,))}
+    with pytest.raises(UsageError, match="the modality alff, which no installed plugin registers"):
+        settings_for(make_config(base), foreign, "why")

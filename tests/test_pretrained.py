@@ -116,6 +116,7 @@ def test_export_writes_a_model_folder_and_its_card(trained, run_cli) -> None:
     assert (dest / "model.json").read_bytes() == source.metadata.read_bytes()
     card = (dest / "README.md").read_text()
     assert "# bidsfusion model: S, fold 1" in card and "## Limits" in card
+    assert 'bidsfusion.load_model("S")' in card
     assert re.search(r"\| T1w \| \d\.\d{3} \| \d\.\d{3} \|", card)  # S beside Random
     assert re.search(r"\| S \| \d+\.\d{3} \| \d+\.\d{3} \|", card)  # the term against chance
     assert "training and" in card and "hold-out subjects never seen" in card

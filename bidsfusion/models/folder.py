@@ -285,6 +285,13 @@ def settings_for(config: RunConfig, records: Mapping[Path, ModelRecord], why: st
                 f"{other} and {path} hold models of other settings or modalities: use them "
                 "in separate runs"
             )
+    known = registered("modalities")
+    missing = [m for m in record.modality_names if m not in known]
+    if missing:
+        raise UsageError(
+            f"{path} is a model of the modality {', '.join(missing)}, which no installed plugin "
+            f"registers (registered: {', '.join(sorted(known))}): install its plugin"
+        )
     given = {**asdict(config.model), "modality": config.data.modality}
     for name, value in _fixed_by(record).items():
         if name in config.explicit and given[name] != value:
