@@ -15,6 +15,7 @@ the array along its first axis mirrors left and right anatomically.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -72,3 +73,39 @@ def grid_template() -> np.ndarray:
     data = np.asarray(template.get_fdata())
     data.setflags(write=False)
     return data
+
+
+@functools.lru_cache(maxsize=4)
+def brain_coverage(size: int = MNI_GRID_SHAPE[0]) -> np.ndarray:
+    """The fraction of each voxel of the ``size^3`` model grid (the 64^3 grid, block-averaged
+    by 64 / ``size``) that the template brain mask covers: float ``[size]*3`` in [0, 1],
+    read-only.
+
+    The 1 mm template mask is resampled (trilinear) onto the 1 mm grid whose 3x3x3 blocks
+    are the 3 mm grid's voxels, and averaged over each block: the covered fraction of
+    every grid voxel, then of each block of a coarser model grid.
+    """
+    from nilearn.image import new_img_like, resample_img
+
+    factor = MNI_GRID_SHAPE[0] // size
+    if factor * size != MNI_GRID_SHAPE[0]:
+        raise ValueError(f"a model grid of side {size} does not divide the 64^3 grid")
+    mask = mni_brain_mask(1)
+    as_float = new_img_like(mask, np.asarray(mask.dataobj, dtype=np.float32), copy_header=True)
+    fine = np.eye(4)
+    fine[:3, 3] = MNI_GRID_AFFINE[:3, 3] - 1.0  # the first 1 mm voxel of grid voxel 0
+    with warnings.catch_warnings():  # a fraction is what the interpolation of a mask gives
+        warnings.filterwarnings("ignore", message="Resampling binary images")
+        resampled = resample_img(
+            as_float,
+            target_affine=fine,
+            target_shape=tuple(3 * n for n in MNI_GRID_SHAPE),
+            interpolation="continuous",
+            force_resample=True,
+            copy_header=True,
+        )
+    fraction = np.clip(np.asarray(resampled.get_fdata(), dtype=np.float64), 0.0, 1.0)
+    side = 3 * factor
+    blocks = fraction.reshape(size, side, size, side, size, side).mean(axis=(1, 3, 5))
+    blocks.setflags(write=False)
+    return blocks

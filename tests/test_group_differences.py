@@ -18,6 +18,7 @@ from test_group import GROUP_ARGS, write_group_inputs
 
 from bidsfusion import hookimpl
 from bidsfusion.analyses.group_differences import (
+    MIN_COVERAGE,
     NO_ROWS,
     PEAK_COLUMNS,
     bh_qvalues,
@@ -29,10 +30,11 @@ from bidsfusion.analyses.group_differences import (
     write_group_differences,
 )
 from bidsfusion.analyses.saliency import brain_saliency
+from bidsfusion.atlases import ATLASES, regions
 from bidsfusion.errors import InputDataError
 from bidsfusion.evaluate.logreg import fit, load_fold
 from bidsfusion.plugins import get_plugin_manager
-from bidsfusion.space import MNI_GRID_AFFINE
+from bidsfusion.space import MNI_GRID_AFFINE, brain_coverage
 from bidsfusion.tsv import read_tsv
 
 pytestmark = pytest.mark.slow  # `pytest -m 'not slow'` leaves these out
@@ -172,7 +174,8 @@ def test_maps_and_peaks_of_the_trained_run(trained) -> None:
         generator = torch.Generator().manual_seed(context.seed)
         encoder = model.encoders[modality]
         every = brain_saliency(lambda v, e=encoder: e(v).latent, volumes.volumes[modality][chosen],
-                               generator).numpy()  # fmt: skip
+                               generator, rescale=False).numpy()  # fmt: skip
+        inside = (brain_coverage(16) >= MIN_COVERAGE).reshape(-1)
         for direction, dim, coefficient in extreme_dims(coefficients):
             stem = f"fold-0_desc-{modality}_dim-{dim}_stat-{{}}_saliency"
             sidecar = json.loads((folder / f"{stem.format('rbc')}.json").read_text())
@@ -191,9 +194,13 @@ def test_maps_and_peaks_of_the_trained_run(trained) -> None:
             # recomputed independently (every dimension at once)
             maps = every[:, dim].reshape(len(chosen), -1)
             ad, hc = maps[labels[chosen] == 1], maps[labels[chosen] == 0]
-            voxels = np.flatnonzero(np.concatenate([ad, hc]).std(axis=0) > 1e-4)[::37]
+            varies = np.concatenate([ad, hc]).std(axis=0) > 1e-4
+            voxels = np.flatnonzero(varies & inside)[::37]
+            i, j, k = np.unravel_index(np.flatnonzero(~inside), (16, 16, 16))
+            assert not rbc[4 * i + 1, 4 * j + 2, 4 * k + 3].any()  # outside the brain: untested
             u1 = _scipy(ad[:, voxels], hc[:, voxels]).statistic
             i, j, k = np.unravel_index(voxels, (16, 16, 16))
+            assert "without its rescaling" in sidecar["Saliency"]
             np.testing.assert_allclose(rbc[4 * i + 1, 4 * j + 2, 4 * k + 3],
                                        2 * u1 / 60 - 1, atol=1e-6)  # fmt: skip
             mine = [r for r in table if (r["modality"], r["direction"]) == (modality, direction)]
@@ -204,6 +211,8 @@ def test_maps_and_peaks_of_the_trained_run(trained) -> None:
                 voxel = tuple(np.floor(grid).astype(int))  # the centre of a 4^3 block
                 assert float(r["rbc"]) == pytest.approx(rbc[voxel], abs=1e-6)
                 assert float(r["q"]) == pytest.approx(q[voxel], abs=1e-6)
+                assert float(r["brain_coverage"]) >= MIN_COVERAGE  # every peak in the brain
+                assert set(ATLASES) <= set(r)
 
 
 def test_a_rerun_overwrites_only_its_own_outputs(trained) -> None:
@@ -248,3 +257,45 @@ def test_the_end_to_end_run_is_quick(trained) -> None:
     *_, seconds = trained
     print(f"tiny group run with group-differences: {seconds:.1f} s")
     assert seconds < 60
+
+
+def test_a_group_with_lower_saliency_maxima_keeps_its_sign() -> None:
+    """HC inputs have a bright spot that AD inputs lack, so HC gradients of a quadratic
+    latent peak there and AD maps have lower maxima; elsewhere both groups are alike. The
+    unrescaled saliency the test uses says AD lower at the spot (RBC -1) and no difference
+    elsewhere; maps rescaled per subject said AD higher everywhere else (HC's maps are
+    divided by their higher maximum): the sign flips."""
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.uniform(1.0, 1.2, size=(16, 1, 16, 16, 16)).astype(np.float32))
+    x[8:, 0, 6:10, 6:10, 6:10] = 3.0  # subjects 8.. are HC
+    spot, far = (8, 8, 8), (slice(1, 15), slice(1, 15), slice(1, 3))
+
+    def latent(v: torch.Tensor) -> torch.Tensor:
+        return (v**2).flatten(1).sum(1, keepdim=True)
+
+    raw = brain_saliency(latent, x, rescale=False)[:, 0].numpy()
+    rbc, _, _ = difference_maps(raw[:8], raw[8:])
+    assert rbc[spot] == -1 and abs(np.median(rbc[far])) < 0.3
+    rescaled = brain_saliency(latent, x)[:, 0].numpy()
+    flipped, _, _ = difference_maps(rescaled[:8], rescaled[8:])
+    assert np.median(flipped[far]) > 0.9
+
+
+def test_peaks_lie_in_the_brain_and_carry_their_regions() -> None:
+    coverage = brain_coverage(16)
+    affine = model_affine(16)
+    inside = coverage >= MIN_COVERAGE
+    hippocampus = np.rint(
+        np.linalg.solve(affine[:3, :3], np.array([-26, -22, -14]) - affine[:3, 3])
+    )
+    voxel = tuple(int(v) for v in hippocampus)
+    rbc = np.zeros((16, 16, 16))
+    rbc[voxel] = -0.8
+    rbc[0, 0, 0] = 0.99  # the corner of the field of view: no brain there
+    tested = inside & (rbc != 0)
+    found = peaks(rbc, tested, affine)
+    assert found == [voxel] and inside[voxel] and not inside[0, 0, 0]
+    mm = tuple(affine[:3, :3] @ np.array(voxel) + affine[:3, 3])
+    labels = regions(mm)
+    assert labels["aal"] == "Hippocampus_L" and "Hippocampus" in labels["harvard_oxford"]
+    assert regions((-90.0, -110.0, -80.0)) == dict.fromkeys(ATLASES, "")

@@ -18,6 +18,7 @@ import pytest
 from runner import run_main
 
 from bidsfusion import hookimpl
+from bidsfusion.analyses.similarity import SIMILARITY_COLUMNS
 from bidsfusion.errors import InputDataError
 from bidsfusion.evaluate.summary import SUMMARY_COLUMNS
 from bidsfusion.layout import GroupLayout
@@ -100,9 +101,9 @@ def fabricate(group: Path) -> Path:
     write_tsv(group / "evaluation_summary.tsv", SUMMARY_COLUMNS, summary)
     write_tsv(
         group / "similarity.tsv",
-        ["objective", "fold", "modalities", "group", "n", "cka", "cka_biased", "svcca"],
+        SIMILARITY_COLUMNS,
         [
-            [o, f, "T1w-falff", g, 3, 0.1 * f + 0.05, 0.5, 0.8]
+            [o, f, "T1w-falff", g, 3, 0.1 * f + 0.05, 0.5, 0.8, 0.1, 0.2, 0.9, 0.6, 3, 0.05, 0.8]
             for o in ("L-CL", "Random")
             for f in (0, 1)
             for g in ("AD", "HC", "all")
@@ -124,10 +125,17 @@ def fabricate(group: Path) -> Path:
     crossmodal = {
         "T1w_dim": 2,
         "falff_dim": 1,
-        "correlation": 0.42,
+        "link": 0.42,
+        "p": 0.01,
+        "null_95": 0.2,
         "maps": {m: f"fold-0_desc-{m}_group-all_saliency.nii.gz" for m in ("T1w", "falff")},
     }
     (saliency / "crossmodal.json").write_text(json.dumps(crossmodal))
+    control = group / "saliency" / "objective-Random"
+    control.mkdir(parents=True)
+    (control / "crossmodal.json").write_text(
+        json.dumps({**crossmodal, "link": 0.18, "p": 0.4, "T1w_dim": 0})
+    )
     differences = group / "group-differences" / "objective-L-CL"
     rbc = _blob((24, 40, 40), 1)[..., 0] * 0.8 - _blob((40, 30, 34), 1)[..., 0] * 0.6
     _nifti(differences / "fold-0_desc-T1w_dim-3_stat-rbc_saliency.nii.gz", rbc)
@@ -191,7 +199,11 @@ def test_sections_show_the_run_its_flags_and_escape_text(report: Path) -> None:
     assert "0.50 (one fold)<" in text and "group/evaluation_summary.tsv" in text
     # hold-out 01 (AD) and 04 (HC): the null SE sqrt((1 + 1 + 1) / 12) = 0.50
     assert "the same 1 AD and 1 HC subjects in every fold" in text and "is 0.50" in text
-    assert "L-CL: T1w dim 2 and falff dim 1 (r = 0.42)" in text
+    assert (
+        "L-CL: T1w dim 2 and falff dim 1 (link 0.42 (null 95 % 0.20, Random 0.18), p = 0.010)"
+        in (text)
+    )
+    assert "no cross-modal pair beats its null: best link 0.18 (null 95 % 0.20), p = 0.400" in text
     assert "group/saliency/objective-L-CL/fold-0_desc-falff_group-all_saliency.nii.gz" in text
     assert "fold-0_desc-T1w_dim-3_stat-rbc_saliency.nii.gz" in text and "stat-q" not in text
     assert "-22.5" in text and "not run" not in text and 'class="problem">' in text
@@ -260,7 +272,7 @@ def test_malformed_inputs_cost_their_section_a_one_line_message(tmp_path: Path) 
     summary = group / "evaluation_summary.tsv"
     summary.write_text(summary.read_text() + "L-CL\tT1w\n")
     similarity = group / "similarity.tsv"
-    similarity.write_text(similarity.read_text().replace("0.8", "abc", 1))
+    similarity.write_text(similarity.read_text().replace("\t0.8\n", "\tabc\n", 1))
     (group / "splits.json").write_text("{not json")
     (
         group / "saliency" / "objective-L-CL" / "fold-0_desc-T1w_group-all_saliency.nii.gz"
@@ -272,7 +284,7 @@ def test_malformed_inputs_cost_their_section_a_one_line_message(tmp_path: Path) 
     expected = [
         "group/splits.json: unreadable JSON",
         "group/evaluation_summary.tsv line 8: 2 fields for 7 columns",
-        "group/similarity.tsv: column svcca: &#x27;abc&#x27; is not a number",
+        "group/similarity.tsv: column svcca_equal_n: &#x27;abc&#x27; is not a number",
         "group/objective-L-CL/fold-1/history.tsv line 2",
         "group/saliency/objective-L-CL/fold-0_desc-T1w_group-all_saliency.nii.gz: unreadable",
     ]

@@ -76,3 +76,22 @@ def test_constant_or_mismatched_inputs() -> None:
     assert np.isnan(svcca(np.ones((10, 3)), X[:10]))
     with pytest.raises(ValueError, match="same subjects"):
         linear_cka(X, Y[:10])
+
+
+def test_the_nulls_say_independent_data_are_independent_and_equal_n_removes_the_size_effect():
+    from bidsfusion.analyses.similarity import equal_n_values, permutation_nulls
+
+    rng = np.random.default_rng(3)
+    small, large = rng.normal(size=(26, 16)), rng.normal(size=(64, 16))
+    y_small, y_large = rng.normal(size=(26, 16)), rng.normal(size=(64, 16))
+    assert svcca(small, y_small) - svcca(large, y_large) > 0.15  # a size effect alone
+    _, cka_p, svcca_null, svcca_p = permutation_nulls(large, y_large, np.random.default_rng(0))
+    assert cka_p > 0.05 and svcca_p > 0.05  # independent: at their nulls
+    assert svcca(large, y_large) <= svcca_null + 0.05
+    equal = equal_n_values(large, y_large, 26, np.random.default_rng(0))[1]
+    assert abs(equal - svcca(small, y_small)) < 0.1  # compared at one size, they agree
+    shared = rng.normal(size=(64, 4))
+    x, y = shared @ rng.normal(size=(4, 16)), shared @ rng.normal(size=(4, 16))
+    x, y = x + 0.5 * rng.normal(size=x.shape), y + 0.5 * rng.normal(size=y.shape)
+    _, linked_cka_p, _, linked_svcca_p = permutation_nulls(x, y, np.random.default_rng(0))
+    assert linked_cka_p <= 2 / 101 and linked_svcca_p <= 2 / 101

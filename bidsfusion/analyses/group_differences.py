@@ -10,19 +10,27 @@ Per objective and modality, with the first fold's model (:data:`SALIENCY_FOLD`):
    fit can zero them all: then the modality is skipped).
 2. SmoothGrad saliency (:func:`brain_saliency`) of just these dimensions for every evaluated
    subject of ``--positive`` (label 1, n1) and ``--negative`` (label 0, n2), at the model's
-   input resolution ``S^3``.
+   input resolution ``S^3``, **not rescaled**: the smoothed absolute gradients themselves.
+   Every subject's input is normalised the same way (histogram standardisation, then z),
+   so their gradients are on one scale; rescaling each subject's map to [0, 1], as the
+   displayed maps are, divides by its own maximum, and a group whose maxima are lower (AD)
+   then looks higher everywhere: the sign of the effect flips.
 3. Per voxel, the two-sided Mann-Whitney U test of the two groups' saliencies: ranks over
    the subjects with ties averaged, ``U1 = R1 - n1 (n1 + 1) / 2`` (U of ``--positive``), the
    normal approximation with tie and continuity correction (as ``scipy.stats.mannwhitneyu(
    method="asymptotic")``). Effect size: the rank-biserial correlation
    ``RBC = 2 U1 / (n1 n2) - 1`` (the paper's ``1 - 2U / (n1 n2)`` with U the ``--negative``
    group's U), in [-1, 1]: > 0 where ``--positive`` (AD) saliency tends to be higher, +1 when
-   every AD subject's is above every HC subject's. Only voxels whose saliency varies over
-   subjects are tested (outside every subject's brain it is 0 for all): elsewhere RBC 0 and
-   q 1. Benjamini-Hochberg q-values over the tested voxels of each map.
+   every AD subject's is above every HC subject's. Only voxels that are mostly brain on the
+   template (at least :data:`MIN_COVERAGE` of the model voxel inside its brain mask,
+   :func:`~bidsfusion.space.brain_coverage`) and whose saliency varies over subjects are
+   tested: elsewhere RBC 0 and q 1. Benjamini-Hochberg q-values over the tested voxels of
+   each map.
 4. The maps are computed at ``S^3`` and then upsampled to the 64^3 3 mm MNI grid by block
    repetition (:func:`to_grid`); peaks: up to :data:`PEAKS` local maxima of ``|RBC|`` among
-   tested voxels, :data:`PEAK_DISTANCE_MM` apart or more, at model-voxel centres in MNI mm.
+   tested voxels, :data:`PEAK_DISTANCE_MM` apart or more, at model-voxel centres in MNI mm,
+   each with its brain coverage and its regions in the AAL, Harvard-Oxford and
+   Desikan-Killiany atlases (:mod:`bidsfusion.atlases`).
 """
 
 from __future__ import annotations
@@ -41,9 +49,10 @@ from scipy.stats import rankdata
 from bidsfusion.analyses.context import AnalysisContext
 from bidsfusion.analyses.fast_gradients import fast_input_gradients
 from bidsfusion.analyses.saliency import SALIENCY_FOLD, brain_saliency, to_grid
+from bidsfusion.atlases import ATLASES, regions
 from bidsfusion.errors import InputDataError
 from bidsfusion.layout import map_name
-from bidsfusion.space import MNI_GRID_AFFINE
+from bidsfusion.space import MNI_GRID_AFFINE, brain_coverage
 
 log = logging.getLogger("bidsfusion.group")
 
@@ -55,11 +64,14 @@ PEAK_DISTANCE_MM = 12.0
 """Least distance between two peaks of a map."""
 VOXEL_CHUNK = 32768
 """Voxels ranked at once (bounds the memory of the ranks to ``n * VOXEL_CHUNK`` floats)."""
+MIN_COVERAGE = 0.5
+"""The least fraction of a model voxel inside the template brain mask for it to be tested."""
 PEAK_COLUMNS = (
-    "objective", "modality", "direction", "dim", "coefficient",
-    "rank", "x_mm", "y_mm", "z_mm", "rbc", "q",
+    "objective", "modality", "direction", "dim", "coefficient", "rank", "x_mm", "y_mm",
+    "z_mm", "rbc", "q", "brain_coverage", *ATLASES,
 )  # fmt: skip
-"""Columns of ``peaks.tsv``; ``rank`` 1 is the largest ``|rbc|`` of its map."""
+"""Columns of ``peaks.tsv``; ``rank`` 1 is the largest ``|rbc|`` of its map; the atlas
+columns hold the region at the peak (empty outside every region of that atlas)."""
 SIGN = (
     "RBC = 2 U1 / (n1 n2) - 1 with U1 the Mann-Whitney U of the positive group: > 0 where the "
     "positive group's saliency tends to be higher, +1 when all of it is above the negative's"
@@ -98,16 +110,18 @@ def bh_qvalues(p: np.ndarray) -> np.ndarray:
 
 
 def difference_maps(
-    positive: np.ndarray, negative: np.ndarray
+    positive: np.ndarray, negative: np.ndarray, inside: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Saliency ``positive[n1, *S]`` versus ``negative[n2, *S]`` -> ``(rbc, q, tested)``, each
     ``[*S]``: RBC (float64, see the module doc), BH q over the tested voxels, the tested
-    voxels (bool: the saliency varies over subjects)."""
+    voxels (bool: inside the brain, ``inside[*S]``, and the saliency varies over subjects)."""
     n1, n2 = len(positive), len(negative)
     shape = positive.shape[1:]
     a, b = positive.reshape(n1, -1), negative.reshape(n2, -1)
     high, low = np.maximum(a.max(0), b.max(0)), np.minimum(a.min(0), b.min(0))
     tested = high > low
+    if inside is not None:
+        tested &= inside.reshape(-1)
     columns = np.flatnonzero(tested)
     rbc, p, q = np.zeros(len(tested)), np.ones(len(tested)), np.ones(len(tested))
     for start in range(0, len(columns), VOXEL_CHUNK):
@@ -233,6 +247,7 @@ def _objective(
     folder = context.layout.analysis_objective_dir(NAME, spec)
     model = context.model(spec, SALIENCY_FOLD)
     affine = model_affine(context.input_size)
+    coverage = brain_coverage(context.input_size)
     chosen = np.flatnonzero(labels >= 0)
     positive = labels[chosen] == 1
     counts = {context.positive: int(positive.sum()),
@@ -242,7 +257,9 @@ def _objective(
     for modality, (row, found) in targets.items():
         maps = _saliency(context, spec, model.encoders[modality], modality, chosen, found)
         for j, (direction, dim, coefficient) in enumerate(found):
-            rbc, q, tested = difference_maps(maps[positive, j], maps[~positive, j])
+            rbc, q, tested = difference_maps(
+                maps[positive, j], maps[~positive, j], coverage >= MIN_COVERAGE
+            )
             target = {"Objective": spec, "Fold": SALIENCY_FOLD, "Modality": modality,
                       "Dimension": dim, "Coefficient": coefficient, "Direction": direction,
                       "Subjects": counts, "TestedVoxels": int(tested.sum()),
@@ -251,8 +268,11 @@ def _objective(
             written |= _write_maps(folder, context, target, {"rbc": rbc, "q": q})
             for rank, voxel in enumerate(peaks(rbc, tested, affine), start=1):
                 mm = (affine[:3, :3] @ np.array(voxel) + affine[:3, 3]).tolist()
-                values = [float(rbc[voxel]), float(q[voxel])]
-                table.append([spec, modality, direction, dim, coefficient, rank, *mm, *values])
+                values = [float(rbc[voxel]), float(q[voxel]), float(coverage[voxel])]
+                names = list(regions(tuple(mm)).values())
+                table.append(
+                    [spec, modality, direction, dim, coefficient, rank, *mm, *values, *names]
+                )
     remove_stale_temporaries(folder / "peaks.tsv")
     write_tsv(folder / "peaks.tsv", PEAK_COLUMNS, table)
     for old in folder.glob(map_name(SALIENCY_FOLD, "saliency.*", desc="*", dim="*", stat="*")):
@@ -280,7 +300,9 @@ def _saliency(
     with fast_input_gradients(encoder):
         for start in range(0, len(chosen), chunk):
             rows = torch.as_tensor(chosen[start : start + chunk], device=volumes.device)
-            maps = brain_saliency(lambda v: encoder(v).latent[:, dims], volumes[rows], generator)
+            maps = brain_saliency(
+                lambda v: encoder(v).latent[:, dims], volumes[rows], generator, rescale=False
+            )
             parts.append(maps.cpu().numpy())
     return np.concatenate(parts)
 
@@ -312,8 +334,12 @@ def _write_maps(
             "Test": "two-sided Mann-Whitney U per voxel, normal approximation with tie and "
             "continuity correction",
             "Correction": "Benjamini-Hochberg over the tested voxels of this map",
-            "Untested": "voxels whose saliency is equal for every subject: RBC 0, q 1",
-            "Saliency": "SmoothGrad of this dimension (the saliency analysis's method)",
+            "Untested": f"voxels less than {MIN_COVERAGE:g} inside the template brain mask, "
+            "or whose saliency is equal for every subject: RBC 0, q 1",
+            "Saliency": "SmoothGrad of this dimension (the saliency analysis's method) without "
+            "its rescaling to [0, 1] per subject: the smoothed absolute gradients, on one scale "
+            "for every subject (their inputs are normalised alike); a per-subject range would "
+            "turn a group's lower maxima into higher saliency everywhere",
             "Resolution": f"computed at the model's {size}^3 input, upsampled by block repetition",
             "Space": "MNI152NLin2009aSym, 3 mm 64^3 grid",
         }

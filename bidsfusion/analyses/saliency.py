@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from bidsfusion.analyses.context import AnalysisContext
+from bidsfusion.analyses.crossmodal import LINK_SIZE, Link, cross_modal_link, link_voxels
 from bidsfusion.analyses.fast_gradients import fast_input_gradients
 from bidsfusion.layout import map_name
 from bidsfusion.objectives.dim import brain_voxels
@@ -135,11 +136,18 @@ def brain_saliency(
     latent: Callable[[Tensor], Tensor],
     x: Tensor,
     generator: torch.Generator | None = None,
+    rescale: bool = True,
 ) -> Tensor:
     """Steps 1-2 of the module doc at the model's resolution: ``x[B, 1, *S]`` -> float32
-    ``[B, K, *S]`` in [0, 1], zero outside the brain."""
+    ``[B, K, *S]``, zero outside the brain: in [0, 1] per (subject, dimension), or, with
+    ``rescale`` false, the smoothed absolute gradients themselves, on one scale for every
+    subject (their inputs are normalised alike), which group comparisons need."""
     brain = brain_voxels(x.float())
-    maps = unit_range(smoothgrad(latent, x, generator=generator), brain)
+    maps = smoothgrad(latent, x, generator=generator)
+    if rescale:
+        maps = unit_range(maps, brain)
+    else:
+        maps = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0) * brain
     return gaussian_smooth(maps) * brain
 
 
@@ -152,41 +160,21 @@ do not correspond, so maps are not averaged over folds."""
 
 @dataclass
 class _Sums:
-    """Running sums over subjects: group map sums and counts, cross-modal moments."""
+    """Running sums over subjects (group map sums and counts) and every subject's maps on
+    the cross-modal link's grid (:func:`~bidsfusion.analyses.crossmodal.link_voxels`)."""
 
     maps: dict[tuple[str, str], Tensor] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-    moments: dict[str, Tensor] = field(default_factory=dict)
+    linked: dict[str, list[Tensor]] = field(default_factory=dict)
 
     def add_maps(self, modality: str, group: str, maps: Tensor) -> None:
         key = (modality, group)
         total = maps.sum(dim=0)
         self.maps[key] = self.maps[key] + total if key in self.maps else total
 
-    def add_pair(self, a: Tensor, b: Tensor) -> None:
-        """Moments of ``a``, ``b`` ``[B, K, *S]`` over subjects and voxels, per dimension."""
-        a, b = a.double().flatten(2), b.double().flatten(2)
-        parts = {
-            "n": torch.tensor(float(a.shape[0] * a.shape[2]), dtype=torch.float64),
-            "a": a.sum(dim=(0, 2)),
-            "b": b.sum(dim=(0, 2)),
-            "aa": (a * a).sum(dim=(0, 2)),
-            "bb": (b * b).sum(dim=(0, 2)),
-            "ab": torch.einsum("bkv,bjv->kj", a, b),
-        }
-        for name, value in parts.items():
-            self.moments[name] = self.moments.get(name, 0) + value
-
-    def correlation(self) -> Tensor:
-        """Pearson correlation ``[K, K]`` of (dim i of a, dim j of b) over subjects and
-        voxels; 0 where a map never varies."""
-        m = self.moments
-        n = m["n"]
-        covariance = m["ab"] / n - torch.outer(m["a"], m["b"]) / n**2
-        sd_a = (m["aa"] / n - (m["a"] / n) ** 2).clamp(min=0).sqrt()
-        sd_b = (m["bb"] / n - (m["b"] / n) ** 2).clamp(min=0).sqrt()
-        scale = torch.outer(sd_a, sd_b)
-        return torch.where(scale > 0, covariance / scale.clamp(min=1e-300), 0.0)
+    def add_linked(self, modality: str, maps: Tensor) -> None:
+        """Keep ``maps[B, K, *S]`` on the link's grid."""
+        self.linked.setdefault(modality, []).append(link_voxels(maps))
 
 
 def write_saliency(context: AnalysisContext) -> None:
@@ -194,15 +182,17 @@ def write_saliency(context: AnalysisContext) -> None:
     latent dimension, averaged per group (``--positive``, ``--negative``, ``all``) and
     written as 4D NIfTIs on the 64^3 MNI grid (one volume per dimension) with JSON
     sidecars under ``group/saliency/objective-<SPEC>/``; and the cross-modal pair of
-    dimensions, one of each of the first two fused modalities, whose saliencies correlate
-    most over subjects and voxels (``crossmodal.tsv``, ``crossmodal.json``)."""
+    dimensions, one of each of the first two fused modalities, whose saliencies are most
+    linked across subjects (:mod:`~bidsfusion.analyses.crossmodal`), with its permutation
+    null (``crossmodal.tsv``, ``crossmodal.json``)."""
     for spec in context.specs:
         sums = _saliency_sums(context, spec)
         folder = context.layout.analysis_objective_dir(NAME, spec)
         for (modality, group), total in sums.maps.items():
             _write_maps(folder, context, spec, modality, group, total / sums.counts[group])
         if len(context.modalities) >= 2:
-            _write_crossmodal(folder, context, sums.correlation())
+            first, second = (torch.cat(sums.linked[m]) for m in context.modalities[:2])
+            _write_crossmodal(folder, context, cross_modal_link(first, second, context.seed))
 
 
 def _saliency_sums(context: AnalysisContext, spec: str) -> _Sums:
@@ -239,9 +229,8 @@ def _add_chunk(
         sums.counts[group] = sums.counts.get(group, 0) + len(chosen)
         for m in context.modalities:
             sums.add_maps(m, group, maps[m][chosen])
-    if len(context.modalities) >= 2:
-        first, second = context.modalities[:2]
-        sums.add_pair(maps[first], maps[second])
+    for m in context.modalities[:2] if len(context.modalities) >= 2 else ():
+        sums.add_linked(m, maps[m])
 
 
 class _Eta:
@@ -298,23 +287,29 @@ def _count(context: AnalysisContext, group: str) -> int:
     return sum(group in ("all", context.inputs.groups[s]) for s in context.evaluated_subjects)
 
 
-def _write_crossmodal(folder: Path, context: AnalysisContext, correlation: Tensor) -> None:
-    """``crossmodal.tsv`` (every pair of dimensions, most correlated first) and
-    ``crossmodal.json`` (the top pair and its maps)."""
+def _write_crossmodal(folder: Path, context: AnalysisContext, link: Link) -> None:
+    """``crossmodal.tsv`` (every pair of dimensions, most linked first) and
+    ``crossmodal.json`` (the best pair, its permutation null and its maps)."""
     from bidsfusion.atomic import write_text
     from bidsfusion.tsv import write_tsv
 
     first, second = context.modalities[:2]
-    columns = correlation.shape[1]
-    flat = correlation.flatten()
-    order = torch.argsort(flat, descending=True)
-    rows = [[int(i) // columns, int(i) % columns, float(flat[i])] for i in order]
-    write_tsv(folder / "crossmodal.tsv", [f"{first}_dim", f"{second}_dim", "correlation"], rows)
-    best_first, best_second, value = rows[0]
+    columns = link.matrix.shape[1]
+    flat = link.matrix.flatten()
+    rows = [[int(i) // columns, int(i) % columns, float(flat[i])] for i in np.argsort(-flat)]
+    write_tsv(folder / "crossmodal.tsv", [f"{first}_dim", f"{second}_dim", "link"], rows)
     summary = {
-        f"{first}_dim": best_first,
-        f"{second}_dim": best_second,
-        "correlation": value,
+        f"{first}_dim": link.best[0],
+        f"{second}_dim": link.best[1],
+        "link": link.value,
+        "p": link.p,
+        "permutations": len(link.null),
+        "null_mean": float(link.null.mean()) if len(link.null) else None,
+        "null_95": float(np.quantile(link.null, 0.95)) if len(link.null) else None,
+        "subjects": len(context.evaluated_subjects),
+        "method": "mean over template brain voxels of the across-subject Pearson correlation "
+        "of the two dimensions' saliency (maps rescaled to [0, 1], block-averaged to at most "
+        f"{LINK_SIZE}^3); null: the best link with the second modality's subjects shuffled",
         "maps": {
             m: map_name(SALIENCY_FOLD, "saliency.nii.gz", desc=m, group="all")
             for m in (first, second)

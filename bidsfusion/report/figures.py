@@ -38,13 +38,15 @@ class Bar(NamedTuple):
 
 
 class Measure(NamedTuple):
-    """One similarity value: a pair of modalities, measure, objective, group, fold's value."""
+    """One similarity value: a pair of modalities, measure, objective, group, one fold's
+    value (on equal-size subsets of the groups) and the 95th percentile of its null."""
 
     pair: str
     measure: str
     objective: str
     group: str
     value: float
+    null: float = float("nan")
 
 
 def _pyplot() -> Any:
@@ -174,10 +176,22 @@ def _similarity_panel(
         sds = [np.std(c, ddof=1) if len(c) > 1 else 0.0 for c in chosen]
         colour = GROUP_COLOURS[g % len(GROUP_COLOURS)]
         ax.bar(x, means, width, yerr=sds, capsize=2, color=colour, label=group)
+        nulls = [_fold_nulls(values, *panel, o, group) for o in objectives]
+        ticks = [np.mean(n) if n else np.nan for n in nulls]
+        ax.scatter(x, ticks, marker="_", s=160, color="k", zorder=3,
+                   label="null 95 %" if g == 0 else None)  # fmt: skip
     ax.set_xticks(np.arange(len(objectives)), objectives, rotation=45, ha="right", fontsize=8)
     ax.axhline(0, color="k", linewidth=0.6)
     pair, measure = panel
     ax.set_title(f"{measure.upper()} ({pair})", fontsize=10)
+
+
+def _fold_nulls(
+    values: Sequence[Measure], pair: str, measure: str, objective: str, group: str
+) -> list[float]:
+    """The finite per-fold null percentiles of one (pair, measure, objective, group)."""
+    key = (pair, measure, objective, group)
+    return [v.null for v in values if v[:4] == key and np.isfinite(v.null)]
 
 
 def _fold_values(

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from bidsfusion.analyses.group_differences import NAME as GROUP_DIFFERENCES
 from bidsfusion.analyses.saliency import NAME as SALIENCY
-from bidsfusion.errors import InputDataError
+from bidsfusion.errors import BidsFusionError, InputDataError
 from bidsfusion.layout import GroupLayout
+from bidsfusion.objectives.untrained import CONTROL
 from bidsfusion.report.figures import brain_figure
 from bidsfusion.report.inputs import read_json, read_table, retrained_after, volume
 from bidsfusion.report.markup import (
@@ -19,19 +20,23 @@ from bidsfusion.report.markup import (
     note,
     problem,
     relative,
+    sources,
     stale,
     table,
 )
 
 MAX_PEAKS = 20
 """Rows of a peaks table shown."""
+ALPHA = 0.05
+"""The permutation p below which the report names and draws an objective's cross-modal pair."""
 RBC_SHOWN = 0.1
 """The smallest absolute rank-biserial correlation drawn on the maps."""
 
 
 def saliency(layout: GroupLayout) -> str:
-    """Per objective, the group-mean saliency maps of its most correlated cross-modal
-    pair of latent dimensions (``crossmodal.json``)."""
+    """Per objective, its most linked cross-modal pair of latent dimensions beside its
+    permutation null and Random's link, and the pair's group-mean saliency maps when it beats
+    the null (``crossmodal.json``)."""
     root = layout.analysis_dir(SALIENCY)
     if not root.is_dir():
         return note(f"not run: use --analysis {SALIENCY}")
@@ -39,19 +44,34 @@ def saliency(layout: GroupLayout) -> str:
     if not folders:
         return problem(f"{relative(root, layout.root)} holds no folder of an objective")
     text = note(
-        "SmoothGrad saliency of fold 0's model, mean over all evaluated subjects: for each "
-        "objective, the latent dimensions of the first two fused modalities whose maps "
-        "correlate most over subjects and voxels; the upper half of each map's non-zero "
-        "voxels is shown."
+        "SmoothGrad saliency of fold 0's model: for each objective, the latent dimensions of "
+        "the first two fused modalities whose saliency is most linked across subjects (at "
+        "each brain voxel, the correlation over the evaluated subjects, averaged over the "
+        f"voxels), beside its null (the best link with one modality's subjects shuffled) and "
+        f"{CONTROL}'s. A pair is named and drawn (mean over all evaluated subjects, the upper "
+        f"half of each map's non-zero voxels) only when its permutation p is below {ALPHA}."
     )
+    control = _link_of(folders.get(CONTROL))
     parts = [
-        guarded(partial(_pair, layout, spec, folder), layout.root, f"saliency of {folder.name}")
+        guarded(
+            partial(_pair, layout, spec, folder, control), layout.root, f"saliency of {folder.name}"
+        )
         for spec, folder in folders.items()
     ]
     return text + "".join(parts)
 
 
-def _pair(layout: GroupLayout, spec: str, folder: Path) -> str:
+def _link_of(folder: Path | None) -> float | None:
+    """The best link an objective's ``crossmodal.json`` records (None when unreadable)."""
+    if folder is None:
+        return None
+    try:
+        return float(read_json(folder / "crossmodal.json")["link"])
+    except (BidsFusionError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _pair(layout: GroupLayout, spec: str, folder: Path, control: float | None) -> str:
     group_dir = layout.root
     path = folder / "crossmodal.json"
     if not path.exists():
@@ -62,16 +82,28 @@ def _pair(layout: GroupLayout, spec: str, folder: Path) -> str:
     try:
         maps = {str(m): folder / str(name) for m, name in document["maps"].items()}
         dims = {m: int(document[f"{m}_dim"]) for m in maps}
-        correlation = float(document["correlation"])
+        link, p, null = (float(document[k]) for k in ("link", "p", "null_95"))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise InputDataError(f"{path}: no valid pair of dimensions and maps ({error})") from None
-    images = [(f"{m} dimension {dims[m]}", volume(maps[m], dims[m])) for m in maps]
-    title = f"{spec}: " + " and ".join(f"{m} dim {dims[m]}" for m in maps)
+        raise InputDataError(
+            f"{path}: no valid pair, link and null ({error}); rerun with --eval-only "
+            "--analysis saliency"
+        ) from None
     names = [relative(path, group_dir), *(relative(p, group_dir) for p in maps.values())]
     retrained = retrained_after(path, layout, spec)
     warning = stale(names[0], [spec], SALIENCY) if retrained else ""
+    beside = "" if control is None or spec == CONTROL else f", {CONTROL} {control:.2f}"
+    measured = f"link {link:.2f} (null 95 % {null:.2f}{beside}), p = {p:.3f}"
+    if p >= ALPHA:
+        return (
+            heading(spec)
+            + warning
+            + note(f"no cross-modal pair beats its null: best {measured}")
+            + sources(names[:1])
+        )
+    title = f"{spec}: " + " and ".join(f"{m} dim {dims[m]}" for m in maps)
+    images = [(f"{m} dimension {dims[m]}", volume(maps[m], dims[m])) for m in maps]
     return (
-        heading(f"{title} (r = {correlation:.2f})")
+        heading(f"{title} ({measured})")
         + warning
         + figure(brain_figure(images), f"saliency maps of {title}", names)
     )

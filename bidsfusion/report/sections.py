@@ -252,16 +252,28 @@ def similarity(layout: GroupLayout) -> str:
     rows = read_table(path, ["objective", "modalities", "group", *MEASURES])
     if not rows:
         return problem(f"{relative(path, layout.root)} has no rows")
+    with_nulls = all(f"{m}_equal_n" in rows[0] and f"{m}_null" in rows[0] for m in MEASURES)
+    if not with_nulls:
+        return problem(
+            f"{relative(path, layout.root)} was written without nulls (an earlier bidsfusion): "
+            "its groups of unequal size cannot be compared; rerun with --eval-only --analysis "
+            "similarity"
+        )
     values = [
-        Measure(r["modalities"], m, r["objective"], r["group"], number(r[m], path, m))
+        Measure(r["modalities"], m, r["objective"], r["group"],
+                number(r[f"{m}_equal_n"], path, f"{m}_equal_n"), number(r[f"{m}_null"], path, m))
         for r in rows
         for m in MEASURES
-    ]
+    ]  # fmt: skip
+    n_equal = sorted({r.get("n_equal", "?") for r in rows})
     text = note(
         "How alike the modalities' representations of the same evaluated subjects are, "
         "per group: linear CKA (unbiased estimator, near 0 for independent data) and "
-        "SVCCA (mean canonical correlation; near 1 when subjects are few). Bars: mean "
-        "over folds, error bars: sd."
+        "SVCCA (mean canonical correlation, large for any data when subjects are few). "
+        f"Every bar is on subsets of equal size ({', '.join(n_equal)} subjects, the smallest "
+        "group's; mean over 50 draws), so groups can be compared; the black tick is the 95th "
+        "percentile of its null (one modality's subjects shuffled): a bar below its tick says "
+        "nothing. Bars: mean over folds, error bars: sd."
     )
     retrained = sorted({v.objective for v in values if retrained_after(path, layout, v.objective)})
     if retrained:
