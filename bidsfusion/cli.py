@@ -155,6 +155,15 @@ def plugins_command(verbose: int) -> None:
     show_default=True,
     help="Extra scale of the factors T1w and fALFF share (grey-matter density, ventricles).",
 )
+@click.option(
+    "--shared-severity",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Strength of a disease severity both modalities show weakly, each with its own "
+    "noise (T1w: temporal grey matter; BOLD: angular amplitude): what fusion can find "
+    "(0: none).",
+)
 @click.option("-v", "--verbose", count=True, help="Tracebacks on errors.")
 def synth_command(
     out_dir: Path,
@@ -167,6 +176,7 @@ def synth_command(
     site_confound: float,
     variability: float,
     coupling: float,
+    shared_severity: float,
     verbose: int,
 ) -> None:
     """Write a synthetic BIDS dataset (real NIfTI content, planted AD effects) to OUT_DIR."""
@@ -185,6 +195,7 @@ def synth_command(
             site_confound=site_confound,
             variability=variability,
             coupling=coupling,
+            shared_severity=shared_severity,
         )
         click.echo(f"wrote {summary.n_subjects} subjects to {summary.out_dir}")
 

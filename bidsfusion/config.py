@@ -284,6 +284,12 @@ class Evaluate:
         500, "Optuna trials per (objective, modality, fold) evaluation.", why="the paper",
         minimum=1,
     )  # fmt: skip
+    tuning: str = setting(
+        "validation", "How the classifier's C and penalty are chosen: validation (the trials "
+        "scored on each fold's validation subjects, the classifier fit on its train subjects: "
+        "the reference code) or cv (scored by an inner stratified 5-fold CV of train and "
+        "validation, the classifier fit on both: the paper's text).", choices=("validation", "cv"),
+    )  # fmt: skip
     optuna_storage: str | None = setting(
         None, "Optuna RDB URL shared by evaluation jobs (sqlite:///..., postgresql://...).",
         shown="a journal file WORK_DIR/optuna.journal", metavar="URL",

@@ -234,7 +234,9 @@ def _evaluate(group: GroupRun, folds: list[int], storage: Any) -> Evaluation:
         log.warning("no hold-out subjects (--holdout 0): the evaluation is skipped")
         return Evaluation((), {})
     evaluate, seed = group.config.evaluate, group.config.execution.seed
-    evaluation = run_evaluation(group.layout, group.names, folds, evaluate.n_trials, seed, storage)
+    evaluation = run_evaluation(
+        group.layout, group.names, folds, evaluate.n_trials, seed, storage, evaluate.tuning
+    )
     sys.stdout.write(summary_table(evaluation.rows, evaluation.scores) + "\n")
     return evaluation
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from collections import Counter
@@ -25,6 +26,7 @@ from bidsfusion.synth.dataset import (
     assign_diagnoses,
     make_dataset,
     plan_dataset,
+    synth_settings,
 )
 from bidsfusion.synth.individuality import draw_individuality
 
@@ -429,3 +431,31 @@ def test_rejects_nonsense_numbers(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(UsageError, match=name):
         make_dataset(tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_shared_severity_shows_in_both_modalities_each_with_its_own_noise() -> None:
+    without = plan_dataset(60, seed=4)
+    with_it = plan_dataset(60, seed=4, shared_severity=1.0)
+    assert all(p.severity is None for p in without)
+    assert [dataclasses.replace(p, severity=None) for p in with_it] == without  # nothing else
+    assert (
+        "shared_severity" not in synth_settings()
+        and synth_settings(shared_severity=1.0)["shared_severity"] == 1.0
+    )
+    values = np.array([p.severity.value for p in with_it])
+    t1w, bold = (np.array([getattr(p.severity, m) for p in with_it]) for m in ("t1w", "bold"))
+    ad = np.array([p.diagnosis == "AD" for p in with_it])
+    assert values[ad].mean() - values[~ad].mean() > 0.5  # it follows the diagnosis
+    shared = np.corrcoef(t1w, bold)[0, 1]
+    assert 0.3 < shared < 0.95  # the two expressions share the severity, with their own noise
+    assert np.corrcoef(values, t1w)[0, 1] > shared
+    phantom = load_phantom()
+    region = phantom.severity_t1w > 0.9
+    mild, severe = (subject_maps(phantom, Effects(severity_gm_loss=loss)).t1 for loss in (0.0, 0.5))
+    assert np.abs(mild - severe)[~(phantom.severity_t1w > 0)].max() == 0  # only there
+    assert (mild - severe)[region & phantom.brain].mean() != 0
+    amplitude = subject_maps(phantom, Effects(severity_lf_factor=0.5)).lf_amplitude
+    reference = subject_maps(phantom, Effects()).lf_amplitude
+    expected = reference * (1.0 - 0.5 * phantom.severity_bold)
+    np.testing.assert_allclose(amplitude, expected, rtol=1e-5, atol=1e-9)
+    assert (amplitude < reference).sum() > 100

@@ -223,7 +223,7 @@ def _targets(
             log.info("group-differences: %s %s has no evaluation row of fold 0", spec, modality)
             continue
         data = load_fold(path, modality, SALIENCY_FOLD)
-        found = extreme_dims(fit(data, row.C, row.l1_ratio, row.seed).coef_[0])
+        found = extreme_dims(fit(data, row.C, row.l1_ratio, row.seed, row.tuning).coef_[0])
         if len(found) < 2:
             missing = "any nonzero coefficient" if not found else "a coefficient of each sign"
             log.warning("group-differences: %s %s: the refit classifier (C %g, %s) lacks %s",

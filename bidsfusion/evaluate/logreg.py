@@ -2,9 +2,11 @@
 
 Per (objective, modality, fold): the labelled subjects (label 1 or 0) of a fold's
 ``representations.npz``; z standardised with the mean and sd (ddof 0) of the fold's
-train subjects; a logistic regression (saga, balanced classes) fit on train, its C
-and penalty chosen by an Optuna TPE study on the validation ROC AUC; the best
-trial's classifier scores the hold-out subjects (ROC AUC, balanced accuracy).
+train subjects; a logistic regression (saga, balanced classes), its C and penalty chosen
+by an Optuna TPE study, either on the validation ROC AUC of a fit on the train subjects
+(``validation`` tuning: the reference code) or on the mean ROC AUC of an inner stratified
+5-fold CV of the train and validation subjects, then fit on both (``cv``: the paper's
+text); the final classifier scores the hold-out subjects (ROC AUC, balanced accuracy).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import sklearn
 from optuna.storages import BaseStorage
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold
 
-from bidsfusion.errors import InputDataError, InputMissingError
+from bidsfusion.errors import InputDataError, InputMissingError, UsageError
 from bidsfusion.evaluate.study import complete_trials, open_storage, run_study, study_name
 from bidsfusion.fingerprint import digest
 
@@ -44,6 +47,10 @@ features, measured up to ~9,000 epochs at C = 1e3 on near-collinear features
 (benchmarks/evaluate.py); a fit that needs more is reported, not silenced."""
 
 PARTS = ("train", "validation", "holdout")
+TUNINGS = ("validation", "cv")
+"""How the classifier's hyperparameters are chosen (``--tuning``)."""
+CV_FOLDS = 5
+"""Inner folds of the ``cv`` tuning (the paper's 5-fold cross-validation)."""
 
 _SKLEARN = ".".join(sklearn.__version__.split(".")[:2])
 _PENALTY_DEPRECATED = (  # scikit-learn >= 1.8: the penalty follows l1_ratio
@@ -56,8 +63,8 @@ class EvaluationRow:
     """One line of ``group/evaluation.tsv``: the best trial of one study.
 
     ``l1_ratio`` is the one the classifier used (1.0 for l1, 0.0 for l2); refitting
-    :func:`classifier` (``C``, ``l1_ratio``, ``seed``) on the standardised train
-    features reproduces the AUCs.
+    :func:`fit` (``C``, ``l1_ratio``, ``seed``, ``tuning``) reproduces the AUCs;
+    ``validation_auc`` is the inner CV's mean AUC for the ``cv`` tuning.
     """
 
     objective: str
@@ -76,6 +83,7 @@ class EvaluationRow:
     seed: int
     max_iter: int
     study: str
+    tuning: str = "validation"
 
 
 COLUMNS = tuple(f.name for f in fields(EvaluationRow))
@@ -187,9 +195,35 @@ def classifier(C: float, l1_ratio: float, seed: int) -> LogisticRegression:
     )
 
 
-def fit(data: FoldData, C: float, l1_ratio: float, seed: int) -> LogisticRegression:
-    """The classifier fit on the standardised train subjects."""
-    return classifier(C, l1_ratio, seed).fit(data.x["train"], data.y["train"])
+def tuning_set(data: FoldData, tuning: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` the final classifier is fit on: the train subjects for ``validation``
+    tuning, the train and validation subjects for ``cv`` tuning."""
+    if tuning == "validation":
+        return data.x["train"], data.y["train"]
+    return (
+        np.concatenate([data.x["train"], data.x["validation"]]),
+        np.concatenate([data.y["train"], data.y["validation"]]),
+    )
+
+
+def fit(
+    data: FoldData, C: float, l1_ratio: float, seed: int, tuning: str = "validation"
+) -> LogisticRegression:
+    """The classifier fit on the standardised subjects of :func:`tuning_set`."""
+    return classifier(C, l1_ratio, seed).fit(*tuning_set(data, tuning))
+
+
+def cv_auc(data: FoldData, C: float, l1_ratio: float, seed: int) -> float:
+    """Mean ROC AUC of an inner stratified K-fold CV (K = :data:`CV_FOLDS`, fewer when a
+    class has fewer subjects) over the train and validation subjects."""
+    x, y = tuning_set(data, "cv")
+    splits = min(CV_FOLDS, int(np.bincount(y, minlength=2).min()))
+    folds = StratifiedKFold(n_splits=max(splits, 2), shuffle=True, random_state=seed)
+    scores = []
+    for train, test in folds.split(x, y):
+        model = classifier(C, l1_ratio, seed).fit(x[train], y[train])
+        scores.append(roc_auc_score(y[test], model.decision_function(x[test])))
+    return float(np.mean(scores))
 
 
 def auc(model: LogisticRegression, data: FoldData, part: str) -> float:
@@ -205,7 +239,7 @@ def holdout_scores(path: Path, row: EvaluationRow) -> dict[str, tuple[int, float
     changed since the row was written).
     """
     data = load_fold(path, row.modality, row.fold)
-    model = fit(data, row.C, row.l1_ratio, row.seed)
+    model = fit(data, row.C, row.l1_ratio, row.seed, row.tuning)
     scores = model.decision_function(data.x["holdout"])
     if abs(roc_auc_score(data.y["holdout"], scores) - row.holdout_auc) > 1e-9:
         return {}
@@ -231,23 +265,33 @@ def evaluate_representations(
     n_trials: int = 500,
     seed: int = 0,
     storage: str | BaseStorage | None = None,
+    tuning: str = "validation",
 ) -> EvaluationRow:
     """Search, refit and score one (objective, modality, fold); see the module docstring.
 
     ``storage``: an Optuna RDB URL, an open storage, or None (in memory). A rerun on
-    the same storage continues the study to ``n_trials`` COMPLETE trials.
+    the same storage continues the study to ``n_trials`` COMPLETE trials. ``tuning``:
+    ``validation`` (the trials scored on the fold's validation subjects, the classifier fit
+    on its train subjects: the reference code) or ``cv`` (scored by an inner CV of train
+    and validation, fit on both: the paper's text).
     """
+    if tuning not in TUNINGS:
+        raise UsageError(f"tuning {tuning!r}: choose one of {', '.join(TUNINGS)}")
     data = load_fold(path, modality, fold)
-    key = digest({"protocol": PROTOCOL, "seed": seed, "data": data.key, "sklearn": _SKLEARN})
-    name = study_name(objective, modality, fold, key)
+    record = {"protocol": PROTOCOL, "seed": seed, "data": data.key, "sklearn": _SKLEARN}
+    if tuning != "validation":  # the studies of the validation tuning keep their names
+        record["tuning"] = tuning
+    name = study_name(objective, modality, fold, digest(record))
 
     def score(trial: optuna.Trial) -> float:
         C, _, l1_ratio = suggest(trial)
+        if tuning == "cv":
+            return cv_auc(data, C, l1_ratio, seed)
         return auc(fit(data, C, l1_ratio, seed), data, "validation")
 
     study = run_study(name, open_storage(storage), score, n_trials, seed)
     C, penalty, l1_ratio = suggest(optuna.trial.FixedTrial(study.best_trial.params))
-    model = fit(data, C, l1_ratio, seed)
+    model = fit(data, C, l1_ratio, seed, tuning)
     if model.n_iter_.max() >= MAX_ITER:
         log.warning("%s: the best classifier did not converge in %d epochs", name, MAX_ITER)
     if not model.coef_.any():
@@ -265,13 +309,14 @@ def evaluate_representations(
         C=C,
         penalty=penalty,
         l1_ratio=l1_ratio,
-        validation_auc=auc(model, data, "validation"),
+        validation_auc=study.best_value if tuning == "cv" else auc(model, data, "validation"),
         holdout_auc=auc(model, data, "holdout"),
         holdout_bacc=float(
             balanced_accuracy_score(data.y["holdout"], model.predict(data.x["holdout"]))
         ),
         n_trials=len(complete_trials(study)),
         seed=seed,
+        tuning=tuning,
         max_iter=MAX_ITER,
         study=name,
     )

@@ -40,13 +40,21 @@ def run_evaluation(
     n_trials: int,
     seed: int,
     storage: Any,
+    tuning: str = "validation",
 ) -> Evaluation:
     """Evaluate every (spec, modality, fold of ``folds``) from its ``representations.npz``;
     write ``evaluation.tsv`` and ``evaluation_summary.tsv`` with the rows of other objectives
     and folds already there; the merged rows and their scores."""
     rows = [
         evaluate_representations(
-            layout.fold(spec, fold).representations, spec, fold, modality, n_trials, seed, storage
+            layout.fold(spec, fold).representations,
+            spec,
+            fold,
+            modality,
+            n_trials,
+            seed,
+            storage,
+            tuning,
         )
         for spec in specs
         for fold in folds

@@ -47,9 +47,10 @@ def write_evaluation(
 
 
 def read_evaluation(path: Path) -> list[EvaluationRow]:
-    """The rows of an ``evaluation.tsv`` (InputDataError when its columns differ)."""
+    """The rows of an ``evaluation.tsv`` (InputDataError when its columns differ; a table
+    written before the ``tuning`` column existed reads as ``validation`` tuning)."""
     columns, rows = read_tsv(path)
-    if tuple(columns) != COLUMNS:
+    if tuple(columns) not in (COLUMNS, COLUMNS[:-1]):
         raise InputDataError(f"{path}: columns {columns} instead of {list(COLUMNS)}")
     kinds = {f.name: f.type for f in fields(EvaluationRow)}
     cast = {"int": int, "float": float, "str": str}

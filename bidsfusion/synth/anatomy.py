@@ -69,6 +69,10 @@ class Region:
 
 PCC = Region(((0.0, -55.0, 30.0),), 12.0)
 HIPPOCAMPUS = Region(((-28.0, -22.0, -14.0), (28.0, -22.0, -14.0)), 10.0)
+SEVERITY_T1W = Region(((-56.0, -20.0, -12.0), (56.0, -20.0, -12.0)), 10.0)
+"""Where the shared severity shows in T1w: grey-matter loss in the middle temporal gyri."""
+SEVERITY_BOLD = Region(((-44.0, -62.0, 36.0), (44.0, -62.0, 36.0)), 10.0)
+"""Where the shared severity shows in BOLD: lower LF amplitude in the angular gyri."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,10 @@ class Effects:
     ventricle_dilation_mm: float = 0.0
     hippocampal_gm_loss: float = 0.0
     pcc_lf_amplitude_factor: float = 1.0
+    severity_gm_loss: float = 0.0
+    """Grey-matter loss in :data:`SEVERITY_T1W` (the shared severity's T1w expression)."""
+    severity_lf_factor: float = 1.0
+    """LF amplitude factor in :data:`SEVERITY_BOLD` (its BOLD expression)."""
 
     @classmethod
     def from_strength(cls, strength: float) -> Effects:
@@ -109,6 +117,9 @@ class Phantom:
     hippocampus: np.ndarray
     """Soft weight of ``HIPPOCAMPUS``; ``pcc`` likewise of ``PCC``."""
     pcc: np.ndarray
+    severity_t1w: np.ndarray
+    """Soft weight of :data:`SEVERITY_T1W`; ``severity_bold`` likewise of :data:`SEVERITY_BOLD`."""
+    severity_bold: np.ndarray
     centre_mm: np.ndarray
     """Centre of the head (hull voxels), MNI mm, shape (3,)."""
     head_points: np.ndarray
@@ -170,6 +181,8 @@ def load_phantom() -> Phantom:
         ventricle_region=brain & box,
         hippocampus=HIPPOCAMPUS.weight(xyz),
         pcc=PCC.weight(xyz),
+        severity_t1w=SEVERITY_T1W.weight(xyz),
+        severity_bold=SEVERITY_BOLD.weight(xyz),
         centre_mm=xyz[:, hull].mean(axis=1).astype(np.float64),
         head_points=xyz[:, head & ~ndimage.binary_erosion(head)].astype(np.float64),
         hull_points=xyz[:, hull & ~ndimage.binary_erosion(hull)].astype(np.float64),
@@ -215,11 +228,15 @@ def subject_maps(
     keep = 1.0 - grow * phantom.ventricle_region
     gm = np.clip(gm * individual.gm_density, 0.0, 1.0 - wm) * keep
     gm *= 1.0 - effects.hippocampal_gm_loss * phantom.hippocampus
+    if effects.severity_gm_loss:
+        gm *= 1.0 - effects.severity_gm_loss * phantom.severity_t1w
     wm = wm * keep
     csf = np.clip(phantom.hull - gm - wm, 0.0, 1.0)
     amplitude = LF_AMPLITUDE["gm"] * gm + LF_AMPLITUDE["wm"] * wm + LF_AMPLITUDE["csf"] * csf
     amplitude *= individual.lf_pattern
     amplitude *= 1.0 - (1.0 - effects.pcc_lf_amplitude_factor) * phantom.pcc
+    if effects.severity_lf_factor != 1.0:
+        amplitude *= 1.0 - (1.0 - effects.severity_lf_factor) * phantom.severity_bold
     return SubjectMaps(
         t1=_contrast(gm, wm, csf, phantom.hull, T1_TISSUE, phantom.t1_outside),
         bold_baseline=_contrast(gm, wm, csf, phantom.hull, BOLD_TISSUE, phantom.bold_outside),

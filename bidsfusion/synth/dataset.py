@@ -34,6 +34,13 @@ site B's T1w has less grey/white contrast and its BOLD more thermal noise
 diagnosis: P(B | AD) = (1 + c) / 2, P(B | HC) = (1 - c) / 2, P(B | other) = 1/2,
 a shortcut that a supervised model can take (c = 0: none).
 
+``shared_severity`` F > 0 plants what fusion can find: every subject has a shared disease
+severity (its group's level, AD 1, other 0.5, HC 0, plus a spread of sd 0.5), which
+T1w shows as grey-matter loss in the middle temporal gyri and BOLD as a lower LF amplitude
+in the angular gyri, each with its own noise (sd 0.5) and scaled by F: each modality alone
+sees the severity poorly; the two share it. ``truth.json`` holds each subject's severity and
+both expressions. F = 0 (the default) draws nothing and leaves every dataset as it was.
+
 Sessions: 1..``max_sessions`` per subject; with more than one session each
 holds T1w, bold or both (each modality at least once), so the closest-in-days
 pairing matters. A subject's plan draws from ``default_rng([seed, subject])``,
@@ -51,7 +58,7 @@ import os
 import shutil
 import uuid
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import nibabel as nib
@@ -65,6 +72,8 @@ from bidsfusion.synth.anatomy import (
     MNI_AFFINE,
     PCC,
     PHANTOM_SHAPE,
+    SEVERITY_BOLD,
+    SEVERITY_T1W,
     VENTRICLE_BOX,
     Effects,
     SubjectMaps,
@@ -78,6 +87,12 @@ from bidsfusion.tsv import write_tsv
 
 GROUPS = ("AD", "HC", "other")
 GROUP_EFFECT = {"AD": 1.0, "HC": 0.0, "other": 0.5}
+SEVERITY_LEVEL = {"AD": 1.0, "HC": 0.0, "other": 0.5}
+"""The shared severity's mean per group; each subject's spreads by :data:`SEVERITY_SPREAD`."""
+SEVERITY_SPREAD = 0.5
+SEVERITY_NOISE = 0.5
+"""The sd of each modality's own noise on the severity it expresses: each modality alone
+sees the severity poorly, the two together see what they share."""
 MODALITIES = ("T1w", "bold")
 MIN_VOLUMES = 50
 EFFECT_STRENGTH = 1.0
@@ -111,6 +126,19 @@ class SyntheticSubject:
     head_scale: float
     site: str
     sessions: tuple[SyntheticSession, ...]
+    severity: Severity | None = None
+    """The shared disease severity and its two expressions (``--shared-severity`` > 0)."""
+
+
+@dataclass(frozen=True)
+class Severity:
+    """A subject's shared disease severity ``value`` (its group's level plus individual
+    spread) and the strengths it is expressed with in T1w and BOLD, each the severity plus
+    its own noise, times ``--shared-severity`` (0 at least)."""
+
+    value: float
+    t1w: float
+    bold: float
 
 
 @dataclass(frozen=True)
@@ -160,6 +188,7 @@ def _check_numbers(
     site_confound: float,
     variability: float,
     coupling: float = 1.0,
+    shared_severity: float = 0.0,
 ) -> None:
     """UsageError naming the first impossible setting."""
     checks = {
@@ -170,6 +199,7 @@ def _check_numbers(
         f"--site-confound must be in [0, 1], got {site_confound}": 0 <= site_confound <= 1,
         **_scale_check("--variability", variability),
         **_scale_check("--coupling", coupling),
+        **_scale_check("--shared-severity", shared_severity),
     }
     for message, ok in checks.items():
         if not ok:
@@ -202,12 +232,14 @@ def plan_dataset(
     site_confound: float = 0.0,
     variability: float = 1.0,
     coupling: float = 1.0,
+    shared_severity: float = 0.0,
 ) -> list[SyntheticSubject]:
-    """Draw every subject's group, demographics, effect, head size, site and sessions
-    (no images); ``variability`` and ``coupling`` are only checked here."""
+    """Draw every subject's group, demographics, effect, head size, site, sessions and,
+    with ``shared_severity`` > 0, shared severity (no images); ``variability`` and
+    ``coupling`` are only checked here."""
     _check_numbers(
         n_subjects, max_sessions, effect_strength, ad_fraction, site_confound, variability,
-        coupling,
+        coupling, shared_severity,
     )  # fmt: skip
     width = max(2, len(str(n_subjects)))
     plans = []
@@ -225,9 +257,21 @@ def plan_dataset(
                 head_scale=float(rng.uniform(0.9, 1.1)),
                 sessions=_plan_sessions(rng, max_sessions),
                 site=_site(rng, diagnosis, site_confound),
+                severity=_severity(seed, index, diagnosis, shared_severity),
             )
         )
     return plans
+
+
+def _severity(seed: int, index: int, diagnosis: str, strength: float) -> Severity | None:
+    """A subject's shared severity, from its own stream (so the other draws, and every
+    dataset made without it, are unchanged); None when ``strength`` is 0."""
+    if not strength:
+        return None
+    rng = np.random.default_rng([seed, index, 0, 1])
+    value = SEVERITY_LEVEL[diagnosis] + rng.normal(0.0, SEVERITY_SPREAD)
+    t1w, bold = (max(value + rng.normal(0.0, SEVERITY_NOISE), 0.0) for _ in range(2))
+    return Severity(float(value), strength * t1w, strength * bold)
 
 
 def _write_json(path: Path, content: object) -> None:
@@ -307,6 +351,12 @@ def _write_subject(
 ) -> dict:
     """Write one subject's sessions.tsv and scans; return its truth.json entry."""
     effects = Effects.from_strength(plan.effect)
+    if plan.severity is not None:
+        effects = replace(
+            effects,
+            severity_gm_loss=min(0.2 * plan.severity.t1w, 0.9),
+            severity_lf_factor=max(1.0 - 0.6 * plan.severity.bold, 0.1),
+        )
     rng = np.random.default_rng([seed, plan.index, 0, 0])
     individual = draw_individuality(rng, PHANTOM_SHAPE, variability, coupling)
     maps = subject_maps(load_phantom(), effects, individual)
@@ -315,9 +365,15 @@ def _write_subject(
     for session in plan.sessions:
         for modality in session.modalities:
             _write_scan(root, plan, session, modality, maps, seed, n_volumes)
+    severity = {} if plan.severity is None else {
+        "severity": plan.severity.value,
+        "severity_t1w": plan.severity.t1w,
+        "severity_bold": plan.severity.bold,
+    }  # fmt: skip
     return {
         "diagnosis": plan.diagnosis,
         "effect": plan.effect,
+        **severity,
         "head_scale": plan.head_scale,
         "site": plan.site,
         "individual_ventricle_mm": individual.ventricle_mm,
@@ -376,8 +432,11 @@ def synth_settings(
     site_confound: float = 0.0,
     variability: float = 1.0,
     coupling: float = 1.0,
+    shared_severity: float = 0.0,
 ) -> dict:
-    """The settings a dataset is made with (:func:`make_dataset`'s defaults), as recorded."""
+    """The settings a dataset is made with (:func:`make_dataset`'s defaults), as recorded
+    (``shared_severity`` only when used: datasets made without it keep their record)."""
+    severity = {"shared_severity": shared_severity} if shared_severity else {}
     return {
         "seed": seed,
         "n_subjects": n_subjects,
@@ -388,6 +447,7 @@ def synth_settings(
         "site_confound": site_confound,
         "variability": variability,
         "coupling": coupling,
+        **severity,
     }
 
 
@@ -431,8 +491,19 @@ def _truth(settings: dict, subjects: dict[str, dict]) -> dict:
             "pcc": {"centres_mm": PCC.centres, "radius_mm": PCC.radius_mm},
             "hippocampus": {"centres_mm": HIPPOCAMPUS.centres, "radius_mm": HIPPOCAMPUS.radius_mm},
             "ventricle_box_mm": VENTRICLE_BOX,
+            **_severity_regions(settings),
         },
         "subjects": subjects,
+    }
+
+
+def _severity_regions(settings: dict) -> dict:
+    """The regions the shared severity shows in, when the dataset has one."""
+    if not settings.get("shared_severity"):
+        return {}
+    return {
+        name: {"centres_mm": region.centres, "radius_mm": region.radius_mm}
+        for name, region in (("severity_t1w", SEVERITY_T1W), ("severity_bold", SEVERITY_BOLD))
     }
 
 
@@ -485,6 +556,7 @@ def make_dataset(
     site_confound: float = 0.0,
     variability: float = 1.0,
     coupling: float = 1.0,
+    shared_severity: float = 0.0,
 ) -> SynthSummary:
     """Write a synthetic BIDS dataset to ``out_dir`` (absent or empty); see the module doc.
 
@@ -498,7 +570,7 @@ def make_dataset(
         raise UsageError(f"--volumes must be at least {MIN_VOLUMES}, got {n_volumes}")
     plans = plan_dataset(
         n_subjects, seed, max_sessions, effect_strength, ad_fraction, site_confound, variability,
-        coupling,
+        coupling, shared_severity,
     )  # fmt: skip
     out_dir = Path(out_dir)
     _check_output(out_dir)
@@ -512,6 +584,7 @@ def make_dataset(
         site_confound,
         variability,
         coupling,
+        shared_severity,
     )
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
