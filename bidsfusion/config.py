@@ -285,7 +285,7 @@ class Evaluate:
         minimum=1,
     )  # fmt: skip
     tuning: str = setting(
-        "validation", "How the classifier's C and penalty are chosen: validation (the trials "
+        "cv", "How the classifier's C and penalty are chosen: validation (the trials "
         "scored on each fold's validation subjects, the classifier fit on its train subjects: "
         "the reference code) or cv (scored by an inner stratified 5-fold CV of train and "
         "validation, the classifier fit on both: the paper's text).", choices=("validation", "cv"),

@@ -407,3 +407,25 @@ def test_objectives_without_a_critic_give_no_pair_embeddings(registry) -> None:
     objective = _build("AE-L", encoders, registry)
     _, batch = _run(encoders, objective)
     assert objective.pair_embeddings({m: e(batch[m]) for m, e in encoders.items()}, batch) == {}
+
+
+def test_cca_frobenius_is_the_references_norm_over_ordered_pairs(registry) -> None:
+    from bidsfusion.objectives.cca import cca_loss
+
+    torch.manual_seed(0)
+    h1, h2 = torch.randn(40, 4), torch.randn(40, 4)
+    h2 = h2 + 0.8 * h1
+    trace, frobenius = cca_loss(h1, h2), cca_loss(h1, h2, norm="frobenius")
+    correlations = -trace  # total canonical correlation
+    assert float(-frobenius) < float(correlations)  # the root of the squares is smaller
+    assert torch.allclose(cca_loss(h2, h1, norm="frobenius"), frobenius)  # symmetric
+    dims = {m: Dims((16, 16, 16), latent_dim=4, local_channels=8) for m in ("T1w", "falff")}
+    outputs = {
+        "T1w": EncoderOutput(h1, {"local": torch.zeros(40, 8, 4, 4, 4)}),
+        "falff": EncoderOutput(h2, {"local": torch.zeros(40, 8, 4, 4, 4)}),
+    }
+    reference = registry["CCA"](["T1w", "falff"], dims, norm="frobenius")
+    default = registry["CCA"](["T1w", "falff"], dims)
+    batch = {"label": torch.zeros(40, dtype=torch.long)}
+    assert torch.allclose(reference(outputs, batch)["CCA"], 2 * frobenius.float())
+    assert torch.allclose(default(outputs, batch)["CCA"], trace.float())

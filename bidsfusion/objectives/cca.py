@@ -1,5 +1,11 @@
 """``CCA``: deep CCA on the latents of every modality pair ``i < j`` (DCCAE baseline).
 
+``norm``: ``trace`` (the default) is minus the total canonical correlation (the trace
+norm of the whitened cross-covariance), once per unordered pair. ``frobenius`` is what the
+reference implementation computes: minus the Frobenius norm of that matrix (the root of
+the sum of the squared canonical correlations), once per ordered pair, so each pair
+counts twice and, in DCCAE, CCA weighs twice as much against AE (docs/deviations.md).
+
 In a distributed training step the covariances are those of the global batch
 (:mod:`~bidsfusion.objectives.gather`): every rank computes the same loss, and
 DDP's mean of the ranks' gradients, each the sum over the ranks of their gradients of
@@ -9,7 +15,8 @@ its rows, is the gradient of the global batch.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from itertools import combinations
+from itertools import combinations, permutations
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -28,14 +35,17 @@ def _whiten(h: Tensor, cross: Tensor, ridge: float) -> Tensor:
     return torch.linalg.solve_triangular(torch.linalg.cholesky(cov), cross, upper=False)
 
 
-def cca_loss(h1: Tensor, h2: Tensor, r1: float = 1e-3, r2: float = 1e-3) -> Tensor:
-    """Minus the total canonical correlation of ``h1[N, d1]`` and ``h2[N, d2]``, float64.
+def cca_loss(
+    h1: Tensor, h2: Tensor, r1: float = 1e-3, r2: float = 1e-3, norm: str = "trace"
+) -> Tensor:
+    """Minus the canonical correlation of ``h1[N, d1]`` and ``h2[N, d2]``, float64.
 
-    ``-||S11^-1/2 S12 S22^-1/2||_*`` (trace norm), ridges ``r1``, ``r2`` > 0 on the
-    covariances. ``S^-1/2`` and the Cholesky factor ``L^-1`` differ by a rotation,
-    so ``L1^-1 S12 L2^-T`` has the same singular values. The reference's
-    eigendecomposition (eigenvalues <= 1e-9 dropped) gives the same value, since
-    every eigenvalue of ``S + r I`` is >= r, but its gradient is NaN whenever
+    ``-||S11^-1/2 S12 S22^-1/2||`` in the trace norm (the total canonical correlation) or
+    the Frobenius norm (``norm``), ridges ``r1``, ``r2`` > 0 on the covariances.
+    ``S^-1/2`` and the Cholesky factor ``L^-1`` differ by a rotation, so
+    ``L1^-1 S12 L2^-T`` has the same singular values. Whitening by an eigendecomposition
+    (as the reference does, eigenvalues <= 1e-9 dropped) gives the same singular values,
+    since every eigenvalue of ``S + r I`` is >= r, but its gradient is NaN whenever
     eigenvalues repeat (any batch smaller than the latent size); Cholesky's is not.
     """
     if min(r1, r2) <= 1e-9:
@@ -44,11 +54,15 @@ def cca_loss(h1: Tensor, h2: Tensor, r1: float = 1e-3, r2: float = 1e-3) -> Tens
     h1, h2 = h1 - h1.mean(0), h2 - h2.mean(0)
     s12 = h1.T @ h2 / (h1.shape[0] - 1)
     t = _whiten(h2, _whiten(h1, s12, r1).T, r2)
-    return -torch.linalg.svdvals(t).sum()
+    correlations = torch.linalg.svdvals(t)
+    if norm == "frobenius":
+        return -correlations.pow(2).sum().sqrt()
+    return -correlations.sum()
 
 
 class DeepCCA(Objective):
-    """Sum of :func:`cca_loss` over modality pairs ``i < j`` of the latents."""
+    """Sum of :func:`cca_loss` over modality pairs ``i < j`` of the latents (``trace``), or
+    over ordered pairs ``i != j`` (``frobenius``, the reference's)."""
 
     def __init__(
         self,
@@ -56,23 +70,33 @@ class DeepCCA(Objective):
         dims: Mapping[str, Dims],
         *,
         ridge: float = 1e-3,
+        norm: Literal["trace", "frobenius"] = "trace",
     ) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
         if len(self.modalities) < 2:
             raise UsageError("objective term CCA needs at least two modalities")
         require_at_least("CCA", "ridge", ridge, 1e-9, strict=True)
-        self.ridge = ridge
+        self.ridge, self.norm = ridge, norm
 
     def forward(
         self, outputs: Mapping[str, EncoderOutput], batch: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
         """``{"CCA", "loss"}``, float32 (float64 inside)."""
+        pairs = (
+            permutations(self.modalities, 2)
+            if self.norm == "frobenius"
+            else combinations(self.modalities, 2)
+        )
         loss = sum(
             cca_loss(
-                all_gather(outputs[i].latent), all_gather(outputs[j].latent), self.ridge, self.ridge
+                all_gather(outputs[i].latent),
+                all_gather(outputs[j].latent),
+                self.ridge,
+                self.ridge,
+                self.norm,
             )
-            for i, j in combinations(self.modalities, 2)
+            for i, j in pairs
         )
         loss = loss.float()
         return {"CCA": loss, "loss": loss}
