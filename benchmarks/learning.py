@@ -4,17 +4,18 @@ Runs what a user runs, through the CLI, in ``WORK`` (each stage is reused when i
 outputs are there, so an interrupted benchmark continues):
 
 1. ``bidsfusion synth WORK/bids`` (``--subjects``, one session each, 100 volumes,
-   ``--ad-fraction``, ``--coupling``, ``--effect-strength``, seed 0), then the
-   participant level into ``WORK/derivatives``;
+   ``--ad-fraction``, ``--coupling``, ``--effect-strength``, ``--shared-severity``,
+   seed 0), then the participant level into ``WORK/derivatives``;
 2. the raw-voxel controls: the derivatives mean-pooled to 32^3, z-scored per volume;
    PCA (10 components) and logistic regression, stratified 5-fold CV ROC AUC of AD
    vs HC (mean and sd over folds) per modality; and cross-modal pair retrieval of
    held-out subjects by PCA + CCA (what a linear method finds shared);
 3. one group run with ``--objective Random AE S CL L-CL S-AE Supervised`` (and
-   ``--input-size 32``, ``--epochs``, ``--batch-size``, ``--folds``, ``--holdout``,
+   ``--input-size`` (32), ``--epochs``, ``--batch-size``, ``--folds``, ``--holdout``,
    ``--n-trials``);
 4. a table per objective: hold-out AUC per modality (mean and sd over folds, and
-   DeLong's p-value against Random on the hold-out, from ``evaluation_summary.tsv``),
+   DeLong's p-values against Random, from ``evaluation_summary.tsv``, and against AE,
+   on the hold-out),
    validation pair retrieval against its chance level (by the latents, and by the
    objective's own critic),
    the shortcut probe, the terms that did not learn (``training_summary.tsv``) and
@@ -30,6 +31,14 @@ and a 20 % hold-out (16 AD or HC) even a gain of 0.07 AUC had p = 0.23. About an
 on 2 CPU cores (synthesis 4 min, participant level 16 min, training 37 min)::
 
     python benchmarks/learning.py /tmp/learning
+
+Where fusion can help (issue "The paper's second half"): no per-modality AD effect, only
+the severity both modalities show weakly, each with its own noise (``synth
+--shared-severity``), at 16^3 (about 40 minutes for 120 subjects)::
+
+    python benchmarks/learning.py /tmp/severity --subjects 120 --effect-strength 0 \
+        --shared-severity 2 --input-size 16 \
+        --objective Random AE S L-CL S-AE Supervised
 """
 
 from __future__ import annotations
@@ -64,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ad-fraction", type=float, default=0.4)
     parser.add_argument("--coupling", type=float, default=3.0, help="synth --coupling")
     parser.add_argument("--effect-strength", type=float, default=3.0, help="synth option")
+    parser.add_argument("--shared-severity", type=float, default=0.0, help="synth option")
+    parser.add_argument("--input-size", type=int, default=32, help="group --input-size")
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--folds", type=int, default=3)
@@ -92,7 +103,8 @@ def prepare(work: Path, args: argparse.Namespace) -> Path:
         seconds = _run("synth", bids, "--subjects", args.subjects, "--sessions", 1,
                        "--volumes", 100, "--ad-fraction", args.ad_fraction,
                        "--coupling", args.coupling,
-                       "--effect-strength", args.effect_strength)  # fmt: skip
+                       "--effect-strength", args.effect_strength,
+                       "--shared-severity", args.shared_severity)  # fmt: skip
         print(f"synth: {seconds:.0f} s", flush=True)
     _check_generator(bids, args)
     if not (derivatives / "qc.tsv").exists():
@@ -110,7 +122,7 @@ def _check_generator(bids: Path, args: argparse.Namespace) -> None:
         synth_settings(
             n_subjects=args.subjects, seed=0, max_sessions=1, n_volumes=100,
             ad_fraction=args.ad_fraction, coupling=args.coupling,
-            effect_strength=args.effect_strength,
+            effect_strength=args.effect_strength, shared_severity=args.shared_severity,
         )
     )  # fmt: skip
     try:
@@ -123,7 +135,8 @@ def _check_generator(bids: Path, args: argparse.Namespace) -> None:
             f"benchmark: {bids} was made with other settings or another bidsfusion "
             f"({found}); use another WORK for --subjects {args.subjects} "
             f"--ad-fraction {args.ad_fraction} --coupling {args.coupling} "
-            f"--effect-strength {args.effect_strength}"
+            f"--effect-strength {args.effect_strength} "
+            f"--shared-severity {args.shared_severity}"
         )
 
 
@@ -152,18 +165,32 @@ def raw_voxel_auc(work: Path) -> dict[str, tuple[float, float]]:
     return out
 
 
-def raw_voxel_holdout(work: Path) -> dict[str, tuple[float, float, float | None]]:
+def objective_scores(work: Path) -> dict[tuple[str, str, int], dict[str, tuple[int, float]]]:
+    """(objective, modality, fold) -> the hold-out subjects' (label, decision score) under
+    the evaluation's classifier (:func:`~bidsfusion.evaluate.holdout_scores`)."""
+    from bidsfusion.evaluate import holdout_scores, read_evaluation
+
+    layout = GroupLayout.of(work / "derivatives")
+    return {
+        (r.objective, r.modality, r.fold): holdout_scores(
+            layout.fold(r.objective, r.fold).representations, r
+        )
+        for r in read_evaluation(layout.evaluation)
+    }
+
+
+def raw_voxel_holdout(
+    work: Path, scores: dict[tuple[str, str, int], dict[str, tuple[int, float]]]
+) -> dict[str, tuple[float, float, float | None]]:
     """Per modality: the hold-out ROC AUC of PCA (10) + logistic regression fitted on
     each fold's train subjects (the ones the objectives' classifiers are fitted on) and
     scored on the group run's hold-out, its mean and sd over folds, and DeLong's
     p-value that it beats ``Random`` on the same subjects, as the summary tests each
     objective (:func:`~bidsfusion.evaluate.summary.p_vs_control`; None without
-    Random's rows)."""
+    Random's rows). Adds the raw voxels' hold-out scores to ``scores``."""
     from sklearn.metrics import roc_auc_score
 
-    from bidsfusion.evaluate import holdout_scores, read_evaluation
     from bidsfusion.evaluate.summary import p_vs_control
-    from bidsfusion.objectives.untrained import CONTROL
 
     layout = GroupLayout.of(work / "derivatives")
     splits = json.loads(layout.splits.read_text())
@@ -171,13 +198,6 @@ def raw_voxel_holdout(work: Path) -> dict[str, tuple[float, float, float | None]
     groups = {s: g for s, g in groups.items() if g in ("AD", "HC")}
     holdout = sorted(set(splits["holdout"]) & set(groups))
     y = np.array([groups[s] == "AD" for s in holdout], dtype=int)
-    scores = {
-        (CONTROL, r.modality, r.fold): holdout_scores(
-            layout.fold(CONTROL, r.fold).representations, r
-        )
-        for r in read_evaluation(layout.evaluation)
-        if r.objective == CONTROL
-    }
     out = {}
     folds = list(range(len(splits["folds"])))
     for modality, pattern in MAPS.items():
@@ -254,8 +274,9 @@ def _pooled(subject: Path, pattern: str) -> np.ndarray:
 
 def train_all(work: Path, args: argparse.Namespace) -> float:
     """One group run over every objective; its seconds."""
-    options = ["--input-size", 32, "--epochs", args.epochs, "--batch-size", args.batch_size,
-               "--folds", args.folds, "--n-trials", args.n_trials, "--holdout", args.holdout,
+    options = ["--input-size", args.input_size, "--epochs", args.epochs,
+               "--batch-size", args.batch_size, "--folds", args.folds,
+               "--n-trials", args.n_trials, "--holdout", args.holdout,
                *[o for option in args.group_option for o in option.split()]]  # fmt: skip
     return _run(work / "bids", work / "derivatives", "group", "-w", work / "work",
                 "--objective", *args.objective, *options)  # fmt: skip
@@ -272,9 +293,14 @@ def report(
     raw_holdout: dict[str, tuple[float, float, float | None]],
     raw_retrieval: tuple[float, int, int, int],
     objectives: list[str],
+    scores: dict[tuple[str, str, int], dict[str, tuple[int, float]]],
 ) -> str:
-    """The benchmark's table as Markdown."""
+    """The benchmark's table as Markdown; the AUC cells give DeLong's p against Random
+    and, from the hold-out ``scores``, against AE."""
+    from bidsfusion.evaluate.summary import p_vs_control
+
     layout = GroupLayout.of(work / "derivatives")
+    folds = sorted({fold for _, _, fold in scores})
     auc = {(r["objective"], r["modality"]): r for r in _table(layout.evaluation_summary)}
     training = _table(layout.training_summary)
     lines = [
@@ -294,7 +320,8 @@ def report(
         cells = []
         for modality in MAPS:
             row = auc.get((spec, modality))
-            cells.append(_auc_cell(row) if row else "-")
+            p_ae = p_vs_control(scores, spec, modality, folds, control="AE")
+            cells.append(_auc_cell(row, p_ae) if row else "-")
         rows = [r for r in training if r["objective"] == spec]
         if rows:
             retrieval = np.mean([float(r["validation_retrieval"] or "nan") for r in rows])
@@ -316,10 +343,14 @@ def report(
     return "\n".join(lines)
 
 
-def _auc_cell(row: dict[str, str]) -> str:
-    """``0.860 +- 0.040 (p 0.23)``: mean and sd over folds, DeLong's p against Random."""
+def _auc_cell(row: dict[str, str], p_ae: float | None) -> str:
+    """``0.860 +- 0.040 (p 0.23, vs AE 0.41)``: mean and sd over folds, DeLong's p
+    against Random and against AE."""
     p = row.get("p_vs_random", "n/a")
-    p_text = "" if p in ("n/a", "") else f" (p {float(p):.2f})"
+    ps = ([] if p in ("n/a", "") else [f"p {float(p):.2f}"]) + (
+        [] if p_ae is None else [f"vs AE {p_ae:.2f}"]
+    )
+    p_text = f" ({', '.join(ps)})" if ps else ""
     return f"{float(row['holdout_auc_mean']):.3f} +- {float(row['holdout_auc_sd']):.3f}{p_text}"
 
 
@@ -341,8 +372,9 @@ def main() -> None:
           f"{raw_retrieval[1]}", flush=True)  # fmt: skip
     seconds = train_all(args.work, args)
     print(f"group level: {seconds:.0f} s", flush=True)
-    raw_holdout = raw_voxel_holdout(args.work)
-    print(report(args.work, raw, raw_holdout, raw_retrieval, args.objective))
+    scores = objective_scores(args.work)
+    raw_holdout = raw_voxel_holdout(args.work, scores)
+    print(report(args.work, raw, raw_holdout, raw_retrieval, args.objective, scores))
 
 
 if __name__ == "__main__":

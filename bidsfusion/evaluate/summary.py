@@ -81,26 +81,26 @@ def summarize(
 
 
 def p_vs_control(
-    scores: Scores, objective: str, modality: str, folds: Sequence[int]
+    scores: Scores, objective: str, modality: str, folds: Sequence[int], control: str = CONTROL
 ) -> float | None:
     """DeLong's one-sided p-value that ``objective`` has a higher hold-out AUC than
-    ``Random``, averaged over the ``folds`` where both have hold-out scores, each fold's
-    two classifiers compared on the subjects both scored (:func:`~bidsfusion.evaluate.
-    delong.p_greater`). None for ``Random`` itself, or where no fold has both."""
-    if objective == CONTROL:
+    ``control`` (``Random``), averaged over the ``folds`` where both have hold-out scores,
+    each fold's two classifiers compared on the subjects both scored (:func:`~bidsfusion.
+    evaluate.delong.p_greater`). None for ``control`` itself, or where no fold has both."""
+    if objective == control:
         return None
     differences, variances = [], []
     for fold in folds:
         ours = scores.get((objective, modality, fold), {})
-        control = scores.get((CONTROL, modality, fold), {})
-        subjects = sorted(set(ours) & set(control))
+        theirs = scores.get((control, modality, fold), {})
+        subjects = sorted(set(ours) & set(theirs))
         labels = np.array([ours[s][0] for s in subjects])
         if min((labels == 1).sum(), (labels == 0).sum()) < 2:
             continue
         difference, variance = delong_difference(
             labels,
             np.array([ours[s][1] for s in subjects]),
-            np.array([control[s][1] for s in subjects]),
+            np.array([theirs[s][1] for s in subjects]),
         )
         differences.append(difference)
         variances.append(variance)
