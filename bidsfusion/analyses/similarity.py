@@ -101,7 +101,7 @@ SIMILARITY_COLUMNS = (
 )  # fmt: skip
 """Columns of ``group/similarity.tsv``; ``modalities`` names the pair, e.g. ``T1w-falff``;
 ``*_null`` the 95th percentile of the permutation null, ``*_p`` the permutation p-value;
-``*equal_n_values`` the mean over subsets of ``n_equal`` subjects (the smallest group's n)."""
+``*_equal_n`` the mean over subsets of ``n_equal`` subjects (the smallest group's n)."""
 PERMUTATIONS = 100
 """Shuffles of one modality's subjects per value."""
 SUBSAMPLES = 50
