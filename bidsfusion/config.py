@@ -305,6 +305,11 @@ class Analyses:
         "plugins'); none to skip them.", shown="all", metavar="NAME...",
     )  # fmt: skip
     """Analyses to run (empty: all registered; ``("none",)``: none)."""
+    confound: tuple[str, ...] = setting(
+        (), "A participants.tsv column the confounds analysis probes (repeatable); none for "
+        "no column. The scanner (sidecars) and the QC's motion and tSNR are probed too.",
+        shown="those of age, sex, site present", metavar="COLUMN...",
+    )  # fmt: skip
 
 
 SECTIONS: dict[str, type] = {

@@ -148,6 +148,16 @@ class GroupLayout:
         return self.root / "similarity.tsv"
 
     @property
+    def confounds(self) -> Path:
+        """``confounds.tsv``: the ``confounds`` analysis's probes of nuisance variables."""
+        return self.root / "confounds.tsv"
+
+    @property
+    def controlled_evaluation(self) -> Path:
+        """``controlled_evaluation.tsv``: the hold-out AUCs with the confounds controlled."""
+        return self.root / "controlled_evaluation.tsv"
+
+    @property
     def report(self) -> Path:
         """``report.html``."""
         return self.root / "report.html"

@@ -121,14 +121,22 @@ def load_fold(path: Path, modality: str, fold: int) -> FoldData:
     z = z.astype(np.float64)
     if z.ndim != 2 or len(z) != len(label) or not np.isfinite(z).all():
         raise InputDataError(f"{path}: z_{modality} is not a finite (subjects, dims) array")
+    data = fold_data(z, label, role, arrays["subject"])
+    _check_classes(path, fold, data.y)
+    return data
+
+
+def fold_data(z: np.ndarray, label: np.ndarray, role: np.ndarray, subject: np.ndarray) -> FoldData:
+    """The labelled subjects (label 0 or 1) of ``z [n, d]`` by their ``role`` (train,
+    validation, holdout), standardised with the train part's mean and sd (ddof 0)."""
+    role = np.asarray(role).astype(str)
     parts = {p: (role == p) & np.isin(label, (0, 1)) for p in PARTS}
-    _check_classes(path, fold, {p: label[m] for p, m in parts.items()})
     mean, sd = z[parts["train"]].mean(axis=0), z[parts["train"]].std(axis=0)
     sd[sd == 0] = 1.0
     x = {p: np.ascontiguousarray((z[m] - mean) / sd) for p, m in parts.items()}
     y = {p: label[m].astype(np.int64) for p, m in parts.items()}
-    subjects = {p: arrays["subject"][m].astype(str) for p, m in parts.items()}
-    return FoldData(x, y, _data_key(arrays["subject"], label, role, z), subjects)
+    subjects = {p: subject[m].astype(str) for p, m in parts.items()}
+    return FoldData(x, y, _data_key(subject, label, role, z), subjects)
 
 
 def load_representations(path: Path) -> dict[str, np.ndarray]:
