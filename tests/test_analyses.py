@@ -117,7 +117,7 @@ def test_none_skips_and_an_unknown_name_is_64(analysed, run_cli) -> None:
     assert not (out / "group" / "similarity.tsv").exists()
     unknown = run_cli(*_args(root, bids, out, "--eval-only", "--analysis", "nope"))
     assert unknown.code == 64
-    choices = "group-differences, saliency, similarity, or none"
+    choices = "confounds, group-differences, saliency, similarity, or none"
     assert f"--analysis nope: choose among {choices}" in unknown.err
 
 

@@ -18,6 +18,7 @@ import pytest
 from runner import run_main
 
 from bidsfusion import hookimpl
+from bidsfusion.analyses.confounds import CONTROLLED_COLUMNS, PROBE_COLUMNS
 from bidsfusion.analyses.similarity import SIMILARITY_COLUMNS
 from bidsfusion.errors import InputDataError
 from bidsfusion.evaluate.summary import SUMMARY_COLUMNS
@@ -145,6 +146,29 @@ def fabricate(group: Path) -> Path:
         ["x", "y", "z", "rbc", "q"],
         [[-22.5, 8.5, 30.5, 0.8, 0.01], [25.5, -21.5, 12.5, -0.6, 0.04]],
     )
+    probes = [
+        [o, m, f, v, kind, "participants.tsv", metric, chance, score + 0.01 * f, null, 0.01, 20, 10]
+        for o, score in (("L-CL", 0.93), ("Random", 0.71), ("raw voxels", 0.97))
+        for m in ("T1w", "falff")
+        for f in (0, 1)
+        for v, kind, metric, chance, null in (
+            ("site", "categorical", "roc_auc", 0.5, 0.72),
+            ("age", "continuous", "r2", 0.0, 0.05),
+        )
+    ]
+    write_tsv(group / "confounds.tsv", PROBE_COLUMNS, probes)
+    controlled = [
+        [o, "T1w", f, control, site, confounds, auc, 20, 10]
+        for o in ("L-CL", "Random")
+        for f in (0, 1)
+        for control, site, confounds, auc in (
+            ("none", "n/a", "n/a", 0.81),
+            ("regressed", "n/a", "age site", 0.52),
+            ("leave-site-out", "A", "n/a", 0.6),
+            ("leave-site-out", "B", "n/a", 0.5),
+        )
+    ]
+    write_tsv(group / "controlled_evaluation.tsv", CONTROLLED_COLUMNS, controlled)
     return group
 
 
@@ -175,7 +199,7 @@ def test_the_report_is_one_self_contained_file_of_embedded_pngs(report: Path) ->
     for banned in ('src="http', "file:", "<script", "<link", "url(", "<iframe"):
         assert banned not in text
     pngs = images(text)
-    assert len(pngs) == 5  # evaluation, similarity, L-CL's curves, saliency, differences
+    assert len(pngs) == 6  # evaluation, similarity, curves, saliency, differences, confounds
     for png in pngs:
         assert png.startswith(PNG_SIGNATURE) and len(png) > 1000
         height, width, _ = matplotlib.image.imread(io.BytesIO(png)).shape
@@ -207,13 +231,15 @@ def test_sections_show_the_run_its_flags_and_escape_text(report: Path) -> None:
     assert "group/saliency/objective-L-CL/fold-0_desc-falff_group-all_saliency.nii.gz" in text
     assert "fold-0_desc-T1w_dim-3_stat-rbc_saliency.nii.gz" in text and "stat-q" not in text
     assert "-22.5" in text and "not run" not in text and 'class="problem">' in text
+    assert "<td>L-CL</td><td>T1w</td><td>0.81</td><td>0.52</td><td>0.55</td>" in text
+    assert "confounds (age site) regressed out" in text
 
 
 def test_absent_inputs_say_what_did_not_run(tmp_path: Path) -> None:
     group = tmp_path / "group"
     group.mkdir()
     text = write_report(GroupLayout(group)).read_text(encoding="utf-8")
-    for analysis in ("similarity", "saliency", "group-differences"):
+    for analysis in ("similarity", "saliency", "group-differences", "confounds"):
         assert f"not run: use --analysis {analysis}" in text
     assert "not run: the evaluation needs hold-out subjects" in text
     assert "group/pairs.tsv is missing" in text and "group/splits.json is missing" in text
@@ -279,6 +305,8 @@ def test_malformed_inputs_cost_their_section_a_one_line_message(tmp_path: Path) 
     ).write_bytes(b"garbage")
     history = group / "objective-L-CL" / "fold-1" / "history.tsv"
     history.write_text(history.read_text().replace("\t", " ", 3))
+    confounds = group / "confounds.tsv"
+    confounds.write_text(confounds.read_text().replace("\t0.72\t", "\tn/a?\t", 1))
     text = write_report(GroupLayout(group)).read_text(encoding="utf-8")
     problems = re.findall(r'<p class="problem">([^<]*)</p>', text)
     expected = [
@@ -287,6 +315,7 @@ def test_malformed_inputs_cost_their_section_a_one_line_message(tmp_path: Path) 
         "group/similarity.tsv: column svcca_equal_n: &#x27;abc&#x27; is not a number",
         "group/objective-L-CL/fold-1/history.tsv line 2",
         "group/saliency/objective-L-CL/fold-0_desc-T1w_group-all_saliency.nii.gz: unreadable",
+        "group/confounds.tsv: column null: &#x27;n/a?&#x27; is not a number",
     ]
     for start in expected:
         assert any(p.startswith(start) for p in problems), (start, problems)

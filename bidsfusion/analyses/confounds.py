@@ -42,11 +42,12 @@ SITE_VARIABLES = ("site", "scanner")
 """The variables leave-site-out uses, the first usable one."""
 FIT_ROLES = ("train", "validation")
 PROBE_COLUMNS = (
-    "objective", "modality", "fold", "variable", "kind", "source", "metric", "score", "null",
-    "p", "n_train", "n_test",
+    "objective", "modality", "fold", "variable", "kind", "source", "metric", "chance", "score",
+    "null", "p", "n_train", "n_test",
 )  # fmt: skip
-"""Columns of ``confounds.tsv``: ``score`` by ``metric`` on the hold-out, ``null`` the 95th
-percentile of its permutation null, ``p`` the permutation p-value."""
+"""Columns of ``confounds.tsv``: ``score`` by ``metric`` on the hold-out beside the metric's
+``chance`` level, ``null`` the 95th percentile of its permutation null, ``p`` the
+permutation p-value."""
 CONTROLLED_COLUMNS = (
     "objective", "modality", "fold", "control", "site", "confounds", "holdout_auc", "n_train",
     "n_test",
@@ -153,7 +154,7 @@ def _probed(
                      modality, fold, variable.name)  # fmt: skip
             continue
         rows.append([objective, modality, fold, variable.name, variable.kind, variable.source,
-                     score.metric, score.score, score.null, score.p, score.n_train,
+                     score.metric, score.chance, score.score, score.null, score.p, score.n_train,
                      score.n_test])  # fmt: skip
     return rows
 

@@ -45,10 +45,12 @@ MIN_TEST = 4
 
 @dataclass(frozen=True)
 class ProbeScore:
-    """A probe's test ``score`` by ``metric``, the 95th percentile of its null, the
-    permutation p-value, and the numbers of training and test subjects."""
+    """A probe's test ``score`` by ``metric`` and that metric's ``chance`` level, the 95th
+    percentile of its null, the permutation p-value, and the numbers of training and test
+    subjects."""
 
     metric: str
+    chance: float
     score: float
     null: float
     p: float
@@ -90,7 +92,8 @@ def probe_score(
     shuffled = np.stack([rng.permutation(truth) for _ in range(PERMUTATIONS)])
     null = _scores(metric, shuffled, predicted)
     p = float((1 + (null >= score - 1e-12).sum()) / (1 + PERMUTATIONS))
-    return ProbeScore(metric, score, float(np.quantile(null, 0.95)), p,
+    chance = CHANCE.get(metric, 1 / len(np.unique(truth)))
+    return ProbeScore(metric, chance, score, float(np.quantile(null, 0.95)), p,
                       len(x_train), len(x_test))  # fmt: skip
 
 

@@ -6,7 +6,8 @@ figure is closed once saved).
 2. :func:`similarity_figure`: CKA and SVCCA per objective and group.
 3. :func:`training_figure`: one objective's loss terms per epoch, train and validation,
    beside their chance levels, and validation pair retrieval beside its chance.
-4. :func:`brain_figure`: volumes as slices over nilearn's bundled MNI152 template
+4. :func:`probe_figure`: the nuisance probes' scores, objectives by variable.
+5. :func:`brain_figure`: volumes as slices over nilearn's bundled MNI152 template
    (saliency maps, group-difference maps).
 """
 
@@ -35,6 +36,18 @@ class Bar(NamedTuple):
     objective: str
     mean: float
     sd: float | None
+
+
+class ProbeCell(NamedTuple):
+    """One nuisance probe of an objective: its ``column`` (variable and modality), the mean
+    score over folds, the metric's chance level, and whether it beat its null in every
+    fold."""
+
+    objective: str
+    column: str
+    score: float
+    chance: float
+    beats: bool
 
 
 class Measure(NamedTuple):
@@ -341,3 +354,32 @@ def brain_figure(
 
 def _median(values: np.ndarray) -> float:
     return float(np.median(values)) if values.size else 1e-6
+
+
+def probe_figure(cells: Sequence[ProbeCell], baseline: str) -> bytes:
+    """A heat map, objectives (``Random`` then ``baseline`` last) by variable and modality:
+    each cell's mean score, coloured by its share of the way from chance to 1, in bold
+    where it beat its null in every fold."""
+    objectives = sorted({c.objective for c in cells} - {baseline},
+                        key=lambda o: (o == CONTROL, o))  # fmt: skip
+    objectives += [baseline] if any(c.objective == baseline for c in cells) else []
+    columns = sorted({c.column for c in cells})
+    share = np.full((len(objectives), len(columns)), np.nan)
+    for c in cells:
+        share[objectives.index(c.objective), columns.index(c.column)] = (c.score - c.chance) / (
+            1 - c.chance
+        )
+    size = (1.6 + 0.9 * len(columns), 1.0 + 0.45 * len(objectives))
+    with _subplots(figsize=size) as (fig, ax):
+        image = ax.imshow(np.clip(share, -0.2, 1), cmap="magma_r", vmin=-0.2, vmax=1,
+                          aspect="auto")  # fmt: skip
+        for c in cells:
+            i, j = objectives.index(c.objective), columns.index(c.column)
+            ax.text(j, i, f"{c.score:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if share[i, j] > 0.55 else "black",
+                    fontweight="bold" if c.beats else "normal")  # fmt: skip
+        ax.set_xticks(range(len(columns)), columns, rotation=40, ha="right", fontsize=8)
+        ax.set_yticks(range(len(objectives)), objectives, fontsize=8)
+        fig.colorbar(image, ax=ax, shrink=0.8, label="share of the way from chance to perfect")
+        fig.tight_layout()
+        return _png(fig)

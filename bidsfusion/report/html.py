@@ -14,11 +14,12 @@ from functools import partial
 from pathlib import Path
 
 from bidsfusion import __version__
+from bidsfusion.analyses.confounds import NAME as CONFOUNDS
 from bidsfusion.analyses.group_differences import NAME as GROUP_DIFFERENCES
 from bidsfusion.analyses.saliency import NAME as SALIENCY
 from bidsfusion.atomic import write_text
 from bidsfusion.layout import GroupLayout
-from bidsfusion.report import maps, sections, training
+from bidsfusion.report import confounds, maps, sections, training
 from bidsfusion.report.markup import esc, guarded
 
 SECTIONS: tuple[tuple[str, str, Callable[[GroupLayout], str]], ...] = (
@@ -30,6 +31,11 @@ SECTIONS: tuple[tuple[str, str, Callable[[GroupLayout], str]], ...] = (
     ("training", "Training", training.training),
     (SALIENCY, "Saliency: the cross-modal pair", maps.saliency),
     (GROUP_DIFFERENCES, "Group differences", maps.group_differences),
+    (
+        CONFOUNDS,
+        "Confounds: what the representations encode besides the diagnosis",
+        confounds.confounds,
+    ),
 )
 """Anchor, title and builder of every section, in page order."""
 

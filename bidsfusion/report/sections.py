@@ -173,8 +173,8 @@ def evaluation(layout: GroupLayout) -> str:
         )
     names = [relative(path, layout.root)]
     text = note(
-        f"Logistic regression on the frozen representations, tuned on each fold's "
-        f"validation subjects; hold-out ROC AUC, mean and sd over folds. {CONTROL}: the "
+        f"Logistic regression on the frozen representations, {_tuned(layout)}; hold-out ROC "
+        f"AUC, mean and sd over folds. {CONTROL}: the "
         "untrained encoders every objective must beat; * beats it in every fold."
         + (_P_LEGEND if any(r.get("p_vs_random", "n/a") != "n/a" for r in rows) else "")
         + _holdout_noise(layout)
@@ -185,6 +185,19 @@ def evaluation(layout: GroupLayout) -> str:
         + _summary_table(rows, list(bars))
         + sources(names)
     )
+
+
+def _tuned(layout: GroupLayout) -> str:
+    """How the classifiers were tuned, from the evaluation's ``tuning`` column."""
+    try:
+        tunings = {r.get("tuning", "validation") for r in read_table(layout.evaluation, [])}
+    except BidsFusionError:
+        return "tuned by Optuna"
+    if tunings == {"cv"}:
+        return "tuned by an inner 5-fold CV of each fold's train and validation subjects"
+    if tunings == {"validation"}:
+        return "tuned on each fold's validation subjects"
+    return "tuned by Optuna"
 
 
 _P_LEGEND = (
