@@ -311,6 +311,11 @@ class Analyses:
         shown="those of age, sex, site present", metavar="COLUMN...",
     )  # fmt: skip
 
+    def __post_init__(self) -> None:
+        for option, values in (("--analysis", self.analysis), ("--confound", self.confound)):
+            if "none" in values and len(values) > 1:
+                raise UsageError(f"{option} {' '.join(values)}: give none alone, or names")
+
 
 SECTIONS: dict[str, type] = {
     "execution": Execution,

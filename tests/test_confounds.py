@@ -40,6 +40,12 @@ def test_a_variable_is_typed_by_its_values() -> None:
     assert "no subject" in typed_variable("x", "qc", {"01": None, "02": " NaN "})[1]
 
 
+def test_a_number_column_with_a_stray_text_stays_continuous() -> None:
+    ages = {f"{i:02d}": str(60 + i) for i in range(15)} | {"98": "unknown", "99": "71,5"}
+    variable, _ = typed_variable("age", "participants.tsv", ages)
+    assert variable.kind == CONTINUOUS and len(variable.values) == 15
+
+
 def _dataset(root: Path, n: int = 12) -> tuple[Path, list[Pair]]:
     """Raw scans with sidecars (scanner by inheritance) and derivatives with QC."""
     bids, out = root / "bids", root / "out"
@@ -82,6 +88,9 @@ def test_variables_come_from_participants_sidecars_and_qc(tmp_path: Path) -> Non
     assert len(notes) == 1 and "confound handedness skipped" in notes[0] and "age, sex" in notes[0]
     variables, _ = nuisance_variables(bids, pairs, ["none"])
     assert {v.name for v in variables} == {"scanner", "mean_fd_mm", "tsnr"}
+    variables, notes = nuisance_variables(bids, pairs, ["diagnosis", "age"], "diagnosis")
+    assert "diagnosis" not in {v.name for v in variables}
+    assert notes == ["confound diagnosis skipped: it is the --label-column, the label"]
     assert all("\n" not in n for n in notes)
 
 
@@ -225,3 +234,10 @@ def test_the_confounds_analysis_finds_a_planted_site_and_nothing_without_it(
     kinds = {r["control"] for r in controlled}
     assert kinds == {"none", "regressed", "leave-site-out"}
     assert all(r["confounds"] == "age site" for r in controlled if r["control"] == "regressed")
+
+
+def test_none_with_names_is_a_usage_error(run_cli, tmp_path: Path) -> None:
+    result = run_cli(tmp_path, tmp_path / "out", "group", "--objective", "S", "--confound",
+                     "none", "age")  # fmt: skip
+    assert result.code == 64
+    assert result.err.strip() == "bidsfusion: error: --confound none age: give none alone, or names"

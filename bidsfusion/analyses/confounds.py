@@ -62,7 +62,10 @@ def write_confounds(context: AnalysisContext) -> None:
     from bidsfusion.tsv import write_tsv
 
     variables, notes = nuisance_variables(
-        context.config.bids_dir, context.inputs.pairs, context.config.analyses.confound
+        context.config.bids_dir,
+        context.inputs.pairs,
+        context.config.analyses.confound,
+        context.config.data.label_column,
     )
     for text in notes:
         log.warning(text)

@@ -28,10 +28,9 @@ def selected_analyses(requested: Sequence[str]) -> dict[str, Analysis]:
     if list(requested) == [NONE]:
         return {}
     unknown = [name for name in requested if name not in available]
-    if unknown or NONE in requested:
+    if unknown:
         names = ", ".join(sorted(available)) or "(none registered)"
-        wrong = ", ".join(unknown) or f"{NONE} together with other names"
-        raise UsageError(f"--analysis {wrong}: choose among {names}, or {NONE} alone")
+        raise UsageError(f"--analysis {', '.join(unknown)}: choose among {names}, or {NONE} alone")
     chosen = list(dict.fromkeys(requested)) or sorted(available)
     return {name: available[name] for name in chosen}
 

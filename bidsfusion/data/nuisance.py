@@ -9,11 +9,12 @@ Found where a BIDS dataset keeps them, for each subject's evaluation pair:
 - the participant level's QC of the pair's BOLD-derived map: ``mean_fd_mm`` (mean
   framewise displacement) and ``tsnr`` (temporal SNR), as in ``qc.tsv``.
 
-A variable whose every known value is a number and that takes more than
-:data:`MAX_CLASSES` values is continuous, any other categorical. ``n/a``, empty and
+A variable that takes more than :data:`MAX_CLASSES` numbers is continuous (a text among
+them is unknown), any other categorical. ``n/a``, empty and
 non-finite values are unknown. A categorical variable keeps the classes of at least
 :data:`MIN_CLASS` subjects (the rest are unknown) and needs two such classes. One that
-does not qualify is skipped with a one-line note saying why.
+does not qualify is skipped with a one-line note saying why (the scanner and the QC
+measures silently when they are the same for every subject or unknown for all).
 """
 
 from __future__ import annotations
@@ -67,14 +68,17 @@ class Nuisance:
 
 
 def nuisance_variables(
-    bids_dir: Path, pairs: Sequence[Pair], columns: Sequence[str] = ()
+    bids_dir: Path, pairs: Sequence[Pair], columns: Sequence[str] = (), label_column: str = ""
 ) -> tuple[list[Nuisance], list[str]]:
     """The usable variables of the evaluation ``pairs`` and a note per variable skipped.
 
     ``columns``: ``--confound`` (empty: :data:`DEFAULT_COLUMNS` that exist; ``none``: no
-    participants.tsv column)."""
+    participants.tsv column); ``label_column`` (the diagnosis) is never a confound."""
     evaluated = [p for p in pairs if p.evaluation]
     found, notes = _participant_columns(bids_dir, [p.subject for p in evaluated], columns)
+    if label_column in found:
+        del found[label_column]
+        notes.append(f"confound {label_column} skipped: it is the --label-column, the label")
     found["scanner"] = ("sidecars", _scanners(bids_dir, evaluated, notes))
     for name, key in QC_VARIABLES.items():
         found[name] = ("qc", {p.subject: _qc_value(p, key) for p in evaluated})
@@ -82,7 +86,7 @@ def nuisance_variables(
     for name, (source, raw) in found.items():
         variable, why = typed_variable(name, source, raw)
         if variable is None:
-            if source == "participants.tsv" or why != _CONSTANT:
+            if source == "participants.tsv" or why not in (_CONSTANT, _NO_VALUE):
                 notes.append(f"confound {name} ({source}) skipped: {why}")
         else:
             variables.append(variable)
@@ -90,6 +94,7 @@ def nuisance_variables(
 
 
 _CONSTANT = "one value in every subject"
+_NO_VALUE = "no subject has a value"
 
 
 def typed_variable(
@@ -100,10 +105,10 @@ def typed_variable(
     known = {s: _value(v) for s, v in raw.items()}
     known = {s: v for s, v in known.items() if v is not None}
     if not known:
-        return None, "no subject has a value"
-    numbers = all(isinstance(v, float) for v in known.values())
-    if numbers and len(set(known.values())) > MAX_CLASSES:
-        values: dict[str, str | float] = dict(known)
+        return None, _NO_VALUE
+    numbers = {s: v for s, v in known.items() if isinstance(v, float)}
+    if len(set(numbers.values())) > MAX_CLASSES:
+        values: dict[str, str | float] = dict(numbers)
         kind = CONTINUOUS
     else:
         labels = {s: _label(v) for s, v in known.items()}
