@@ -34,22 +34,32 @@ def load_image(path: Path) -> nib.Nifti1Image:
 
 
 def read_data(path: Path, ndim: int | None = None) -> tuple[np.ndarray, nib.Nifti1Image]:
-    """``(data float32, image)`` of a NIfTI; checks dimensionality and finiteness.
+    """``(data float32, image)`` of a NIfTI; checks dimensionality and finiteness (a
+    ``(x, y, z, 1)`` image is read as 3D when ``ndim`` is 3).
 
     Raises :class:`InputMissingError` (66) for a missing file and
     :class:`InputDataError` (65) for a corrupt file, a wrong number of
     dimensions or NaN/infinite voxels, each naming the file.
     """
     image = load_image(path)
-    if ndim is not None and len(image.shape) != ndim:
+    singleton = ndim == 3 and is_singleton_4d(image.shape)
+    if ndim is not None and len(image.shape) != ndim and not singleton:
         raise InputDataError(f"{path}: expected a {ndim}D image, got shape {image.shape}")
     try:
         data = np.asarray(image.get_fdata(dtype=np.float32))
     except READ_ERRORS as error:
         raise InputDataError(f"{path}: unreadable NIfTI ({one_line(error)})") from None
+    if singleton:
+        data = data[..., 0]
     if not np.isfinite(data).all():
         raise InputDataError(f"{path}: contains NaN or infinite values; fix or exclude the scan")
     return data, image
+
+
+def is_singleton_4d(shape: tuple[int, ...]) -> bool:
+    """Whether ``shape`` is a 3D volume stored as 4D with one volume ``(x, y, z, 1)``, as
+    some converters write a T1w: it is read as the 3D volume."""
+    return len(shape) == 4 and shape[3] == 1
 
 
 def save_image(

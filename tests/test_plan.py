@@ -137,6 +137,52 @@ def test_absurd_voxels_and_sheared_axes_are_refused_naming_the_file(dataset, aff
     assert [job.t1w.name for job in plan.anat] == ["sub-01_ses-3_T1w.nii.gz"]
 
 
+def _lying_header(path: Path, shape: tuple[int, ...]) -> None:
+    """A small image whose header claims ``shape`` (the data stay 8^3)."""
+    image = nib.Nifti1Image(np.ones((8, 8, 8), dtype=np.float32), AFFINE)
+    image.header.set_data_shape(shape)
+    raw = image.header.binaryblock + b"\0" * 4 + np.ones(512, np.float32).tobytes()
+    path.write_bytes(raw)
+
+
+@pytest.mark.parametrize(
+    ("shape", "words"),
+    [((10000, 10000, 10000), "more than any MRI volume"), ((64, 64, 64), "but the file is")],
+)
+def test_a_header_that_claims_more_data_than_the_file_holds_is_refused(
+    dataset, shape, words
+) -> None:
+    t1w = dataset / "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii"
+    (dataset / "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz").unlink()
+    _lying_header(t1w, shape)
+    _, problems = _plan(dataset, "01")
+    (problem,) = problems
+    assert str(t1w) in str(problem) and words in str(problem) and problem.exit_code == 65
+    assert "\n" not in str(problem)
+
+
+def test_a_repetition_time_in_milliseconds_is_named_as_such(dataset) -> None:
+    sidecar = dataset / "sub-02/ses-1/func/sub-02_ses-1_task-rest_bold.json"
+    sidecar.write_text('{"RepetitionTime": 2000, "TaskName": "rest"}')
+    _, problems = _plan(dataset, "02")
+    (problem,) = problems
+    assert "RepetitionTime 2000 looks like milliseconds" in str(problem) and "(2)" in str(problem)
+
+
+def test_a_t1w_of_one_volume_in_4d_is_read_as_3d(dataset, tmp_path: Path) -> None:
+    from bidsfusion.nifti import read_data
+
+    t1w = dataset / "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz"
+    data = np.random.default_rng(1).random((8, 8, 8, 1), dtype=np.float32)
+    nib.save(nib.Nifti1Image(data, AFFINE), t1w)
+    plan, problems = _plan(dataset, "01")
+    assert not problems and len(plan.anat) == 2
+    job = next(j for j in plan.anat if j.t1w == t1w)
+    assert "read as its 3D volume" in json.dumps([o.sidecar for o in job.outputs.values()])
+    volume, _ = read_data(t1w, ndim=3)
+    assert volume.shape == (8, 8, 8) and np.array_equal(volume, data[..., 0])
+
+
 def _negate(**inputs):
     """A map's interface, given its ``inputs`` (nipype Function: out_file = -in_file)."""
     from nipype.interfaces.utility import Function

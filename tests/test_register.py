@@ -389,3 +389,36 @@ def test_mean_bold_to_t1w(t1w: tuple[nib.Nifti1Image, sitk.Image, sitk.Transform
     expected = _apply(moved @ matrix_from_transform(rigid), points)
     error = np.linalg.norm(_apply(matrix_from_transform(again), points) - expected, axis=1)
     assert error.max() < 3.0  # mm, with 6 x 6 x 3.3 mm BOLD voxels
+
+
+@needs_studyforrest
+@pytest.mark.slow
+def test_mean_bold_to_t1w_with_an_origin_1000_mm_off(
+    t1w: tuple[nib.Nifti1Image, sitk.Image, sitk.Transform],
+) -> None:
+    _, t1_image, to_t1 = t1w
+    bold = nib.load(BOLD)
+    corrected, _ = realign(bold.get_fdata(dtype=np.float32), bold.affine)
+    mean = corrected.mean(axis=3)
+    rigid = register_rigid(array_to_sitk(mean, bold.affine), t1_image)
+    off = np.eye(4)
+    off[:3, 3] = [1000.0, 0.0, 0.0]
+    again = register_rigid(array_to_sitk(mean, off @ bold.affine), t1_image)
+    points = _apply(matrix_from_transform(to_t1), _brain_points())
+    expected = _apply(off @ matrix_from_transform(rigid), points)
+    error = np.linalg.norm(_apply(matrix_from_transform(again), points) - expected, axis=1)
+    assert error.max() < 3.0  # started from the centres aligned, not the headers
+
+
+def test_a_registration_itk_gives_up_on_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bidsfusion.preprocess.register as register
+
+    monkeypatch.setattr(register, "FAR_APART_MM", float("inf"))  # keep the headers' start
+    rng = np.random.default_rng(0)
+    fixed = array_to_sitk(rng.random((24, 24, 24), dtype=np.float32), np.diag([3.0, 3, 3, 1]))
+    far = np.diag([3.0, 3, 3, 1])
+    far[:3, 3] = 5000.0
+    moving = array_to_sitk(rng.random((24, 24, 24), dtype=np.float32), far)
+    with pytest.raises(register.RegistrationFailedError) as caught:
+        register_rigid(moving, fixed)
+    assert "\n" not in str(caught.value) and "sample" in str(caught.value).lower()

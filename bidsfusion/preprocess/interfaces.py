@@ -167,16 +167,22 @@ class RegisterToTemplate(SimpleInterface):
 
     def _run_interface(self, runtime):
         from bidsfusion.preprocess.images import array_to_sitk
-        from bidsfusion.preprocess.register import register_to_template
+        from bidsfusion.preprocess.register import RegistrationFailedError, register_to_template
 
         data, image = read_data(self.inputs.in_file, ndim=3)
         check_not_constant(self.inputs.in_file, data)
-        transform = register_to_template(
-            array_to_sitk(data, image.affine),
-            skull_stripped=self.inputs.skull_strip == "none",
-            search_rotations=self.inputs.search_rotations,
-            scalp_guard=self.inputs.scalp_guard,
-        )
+        try:
+            transform = register_to_template(
+                array_to_sitk(data, image.affine),
+                skull_stripped=self.inputs.skull_strip == "none",
+                search_rotations=self.inputs.search_rotations,
+                scalp_guard=self.inputs.scalp_guard,
+            )
+        except RegistrationFailedError as error:
+            raise InputDataError(
+                f"{self.inputs.in_file}: registration to the template failed ({error}); check "
+                "the header's voxel sizes and orientation, and that the image is a head"
+            ) from None
         self._results["transform_file"] = _write_transform(transform, "to_template.tfm")
         return runtime
 
@@ -194,15 +200,23 @@ class Coregister(SimpleInterface):
 
     def _run_interface(self, runtime):
         from bidsfusion.preprocess.images import array_to_sitk
-        from bidsfusion.preprocess.register import register_rigid
+        from bidsfusion.preprocess.register import RegistrationFailedError, register_rigid
 
         moving, moving_image = read_data(self.inputs.in_file, ndim=3)
         fixed, fixed_image = read_data(self.inputs.reference_file, ndim=3)
         check_not_constant(self.inputs.reference_file, fixed)
         check_not_constant(self.inputs.in_file, moving)
-        transform = register_rigid(
-            array_to_sitk(moving, moving_image.affine), array_to_sitk(fixed, fixed_image.affine)
-        )
+        try:
+            transform = register_rigid(
+                array_to_sitk(moving, moving_image.affine),
+                array_to_sitk(fixed, fixed_image.affine),
+            )
+        except RegistrationFailedError as error:
+            raise InputDataError(
+                f"{self.inputs.in_file}: the mean BOLD could not be registered to "
+                f"{self.inputs.reference_file} ({error}); check both headers' origin, "
+                "orientation and voxel sizes"
+            ) from None
         self._results["transform_file"] = _write_transform(transform, "to_t1w.tfm")
         return runtime
 

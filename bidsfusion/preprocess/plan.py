@@ -31,7 +31,7 @@ from bidsfusion.config import RunConfig
 from bidsfusion.errors import BidsFusionError
 from bidsfusion.fingerprint import digest, file_stamp
 from bidsfusion.modality import Modality
-from bidsfusion.nifti import load_image
+from bidsfusion.nifti import is_singleton_4d, load_image
 from bidsfusion.preprocess.backend import Backend
 from bidsfusion.preprocess.inputs import check_image, repetition_time
 from bidsfusion.preprocess.outputs import Output
@@ -229,7 +229,8 @@ def _pending(
 def _anat_job(
     t1w: Path, config: RunConfig, modalities: Sequence[Modality], backend: Backend
 ) -> AnatJob:
-    check_image(t1w, load_image(t1w), ndim=3)
+    image = load_image(t1w)
+    check_image(t1w, image, ndim=3)
     maps = {m.name: m.inputs(config.participant) for m in map_modalities(modalities, "T1w")}
     fingerprint = digest(_anat_record(t1w, config, maps, modalities, backend))
     entities = source_entities(t1w)
@@ -248,6 +249,8 @@ def _anat_job(
         "Registration": "T1w -> template; resampled once onto the grid",
         "SkullStripping": config.participant.skull_strip,
     }
+    if is_singleton_4d(image.shape):
+        registration["InputConformed"] = "a 4D image of one volume, read as its 3D volume"
     figures = config.output_dir / f"sub-{entities['sub']}" / "figures"
     outputs = {
         "T1w": Output(

@@ -267,7 +267,10 @@ def register_similarity(
         method = _method(shrink, sigmas_mm, sampling_fraction, iterations, seed)
         method.SetMetricFixedMask(mask)
         method.SetInitialTransform(transform, inPlace=True)
-        method.Execute(*images)
+        try:
+            method.Execute(*images)
+        except RuntimeError as error:
+            raise RegistrationFailedError(itk_reason(error)) from None
         return method.GetMetricValue()
 
     best_rotations = _best_rotations(
@@ -316,14 +319,43 @@ def register_rigid(
         points (LPS mm).
     """
     transform = sitk.Euler3DTransform()
-    size = np.asarray(fixed.GetSize(), dtype=np.float64)
-    transform.SetCenter(fixed.TransformContinuousIndexToPhysicalPoint(tuple((size - 1) / 2)))
+    fixed_centre, moving_centre = image_centre(fixed), image_centre(moving)
+    transform.SetCenter(tuple(fixed_centre))
+    if np.linalg.norm(moving_centre - fixed_centre) > FAR_APART_MM:
+        transform.SetTranslation(tuple(moving_centre - fixed_centre))
     method = _method(shrink_factors, smoothing_sigmas_mm, sampling_fraction, iterations, seed)
     if fixed_mask is not None:
         method.SetMetricFixedMask(sitk.Cast(fixed_mask > 0, sitk.sitkUInt8))
     method.SetInitialTransform(transform, inPlace=True)
-    method.Execute(sitk.Cast(fixed, sitk.sitkFloat32), sitk.Cast(moving, sitk.sitkFloat32))
+    try:
+        method.Execute(sitk.Cast(fixed, sitk.sitkFloat32), sitk.Cast(moving, sitk.sitkFloat32))
+    except RuntimeError as error:
+        raise RegistrationFailedError(itk_reason(error)) from None
     return transform
+
+
+FAR_APART_MM = 100.0
+"""Centres of two scans of one session this far apart mean a wrong origin in a header: the
+rigid registration then starts from the centres aligned instead of the headers."""
+
+
+class RegistrationFailedError(RuntimeError):
+    """ITK's optimiser gave up; the message is ITK's reason in one line."""
+
+
+def image_centre(image: sitk.Image) -> np.ndarray:
+    """The physical centre (LPS mm) of an image's voxel grid."""
+    size = np.asarray(image.GetSize(), dtype=np.float64)
+    return np.asarray(image.TransformContinuousIndexToPhysicalPoint(tuple((size - 1) / 2)))
+
+
+def itk_reason(error: Exception) -> str:
+    """The ``Description:`` of an ITK exception (its whole text folded to one line else)."""
+    text = str(error)
+    for line in text.splitlines():
+        if "Description:" in line:
+            return line.split("Description:", 1)[1].strip()
+    return " ".join(text.split())
 
 
 def compose(*transforms: sitk.Transform) -> sitk.CompositeTransform:
