@@ -183,6 +183,22 @@ def test_a_t1w_of_one_volume_in_4d_is_read_as_3d(dataset, tmp_path: Path) -> Non
     assert volume.shape == (8, 8, 8) and np.array_equal(volume, data[..., 0])
 
 
+def test_raw_scans_that_differ_only_in_replaced_entities_are_refused_naming_each_other(
+    dataset,
+) -> None:
+    anat = dataset / "sub-01/ses-1/anat"
+    for space in ("MNI", "T1w", "orig"):
+        _image(anat / f"sub-01_ses-1_space-{space}_desc-preproc_T1w.nii.gz", (8, 8, 8))
+    plan, problems = _plan(dataset, "01")
+    refused = sorted(str(p) for p in problems)  # with the plain T1w of ses-1: one name
+    assert len(refused) == 4 and all("differ only in space/res/desc" in p for p in refused)
+    assert refused[0].startswith(str(anat / "sub-01_ses-1_T1w.nii.gz: it and sub-01_ses-1_"))
+    assert "space-T1w_desc-preproc_T1w.nii.gz" in refused[0] and "\n" not in refused[0]
+    assert [job.t1w.name for job in plan.anat] == ["sub-01_ses-3_T1w.nii.gz"]
+    outputs = [o.path for job in plan.anat for o in job.outputs.values()]
+    assert len(outputs) == len(set(outputs))
+
+
 def _negate(**inputs):
     """A map's interface, given its ``inputs`` (nipype Function: out_file = -in_file)."""
     from nipype.interfaces.utility import Function

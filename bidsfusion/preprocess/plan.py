@@ -28,7 +28,7 @@ from bidsfusion.bids import (
     source_entities,
 )
 from bidsfusion.config import RunConfig
-from bidsfusion.errors import BidsFusionError
+from bidsfusion.errors import BidsFusionError, InputDataError
 from bidsfusion.fingerprint import digest, file_stamp
 from bidsfusion.modality import Modality
 from bidsfusion.nifti import is_singleton_4d, load_image
@@ -106,7 +106,10 @@ def plan_subject(
         filters["session"] = list(sessions)
     problems: list[BidsFusionError] = []
     anat_jobs = {}
-    for t1w in layout.get(suffix="T1w", datatype="anat", **filters):
+    t1ws = layout.get(suffix="T1w", datatype="anat", **filters)
+    bolds = layout.get(suffix="bold", datatype="func", task=config.participant.task, **filters)
+    t1ws, bolds = (_distinct(scans, problems) for scans in (t1ws, bolds))
+    for t1w in t1ws:
         try:
             job = _anat_job(Path(t1w.path), config, modalities, backend)
             anat_jobs[_key("anat", t1w.path)] = job
@@ -114,7 +117,7 @@ def plan_subject(
             problems.append(error)
     days = session_days(config.bids_dir, subject)
     func_jobs = []
-    for bold in layout.get(suffix="bold", datatype="func", task=config.participant.task, **filters):
+    for bold in bolds:
         try:
             job = _func_job(Path(bold.path), config, anat_jobs, days, modalities, backend)
         except BidsFusionError as error:
@@ -125,6 +128,34 @@ def plan_subject(
     needed = {job.anat_key for job in func_jobs}
     anat = [job for key, job in anat_jobs.items() if job.outputs or key in needed]
     return SubjectPlan(subject, anat, func_jobs), problems
+
+
+REPLACED_ENTITIES = ("space", "res", "desc")
+"""Entities of a source that its derivatives' names replace (the grid's, the map's)."""
+
+
+def _distinct(scans: Sequence[Any], problems: list[BidsFusionError]) -> list[Any]:
+    """The scans whose derivatives get names of their own; scans that differ only in
+    :data:`REPLACED_ENTITIES` (raw files that are already preprocessed, ``space-X_desc-
+    preproc``) would overwrite each other's derivatives: each is refused, naming the others."""
+    by_name: dict[str, list[Any]] = {}
+    for scan in scans:
+        entities = {k: v for k, v in source_entities(scan.path).items()
+                    if k not in REPLACED_ENTITIES}  # fmt: skip
+        by_name.setdefault(derivative_name(entities, "x", ".nii.gz"), []).append(scan)
+    kept = []
+    for group in by_name.values():
+        if len(group) == 1:
+            kept += group
+            continue
+        for scan in group:
+            others = ", ".join(Path(o.path).name for o in group if o is not scan)
+            problems.append(InputDataError(
+                f"{scan.path}: it and {others} differ only in {'/'.join(REPLACED_ENTITIES)} "
+                "entities, which the derivatives' names replace, so their derivatives would "
+                "overwrite each other; keep one of them in BIDS_DIR"
+            ))  # fmt: skip
+    return kept
 
 
 def _key(prefix: str, path: str | Path) -> str:
