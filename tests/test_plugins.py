@@ -76,7 +76,7 @@ def test_plugins_lists_each_objective_term_with_its_options(run_cli) -> None:
     result = run_cli("plugins")
     assert result.code == 0
     lines = [line.strip() for line in result.out.splitlines()]
-    assert "CCA: ridge=0.001" in lines
+    assert "CCA: ridge=0.001, norm='trace'" in lines
     assert "L: clip=20.0, penalty_weight=0.04, located=True" in lines
     assert "Supervised: (no options)" in lines and "DCCAE: = AE-CCA" in lines
     assert any(line.startswith("MMVAE: k=4") for line in lines)
