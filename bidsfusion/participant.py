@@ -32,6 +32,7 @@ from bidsfusion.locations import (
     write_dataset_description,
 )
 from bidsfusion.plugins import registered
+from bidsfusion.timing import duration
 
 log = logging.getLogger("bidsfusion.participant")
 
@@ -208,9 +209,12 @@ class SubjectProgress:
             return
         self.done += 1
         if 10 * self.done // self.total > 10 * (self.done - 1) // self.total:
+            elapsed = self.elapsed()
+            left = elapsed / self.done * (self.total - self.done)
             log.info(
-                "%d/%d steps done (%.0f %%) after %.0f s",
-                self.done, self.total, 100 * self.done / self.total, self.elapsed(),
+                "%d/%d steps done (%.0f %%) after %s, about %s left",
+                self.done, self.total, 100 * self.done / self.total, duration(elapsed),
+                duration(left),
             )  # fmt: skip
         self.left[subject_wf] -= 1
         if self.left[subject_wf] == 0:

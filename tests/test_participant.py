@@ -248,3 +248,4 @@ def test_progress_reports_tenths_subjects_and_failures(caplog):
         "sub-02: step func failed",
         "5/10 steps done (50 %)",
     ]
+    assert lines[0].endswith(" left") and ", about " in lines[0]

@@ -280,7 +280,23 @@ def test_the_loss_decreases_on_a_learnable_pairing(
     val = [row["val_loss"] for row in result.history]
     assert train[-1] < train[0] and val[-1] < val[0]
     assert "#" * 30 + "] 3/3" in capsys.readouterr().err
-    assert "f: epoch 8/8 loss" in caplog.text
+    assert "f: epoch 8/8 loss" in caplog.text and "elapsed, about 0 s left" in caplog.text
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert [m.split()[2] for m in info if ": epoch " in m] == [f"{e}/8" for e in range(1, 9)]
+
+
+def test_milestones_are_a_tenth_of_the_epochs_and_time_left_is_their_rate() -> None:
+    from bidsfusion.timing import duration, time_left
+    from bidsfusion.train.progress import is_milestone
+
+    assert [e for e in range(1, 201) if is_milestone(e, 200)] == [1, *range(20, 201, 20)]
+    assert [e for e in range(1, 4) if is_milestone(e, 3)] == [1, 2, 3]
+    assert duration(45.4) == "45 s" and duration(200) == "3 min 20 s"
+    assert duration(3725) == "1 h 2 min"
+    import time
+
+    text = time_left(time.perf_counter() - 10.0, 2, 6)
+    assert text.startswith("10 s elapsed, about 30 s left")
 
 
 def test_encode_returns_latents_without_augmentation(reference: Run) -> None:

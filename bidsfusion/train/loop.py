@@ -45,6 +45,7 @@ from bidsfusion.errors import InputDataError
 from bidsfusion.layout import FoldFiles
 from bidsfusion.objectives.base import Objective
 from bidsfusion.objectives.gather import global_batch
+from bidsfusion.timing import time_left
 from bidsfusion.train.diagnostics import (
     augmentation_learners,
     critic_retrieval,
@@ -61,7 +62,7 @@ from bidsfusion.train.distributed import (
     world_size,
 )
 from bidsfusion.train.history import TermMeans, epoch_summary, history_row, write_history
-from bidsfusion.train.progress import ProgressBar
+from bidsfusion.train.progress import ProgressBar, is_milestone
 from bidsfusion.train.resume import (
     FoldState,
     load_last,
@@ -196,6 +197,7 @@ def train_fold(
     sampler = ClassBalancedSampler(
         train.labels.tolist(), seed=settings.seed, rank=rank(), world_size=world_size()
     )
+    first, loop_started = state.epoch + 1, time.perf_counter()
     shown = sys.stderr.isatty() if settings.progress is None else settings.progress
     bar = ProgressBar(shown and is_main())
     for epoch in range(state.epoch + 1, settings.epochs + 1):
@@ -208,7 +210,10 @@ def train_fold(
         bar.clear()
         row = history_row(epoch, trained, validated, lr, time.perf_counter() - epoch_started)
         fold.finish_epoch(state, row)
-        log.info("%s: epoch %d/%d %s", fold.name, epoch, settings.epochs, epoch_summary(row))
+        level = logging.INFO if is_milestone(epoch, settings.epochs) else logging.DEBUG
+        left = time_left(loop_started, epoch - first + 1, settings.epochs - epoch)
+        log.log(level, "%s: epoch %d/%d %s; %s", fold.name, epoch, settings.epochs,
+                epoch_summary(row), left)  # fmt: skip
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     plain = fold.validate(train) if is_main() and state.history else {}

@@ -1,9 +1,21 @@
-"""A one-line, in-place progress bar for training epochs (quiet when stderr is not a TTY)."""
+"""How training shows its progress: a one-line, in-place bar for the epoch's steps on a
+terminal, and a log line at every tenth of the epochs and at the last (every epoch with
+``-v``), each with the time left."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+
+MILESTONES = 10
+"""Epoch log lines per fold without ``-v``."""
+
+
+def is_milestone(epoch: int, epochs: int) -> bool:
+    """Whether ``epoch`` (1-based) of ``epochs`` ends one of :data:`MILESTONES` equal parts:
+    the first epoch, every tenth of them and the last are logged at INFO."""
+    step = max(1, epochs // MILESTONES)
+    return epoch == 1 or epoch == epochs or epoch % step == 0
 
 
 class ProgressBar:
