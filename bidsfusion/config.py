@@ -114,7 +114,7 @@ class Execution:
         0, "Seed for every random choice (recorded), 0 to 2^32 - 1.", level=BOTH, kind="seed"
     )
     verbose: int = setting(
-        0, "More log output; with -v, tracebacks on errors.", level=BOTH,
+        0, "More log output (every training epoch); with -v, tracebacks on errors.", level=BOTH,
         flags=("-v", "--verbose"), shown="", kind="count",
     )  # fmt: skip
     device: str = setting("auto", "Device of training and analyses.", choices=DEVICES)
