@@ -6,7 +6,12 @@
 #
 # Build arguments: VERSION (the OCI version label; keep it equal to bidsfusion.__version__),
 # TORCH_VERSION (2.13.0), TORCH_VARIANT (cpu; cuXYZ or rocmX.Y for the matching index of
-# download.pytorch.org, pypi for PyPI's default wheel): see docker/install.sh.
+# download.pytorch.org, pypi for pip's configured index): see docker/install.sh.
+# pip's own settings reach both stages as build arguments: PIP_INDEX_URL,
+# PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS, PIP_TRUSTED_HOST (a mirror or a local wheel folder:
+# docker build --build-arg PIP_INDEX_URL=https://mirror/simple ...).
+# The image runs as uid 1000: OUTPUT_DIR (and synth's target) must be writable by it,
+# or run with --user "$(id -u):$(id -g)"; otherwise bidsfusion exits 73.
 # Nothing is downloaded at run time: nilearn ships the MNI template, nipype's version
 # check is off.
 
@@ -14,6 +19,7 @@ ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 # --- stage 1: the bidsfusion wheel ---------------------------------------------------
 FROM ${PYTHON_IMAGE} AS wheel
+ARG PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_TRUSTED_HOST
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bidsfusion ./bidsfusion
@@ -24,6 +30,7 @@ FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_VARIANT=cpu
+ARG PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_TRUSTED_HOST
 
 LABEL org.opencontainers.image.title="bidsfusion" \
       org.opencontainers.image.description="BIDS App: self-supervised multimodal (T1w + fALFF) brain representations with contrastive objectives" \

@@ -181,6 +181,36 @@ def test_singularity_recipe_wraps_the_documented_image():
     assert f"-t {IMAGE} ." in DOCKERFILE.read_text()
 
 
+def test_the_documented_podman_archive_route_gives_a_recipe_that_parses(tmp_path):
+    import shlex
+    import subprocess
+
+    parsers = pytest.importorskip(
+        "spython.main.parse.parsers", reason="spython is not installed (in the test extra)"
+    )
+    block = DOCS.read_text().split("podman save --format docker-archive", 1)[1]
+    command = block.split("singularity build", 1)[0].split("\n", 1)[1].strip()
+    assert command.startswith("sed -e")
+    argv = shlex.split(command.replace("\\\n", " "))
+    argv[argv.index("singularity.def")] = str(DEFFILE)
+    recipe_path = tmp_path / argv[-1]
+    with recipe_path.open("w") as out:
+        subprocess.run(argv[:-2], stdout=out, check=True)
+    text = recipe_path.read_text()
+    assert re.search(r"^Bootstrap: docker-archive$", text, re.MULTILINE)
+    assert re.search(r"^From: bidsfusion-0.1.0.tar$", text, re.MULTILINE)
+    (layer,) = parsers.SingularityParser(str(recipe_path)).recipe.values()
+    assert layer.cmd == 'exec bidsfusion "$@"'
+
+
+def test_dockerfile_passes_pip_settings_to_both_stages():
+    text = DOCKERFILE.read_text()
+    stages = text.split("\nFROM ")[1:]
+    assert len(stages) == 2
+    for stage in stages:
+        assert "ARG PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_TRUSTED_HOST" in stage
+
+
 def test_install_script_refuses_an_unknown_torch_variant(tmp_path):
     result = subprocess.run(
         ["bash", str(INSTALL), str(tmp_path / "venv"), "bidsfusion.whl"],
