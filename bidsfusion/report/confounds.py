@@ -49,12 +49,17 @@ def confounds(layout: GroupLayout) -> str:
     return body + _controlled(layout)
 
 
+METRIC_NAMES = {"roc_auc": "AUC", "r2": "R²", "balanced_accuracy": "bal. acc."}
+"""How a probe's metric is named under the heat map."""
+
+
 def _cells(rows: list[dict[str, str]], path: Any) -> list[ProbeCell]:
     """One cell per objective and ``variable modality``: the mean score over folds, the
     chance level, and whether it beat its null in every fold."""
     grouped: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for r in rows:
-        grouped[r["objective"], f"{r['variable']} {r['modality']}"].append(r)
+        metric = METRIC_NAMES.get(r["metric"], r["metric"])
+        grouped[r["objective"], f"{r['variable']} {r['modality']} ({metric})"].append(r)
     cells = []
     for (objective, column), found in grouped.items():
         scores = [number(r["score"], path, "score") for r in found]
