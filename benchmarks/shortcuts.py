@@ -89,7 +89,8 @@ def _table(path: Path) -> list[dict[str, str]]:
 
 
 def level_table(derivatives: Path, objectives: list[str]) -> list[list[str]]:
-    """Rows: objective, modality, AD AUC, site probe (null), regressed AUC, leave-site-out."""
+    """Rows: objective, modality, AD AUC, site probe (null), the AUC on the subjects whose
+    confounds are all known, with them regressed out, and leaving each site out."""
     layout = GroupLayout.of(derivatives)
     ad = {(r["objective"], r["modality"]): float(r["holdout_auc_mean"])
           for r in _table(layout.evaluation_summary)}  # fmt: skip
@@ -109,7 +110,7 @@ def level_table(derivatives: Path, objectives: list[str]) -> list[list[str]]:
                 f"{np.mean([s for s, _ in site]):.2f} ({np.mean([n for _, n in site]):.2f})"
                 if site else "-",
                 *(_mean(controlled.get((objective, modality, c)))
-                  for c in ("regressed", "leave-site-out")),
+                  for c in ("none", "regressed", "leave-site-out")),
             ]  # fmt: skip
             rows.append([objective, modality, *cells])
     return rows
@@ -123,8 +124,8 @@ def main() -> None:
     args = _parser().parse_args()
     lines = [
         "| site confound | objective | modality | AD AUC | site probe AUC (null 95 %) "
-        "| AUC confounds regressed | AUC leave site out |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| AUC, subjects with every confound | confounds regressed | leave site out |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for confound in args.site_confound:
         work = args.work / f"site-{confound:g}"
