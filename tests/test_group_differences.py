@@ -170,7 +170,7 @@ def test_maps_and_peaks_of_the_trained_run(trained) -> None:
     for modality in context.modalities:
         (row,) = [r for r in context.evaluation if (r.modality, r.fold) == (modality, 0)]
         data = load_fold(context.layout.fold("S", 0).representations, modality, 0)
-        coefficients = fit(data, row.C, row.l1_ratio, row.seed).coef_[0]
+        coefficients = fit(data, row.C, row.l1_ratio, row.seed, row.tuning).coef_[0]
         generator = torch.Generator().manual_seed(context.seed)
         encoder = model.encoders[modality]
         every = brain_saliency(lambda v, e=encoder: e(v).latent, volumes.volumes[modality][chosen],
