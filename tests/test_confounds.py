@@ -234,6 +234,16 @@ def test_the_confounds_analysis_finds_a_planted_site_and_nothing_without_it(
     kinds = {r["control"] for r in controlled}
     assert kinds == {"none", "regressed", "leave-site-out"}
     assert all(r["confounds"] == "age site" for r in controlled if r["control"] == "regressed")
+    if planted:  # a rerun with nothing to probe leaves no table of the earlier settings
+        again = run_main(bids, out, "group", "-w", tmp_path / "work", "--skip-bids-validation",
+                         "--objective", "Random", "--input-size", "16", "--latent-dim", "8",
+                         "--folds", "2", "--holdout", "0.5", "--n-trials", "4",
+                         "--device", "cpu", "--eval-only", "--analysis", "confounds",
+                         "--confound", "none")  # fmt: skip
+        assert again.code == 65
+        assert "no usable nuisance variable" in again.err
+        assert not (out / "group" / "confounds.tsv").exists()
+        assert not (out / "group" / "controlled_evaluation.tsv").exists()
 
 
 def test_none_with_names_is_a_usage_error(run_cli, tmp_path: Path) -> None:

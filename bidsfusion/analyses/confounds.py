@@ -84,7 +84,11 @@ def write_confounds(context: AnalysisContext) -> None:
 
 
 def _nothing(context: AnalysisContext, reason: str) -> None:
-    """InputDataError (65) when ``--analysis confounds`` asked for it; else a warning."""
+    """Remove this analysis's tables of an earlier run (they would show other settings as
+    this run's), then InputDataError (65) when ``--analysis confounds`` asked for it; else
+    a warning."""
+    for table in (context.layout.confounds, context.layout.controlled_evaluation):
+        table.unlink(missing_ok=True)
     if NAME in context.config.analyses.analysis:
         raise InputDataError(reason)
     log.warning("%s; skipped", reason)
