@@ -409,5 +409,7 @@ def test_a_browser_renders_every_image(report: Path, tmp_path: Path) -> None:
         assert driver.save_screenshot(str(tmp_path / "report.png"))
     finally:
         driver.quit()
-    assert len(found) == 5 and all(complete and width > 0 for complete, width in found)
+    embedded = len(images(report.read_text(encoding="utf-8")))
+    assert len(found) == embedded == 6
+    assert all(complete and width > 0 for complete, width in found)
     assert (tmp_path / "report.png").read_bytes().startswith(PNG_SIGNATURE)
