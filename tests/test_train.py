@@ -401,11 +401,28 @@ def test_bad_settings_and_too_little_data_are_refused(tmp_path: Path) -> None:
         FoldData({"T1w": torch.zeros(3, 1, SIZE, SIZE, SIZE)}, torch.zeros(2, dtype=torch.long))
 
 
-def test_progress_bar_draws_in_place_only_when_enabled(capsys: pytest.CaptureFixture) -> None:
+def test_bar_status_holds_the_validation_loss_retrieval_and_time_left() -> None:
+    from bidsfusion.train.progress import bar_status
+
+    row = {"val_loss": 4.12345, "val_retrieval_T1w-falff": 0.3125, "val_retrieval_chance": 0.0625}
+    status = bar_status(row, "10 s elapsed, about 5 s left")
+    assert status == "val 4.123; retrieval 0.31/0.06; 10 s elapsed, about 5 s left"
+    assert bar_status({"val_loss": 1.0}, "x") == "val 1; x"
+
+
+def test_progress_bar_draws_in_place_only_when_enabled(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from bidsfusion.train.progress import ProgressBar
 
+    monkeypatch.setenv("COLUMNS", "200")
     ProgressBar(True).reporter("fold-0: epoch 1/3", 10)(5)
     assert capsys.readouterr().err == "\rfold-0: epoch 1/3 [" + "#" * 15 + "." * 15 + "] 5/10"
+    ProgressBar(True).reporter("fold-0: epoch 2/3", 10, "val 4.1; about 5 s left")(10)
+    assert capsys.readouterr().err.endswith("] 10/10 | val 4.1; about 5 s left")
+    monkeypatch.setenv("COLUMNS", "40")
+    ProgressBar(True).reporter("fold-0: epoch 2/3", 10, "val 4.1; about 5 s left")(10)
+    assert len(capsys.readouterr().err) == 1 + 39  # "\r" and the line cut to the width
     quiet = ProgressBar(False)
     quiet.reporter("x", 10)(10)
     quiet.clear()

@@ -62,7 +62,7 @@ from bidsfusion.train.distributed import (
     world_size,
 )
 from bidsfusion.train.history import TermMeans, epoch_summary, history_row, write_history
-from bidsfusion.train.progress import ProgressBar, is_milestone
+from bidsfusion.train.progress import ProgressBar, bar_status, is_milestone
 from bidsfusion.train.resume import (
     FoldState,
     load_last,
@@ -199,11 +199,11 @@ def train_fold(
     )
     first, loop_started = state.epoch + 1, time.perf_counter()
     shown = sys.stderr.isatty() if settings.progress is None else settings.progress
-    bar = ProgressBar(shown and is_main())
+    bar, status = ProgressBar(shown and is_main()), ""
     for epoch in range(state.epoch + 1, settings.epochs + 1):
         epoch_started = time.perf_counter()
         lr = fold.optimizer.param_groups[0]["lr"]
-        progress = bar.reporter(f"{fold.name}: epoch {epoch}/{settings.epochs}", steps)
+        progress = bar.reporter(f"{fold.name}: epoch {epoch}/{settings.epochs}", steps, status)
         trained = fold.train_epoch(train, sampler, epoch, progress)
         fold.refresh_batch_norm(train)
         validated = fold.validate(validation)
@@ -214,6 +214,7 @@ def train_fold(
         left = time_left(loop_started, epoch - first + 1, settings.epochs - epoch)
         log.log(level, "%s: epoch %d/%d %s; %s", fold.name, epoch, settings.epochs,
                 epoch_summary(row), left)  # fmt: skip
+        status = bar_status(row, left)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     plain = fold.validate(train) if is_main() and state.history else {}
