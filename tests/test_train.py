@@ -420,9 +420,10 @@ def test_progress_bar_draws_in_place_only_when_enabled(
     assert capsys.readouterr().err == "\rfold-0: epoch 1/3 [" + "#" * 15 + "." * 15 + "] 5/10"
     ProgressBar(True).reporter("fold-0: epoch 2/3", 10, "val 4.1; about 5 s left")(10)
     assert capsys.readouterr().err.endswith("] 10/10 | val 4.1; about 5 s left")
-    monkeypatch.setenv("COLUMNS", "40")
+    monkeypatch.setenv("COLUMNS", "70")
     ProgressBar(True).reporter("fold-0: epoch 2/3", 10, "val 4.1; about 5 s left")(10)
-    assert len(capsys.readouterr().err) == 1 + 39  # "\r" and the line cut to the width
+    drawn = capsys.readouterr().err
+    assert len(drawn) == 1 + 69 and drawn.endswith("] 10/10 | val 4.1; a")  # cut to the width
     quiet = ProgressBar(False)
     quiet.reporter("x", 10)(10)
     quiet.clear()

@@ -34,7 +34,7 @@ def bar_status(row: Mapping[str, float], left: str) -> str:
 class ProgressBar:
     """An in-place one-line bar on stderr, e.g.
     ``fold-0: epoch 3/200 [#####.....] 5/10 | val 4.1; retrieval 0.31/0.06; ...``, cut to
-    the terminal's width so that it never wraps."""
+    the terminal's width (the status first) so that it never wraps."""
 
     width = 30
 
@@ -49,8 +49,9 @@ class ProgressBar:
             if self.enabled:
                 filled = self.width * done // total
                 bar = "#" * filled + "." * (self.width - filled)
-                line = f"{label} [{bar}] {done}/{total}" + (f" | {status}" if status else "")
-                sys.stderr.write("\r" + line[: columns - 1])
+                head = f"{label} [{bar}] {done}/{total}"
+                tail = f" | {status}" if status else ""
+                sys.stderr.write("\r" + head + tail[: max(0, columns - 1 - len(head))])
                 sys.stderr.flush()
 
         return draw
