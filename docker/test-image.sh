@@ -5,7 +5,8 @@
 # write. Every run has --network none, BIDS_DIR read only and the image's uid 1000;
 # the script checks exit codes, outputs and their owner.
 #
-#   docker/test-image.sh [WORK]        # WORK: a scratch folder (default: a temporary one)
+#   docker/test-image.sh [WORK]   # WORK: a new or empty folder, kept with its logs
+#                                 # (default: a temporary one, removed at the end)
 #
 # .ci/run runs it after the tests. It needs podman, buildah, mmdebstrap and runc, and
 # installs them with apt-get when it is root (or has password-less sudo). It prints
@@ -55,12 +56,15 @@ base=localhost/bidsfusion-test-base:bookworm
 image=localhost/bidsfusion/bidsfusion:$version-test
 if [ -n "${1:-}" ]; then
   work=$1
+  if [ -e "$work" ] && [ -n "$(ls -A "$work")" ]; then fail "$work is not empty: give a new or empty folder"; fi
   mkdir -p "$work"
+  scratch=
 else
   work=$(mktemp -d)
+  scratch=$work
 fi
 cleanup() {
-  rm -rf "$work"
+  if [ -n "$scratch" ]; then rm -rf "$scratch"; fi
   if [ "${BIDSFUSION_IMAGE_KEEP:-0}" != 1 ]; then
     podman rmi -f "$image" "$base" >/dev/null 2>&1 || true
   fi
@@ -148,13 +152,10 @@ chmod 755 "$work/root-owned"
 expect 73 run -v "$work/root-owned:/scratch" "$image" synth /scratch/bids --subjects 2
 [ "$(wc -l <"$work/last.log")" -eq 1 ] || fail "an unwritable synth target gave more than one line"
 start=$(date +%s)
-# synth writes beside its target, then renames: the target is a new folder in the mount
-rmdir "$work/bids"
-mkdir -p "$work/scratch"
-chown 1000:1000 "$work/scratch"
-expect 0 run -v "$work/scratch:/scratch" "$image" synth /scratch/bids --subjects "$subjects" --sessions 1 \
+# the mount point itself, as a user writes it: its parent (/) is not writable
+chown 1000:1000 "$work/bids"
+expect 0 run -v "$work/bids:/data" "$image" synth /data --subjects "$subjects" --sessions 1 \
   --volumes 50 --ad-fraction 0.5
-mv "$work/scratch/bids" "$work/bids"
 [ -f "$work/bids/participants.tsv" ] || fail "synth wrote no participants.tsv"
 owned_by_image_user "$work/bids"
 echo "synth, $subjects subjects: $(seconds "$start") s"

@@ -21,6 +21,7 @@ from bidsfusion.synth.anatomy import MNI_SHAPE, PHANTOM_SHAPE, Effects, load_pha
 from bidsfusion.synth.dataset import (
     AD_FRACTION,
     EFFECT_STRENGTH,
+    MIN_VOLUMES,
     MOTION_COLUMNS,
     SynthSummary,
     assign_diagnoses,
@@ -392,6 +393,34 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
         for k in a
         if "/masks/" not in k
     )
+
+
+def test_fills_an_existing_empty_folder_without_writing_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container's mount point: the folder is writable, its parent may not be (root
+    ignores permissions, so the test records where the dataset is built)."""
+    from bidsfusion.synth import dataset
+
+    parent = tmp_path / "mount"
+    out = parent / "data"
+    out.mkdir(parents=True)
+    (out / ".synth-0123456789ab").mkdir()  # left by a run killed midway
+    built_in = []
+    write = dataset._write_dataset_files
+
+    def recorded(root: Path, *args: object) -> None:
+        built_in.append(root)
+        write(root, *args)
+
+    monkeypatch.setattr(dataset, "_write_dataset_files", recorded)
+    summary = make_dataset(out, n_subjects=1, max_sessions=1, n_volumes=MIN_VOLUMES)
+    assert built_in[0].parent == out.absolute() and built_in[0].name.startswith(".synth-")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["README", "dataset_description.json", "participants.json",
+                     "participants.tsv", "sourcedata", "sub-01"]  # fmt: skip
+    assert summary.n_subjects == 1 and (out / "sub-01").is_dir()
+    assert sorted(p.name for p in parent.iterdir()) == ["data"]
 
 
 def test_refuses_a_non_empty_output(tmp_path: Path) -> None:

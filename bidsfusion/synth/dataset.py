@@ -538,10 +538,46 @@ def _write_subjects(
         return {label: future.result() for label, future in futures.items()}
 
 
+STAGING = ".synth-"
+"""Name prefix of the folder a dataset is built in, inside an existing empty target."""
+
+
 def _check_output(out_dir: Path) -> None:
-    """Raise ``OutputError`` unless ``out_dir`` is absent or an empty folder."""
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    """Raise ``OutputError`` unless ``out_dir`` is absent or an empty folder (the staging
+    folders of interrupted runs aside)."""
+    if out_dir.exists() and (
+        not out_dir.is_dir() or any(not p.name.startswith(STAGING) for p in out_dir.iterdir())
+    ):
         raise OutputError(f"{out_dir}: exists and is not an empty folder")
+
+
+def _staging_folder(target: Path) -> Path:
+    """A new folder to build the dataset in: a hidden sibling of an absent ``target``;
+    inside an existing (empty) one, whose parent may be unwritable (a container's mount
+    point), after removing the staging folders an interrupted run left there."""
+    name = uuid.uuid4().hex[:12]
+    if target.is_dir():
+        for stale in target.glob(f"{STAGING}*"):
+            shutil.rmtree(stale)
+        staging = target / f"{STAGING}{name}"
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{target.name}{STAGING}{name}")
+    staging.mkdir()
+    return staging
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``, or, where ``target`` is a folder (so ``staging``
+    lies inside it), move its entries up, dataset_description.json last: a dataset
+    interrupted in those renames is not a BIDS dataset."""
+    if staging.parent != target:
+        os.replace(staging, target)
+        return
+    entries = sorted(staging.iterdir(), key=lambda p: p.name == "dataset_description.json")
+    for entry in entries:
+        os.replace(entry, target / entry.name)
+    staging.rmdir()
 
 
 def make_dataset(
@@ -561,8 +597,8 @@ def make_dataset(
     """Write a synthetic BIDS dataset to ``out_dir`` (absent or empty); see the module doc.
 
     Subjects are simulated by ``n_jobs`` processes (default: the usable CPUs);
-    the data do not depend on ``n_jobs``. Built in a temporary sibling folder
-    renamed into place at the end, so a failure leaves nothing behind. Raises
+    the data do not depend on ``n_jobs``. Built in a temporary folder moved into place
+    at the end (:func:`_staging_folder`), so a failure leaves nothing behind. Raises
     ``UsageError`` for impossible numbers and ``OutputError`` when ``out_dir``
     is non-empty or cannot be written.
     """
@@ -587,10 +623,8 @@ def make_dataset(
         shared_severity,
     )
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
         target = out_dir.absolute()
-        tmp = target.with_name(f".{target.name}.synth-{uuid.uuid4().hex[:12]}")
-        tmp.mkdir()
+        tmp = _staging_folder(target)
     except OSError as error:
         raise OutputError(f"{out_dir}: cannot be created ({error})") from error
     try:
@@ -598,7 +632,7 @@ def make_dataset(
         subjects = _write_subjects(tmp, plans, seed, n_volumes, variability, coupling, n_jobs)
         _write_json(tmp / "sourcedata" / "synth" / "truth.json", _truth(settings, subjects))
         _check_output(out_dir)
-        os.replace(tmp, target)
+        _move_into_place(tmp, target)
     except OSError as error:
         raise OutputError(f"{out_dir}: cannot be written ({error})") from error
     finally:
