@@ -471,3 +471,21 @@ def test_a_changed_architecture_is_retrained_not_resumed(
     with caplog.at_level(logging.WARNING, logger="bidsfusion.train.loop"):
         train_fold(model, objective, TRAIN, VALIDATION, SETTINGS, out_dir, epochs.append)
     assert epochs == [1, 2, 3] and "other settings or data" in caplog.text
+
+
+def test_training_data_is_held_on_the_device_where_half_its_free_memory_holds_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bidsfusion.train import loop
+
+    assert TRAIN.nbytes == 2 * 24 * SIZE**3 * 4 + 24 * 8
+    assert loop.placed((TRAIN, VALIDATION), torch.device("cpu")) == (TRAIN, VALIDATION)
+    moves: list[str] = []
+    monkeypatch.setattr(FoldData, "to", lambda self, device: moves.append("device") or self)
+    monkeypatch.setattr(FoldData, "pinned", lambda self: moves.append("pinned") or self)
+    both = TRAIN.nbytes + VALIDATION.nbytes
+    for free, where in [(2 * both, "device"), (2 * both - 1, "pinned")]:
+        moves.clear()
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, f=free: (f, 10 * f))
+        loop.placed((TRAIN, VALIDATION), torch.device("cuda"))
+        assert moves == [where, where]

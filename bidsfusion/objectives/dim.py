@@ -119,14 +119,16 @@ class _InfoNCETerm(Objective):
             strict=True,
         )
         loss, penalty = sum(losses), sum(penalties)
-        chance = sum(
-            infonce_chance(usable_locations(mask, x.shape[0], x.shape[2], x.device).sum(1))
-            for x, _, mask in edges
-        )
+        chance = torch.stack(
+            [
+                infonce_chance(usable_locations(mask, x.shape[0], x.shape[2], x.device).sum(1))
+                for x, _, mask in edges
+            ]
+        ).sum()
         return {
             self.name: loss,
             f"{self.name}_penalty": penalty,
-            f"{self.name}_chance": loss.new_tensor(chance),
+            f"{self.name}_chance": chance.to(loss.dtype),
             "loss": loss + penalty,
         }
 

@@ -15,15 +15,17 @@ from torch import Tensor
 from bidsfusion.objectives.critic import clip_scores, separable_scores
 
 
-def infonce_chance(counts: Tensor) -> float:
+def infonce_chance(counts: Tensor) -> Tensor:
     """The InfoNCE loss when every score is equal, for ``counts[b]`` usable locations of
     sample ``b``: each positive of sample ``c`` competes with the ``N - counts[c]``
     locations of the other samples, so the mean over positives is
     ``sum_c counts[c] log(1 + N - counts[c]) / N`` (``N = sum counts``); with ``Lx``
-    locations everywhere ``log(1 + (B - 1) Lx)``, and 0 for ``B = 1``."""
+    locations everywhere ``log(1 + (B - 1) Lx)``, and 0 for ``B = 1``. A float64 scalar
+    on the device of ``counts``: computed there, it costs a training step no wait for
+    the device."""
     counts = counts.double()
     total = counts.sum()
-    return float((counts * torch.log1p(total - counts)).sum() / total)
+    return (counts * torch.log1p(total - counts)).sum() / total
 
 
 def infonce(

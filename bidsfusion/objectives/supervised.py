@@ -44,6 +44,6 @@ class Supervised(Objective):
             F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum") / count
             for logits in self.logits(outputs).values()
         )
-        labelled = bool((labels != IGNORE).any())
-        chance = loss.new_tensor(len(self.modalities) * math.log(2) if labelled else 0.0)
+        labelled = (labels != IGNORE).any()
+        chance = labelled.to(loss.dtype) * (len(self.modalities) * math.log(2))
         return {"Supervised": loss, "Supervised_chance": chance, "loss": loss}

@@ -106,13 +106,64 @@ class FoldData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the volumes and labels."""
+        tensors = [*self.volumes.values(), self.labels]
+        return sum(x.element_size() * x.nelement() for x in tensors)
+
+    def to(self, device: torch.device) -> FoldData:
+        """This subset held on ``device``."""
+        return FoldData({m: x.to(device) for m, x in self.volumes.items()}, self.labels.to(device))
+
+    def pinned(self) -> FoldData:
+        """This subset in page-locked host memory, which a CUDA copy reads without blocking."""
+        return FoldData({m: x.pin_memory() for m, x in self.volumes.items()}, self.labels)
+
     def batch(self, index: Tensor, device: torch.device) -> dict[str, Tensor]:
-        """Samples ``index`` on ``device``: each modality ``[B, 1, *S]``, ``"label"`` ``[B]``."""
-        out = {
-            m: x[index.to(x.device)].to(device, non_blocking=True) for m, x in self.volumes.items()
-        }
-        out["label"] = self.labels[index.to(self.labels.device)].to(device, non_blocking=True)
+        """Samples ``index`` on ``device``: each modality ``[B, 1, *S]``, ``"label"`` ``[B]``.
+
+        Held on ``device``, the batch is gathered there. Held in pinned host memory, it is
+        gathered into a pinned buffer and copied without the host waiting, so the host
+        prepares the next batch while the device computes."""
+        out = {m: _gathered(x, index, device) for m, x in self.volumes.items()}
+        out["label"] = _gathered(self.labels, index, device)
         return out
+
+
+def _gathered(x: Tensor, index: Tensor, device: torch.device) -> Tensor:
+    """Rows ``index`` of ``x`` on ``device``."""
+    if x.device == device or not x.is_pinned():
+        return x[index.to(x.device)].to(device, non_blocking=True)
+    buffer = torch.empty((len(index), *x.shape[1:]), dtype=x.dtype, pin_memory=True)
+    torch.index_select(x, 0, index.to(x.device), out=buffer)
+    return buffer.to(device, non_blocking=True)
+
+
+DEVICE_SHARE = 0.5
+"""Largest share of a CUDA device's free memory that the training data may take there
+(the rest is for the activations, gradients and optimizer state)."""
+
+
+def held_on_device(nbytes: int, free: int) -> bool:
+    """Whether ``nbytes`` of training data are held on a device with ``free`` bytes free."""
+    return nbytes <= DEVICE_SHARE * free
+
+
+def placed(subsets: tuple[FoldData, FoldData], device: torch.device) -> tuple[FoldData, ...]:
+    """``subsets`` where training reads them fastest: on a CUDA device where they fit
+    (:func:`held_on_device`), else in pinned host memory; on the CPU as they are."""
+    if device.type != "cuda":
+        return subsets
+    nbytes = sum(subset.nbytes for subset in subsets)
+    free, _ = torch.cuda.mem_get_info(device)
+    if held_on_device(nbytes, free):
+        return tuple(subset.to(device) for subset in subsets)
+    log.info(
+        "training data (%.1f GB) kept in pinned host memory: more than %d %% of the "
+        "device's %.1f GB free", nbytes / 1e9, DEVICE_SHARE * 100, free / 1e9,
+    )  # fmt: skip
+    return tuple(subset.pinned() for subset in subsets)
 
 
 @dataclass
@@ -194,6 +245,7 @@ def train_fold(
     }
     fold = _Fold(model, objective, settings, device, out_dir, steps, key)
     state = fold.resume()
+    train, validation = placed((train, validation), device)
     sampler = ClassBalancedSampler(
         train.labels.tolist(), seed=settings.seed, rank=rank(), world_size=world_size()
     )
@@ -365,7 +417,7 @@ class _Fold:
         torch_seed, entropy = _training_seeds(self.settings.seed, epoch)
         torch.manual_seed(torch_seed)
         sampler.set_epoch(epoch)
-        order = torch.tensor(list(sampler), dtype=torch.long)
+        order = torch.tensor(list(sampler), dtype=torch.long, device=data.labels.device)
         generator = torch.Generator(device=self.device).manual_seed(entropy)
         means = TermMeans()
         batches = islice(_batches(order, self.local_batch), self.steps)
