@@ -31,6 +31,8 @@ NOT_RESULTS = {
     "optuna_storage": "where Optuna's trials are stored",
     "objective_option": "each term's option has its own row",
     "analysis": "which analyses run, not how",
+    "channels_last": "a memory format: the same losses to 1e-4 (test_train)",
+    "compile": "a compiled step: the same losses to 1e-4 (test_train)",
 }
 """Settings that change no result, with the reason."""
 

@@ -489,3 +489,30 @@ def test_training_data_is_held_on_the_device_where_half_its_free_memory_holds_it
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device, f=free: (f, 10 * f))
         loop.placed((TRAIN, VALIDATION), torch.device("cuda"))
         assert moves == [where, where]
+
+
+def test_channels_last_and_a_compiled_step_train_as_eager_steps(
+    reference: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same losses to 1e-4 (``aot_eager`` stands for inductor: the same graph
+    capture, without its minutes of compiling on a CPU)."""
+    compiles: list[object] = []
+    original = torch.compile
+
+    def aot_eager(module: nn.Module) -> object:
+        compiles.append(module)
+        return original(module, backend="aot_eager")
+
+    monkeypatch.setattr(torch, "compile", aot_eager)
+    model, objective = build()
+    settings = TrainSettings(**{**asdict(SETTINGS), "channels_last": True, "compile": True})
+    result = train_fold(model, objective, TRAIN, VALIDATION, settings, tmp_path / "fold-0")
+    assert len(compiles) == 1
+    for row, expected in zip(result.history, reference.result.history, strict=True):
+        for key in ("train_loss", "val_loss", "val_L", "val_CL", "val_CS"):
+            assert row[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-5), key
+    assert all(p.is_contiguous() for p in model.parameters())
+    assert states_equal(
+        load_checkpoint(tmp_path / "fold-0" / "checkpoint.pt")["model"],
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+    )

@@ -350,8 +350,32 @@ def _augment(
     return {**volumes, "label": batch["label"]}
 
 
+def _formatted(batch: dict[str, Tensor], channels_last: bool) -> dict[str, Tensor]:
+    """``batch`` with its volumes in ``channels_last_3d`` when ``channels_last``."""
+    if not channels_last:
+        return batch
+    return {
+        k: x.contiguous(memory_format=torch.channels_last_3d) if x.ndim == 5 else x
+        for k, x in batch.items()
+    }
+
+
+def compiled(module: nn.Module, compile: bool) -> nn.Module:
+    """``module`` under ``torch.compile`` when ``compile`` (random ops as in eager mode,
+    so a compiled step draws what an eager one draws), else itself."""
+    if not compile:
+        return module
+    import torch._inductor.config
+
+    torch._inductor.config.fallback_random = True
+    return torch.compile(module)  # type: ignore[return-value]
+
+
 def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+    return {
+        k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+        for k, v in module.state_dict().items()
+    }
 
 
 class ModelWithObjective(nn.Module):
@@ -381,8 +405,11 @@ class _Fold:
     ) -> None:
         self.model, self.objective = model.to(device), objective.to(device)
         self.joint = ModelWithObjective(self.model, self.objective)
-        self.trained = parallel(self.joint, device, settings.sync_bn)
-        """What a training step runs: ``joint``, under DDP in a distributed run."""
+        if settings.channels_last:
+            self.model.to(memory_format=torch.channels_last_3d)
+        self.trained = compiled(parallel(self.joint, device, settings.sync_bn), settings.compile)
+        """What a training step runs: ``joint``, under DDP in a distributed run, compiled
+        with ``compile``."""
         self.settings, self.device, self.files = settings, device, FoldFiles(out_dir)
         self.steps, self.local_batch = steps, local_batch_size(settings.batch_size)
         self.name = "/".join(out_dir.parts[-2:])
@@ -423,6 +450,7 @@ class _Fold:
         batches = islice(_batches(order, self.local_batch), self.steps)
         for step, index in enumerate(batches, start=1):
             batch = _augment(data.batch(index, self.device), generator, self.settings)
+            batch = _formatted(batch, self.settings.channels_last)
             with _autocast(self.device), global_batch():
                 terms = self.trained(batch)
             self.optimizer.zero_grad(set_to_none=True)
@@ -546,7 +574,9 @@ class _Fold:
         return state
 
     def load_best(self, state: FoldState) -> None:
-        """Load the best states into the model and objective (eval mode)."""
+        """Load the best states into the model and objective (eval mode, the model's
+        weights in torch's contiguous format whatever ``channels_last``)."""
+        self.model.to(memory_format=torch.contiguous_format)
         self.model.load_state_dict(state.best_model)
         self.objective.load_state_dict(state.best_objective)
         self._mode(False)

@@ -35,7 +35,10 @@ class TrainSettings:
     implementation) instead of one per modality;
     ``progress``: an in-place progress bar on stderr (None: only when stderr is a TTY);
     ``sync_bn``: batch norms over the global batch in a distributed run (SyncBatchNorm,
-    CUDA only; without it each rank normalises its share of the batch).
+    CUDA only; without it each rank normalises its share of the batch);
+    ``channels_last``: the model's convolutions and the batches in ``channels_last_3d``;
+    ``compile``: the training step (model and objective) under ``torch.compile``.
+    The last three change how a step runs, not what it computes (to rounding).
     """
 
     epochs: int = _DEFAULT.epochs
@@ -51,6 +54,8 @@ class TrainSettings:
     paired_augmentation: bool = _DEFAULT.paired_augmentation
     progress: bool | None = None
     sync_bn: bool = _DEFAULT.sync_bn
+    channels_last: bool = _DEFAULT.channels_last
+    compile: bool = _DEFAULT.compile
 
     @classmethod
     def of(cls, train: Train, seed: int, device: torch.device) -> TrainSettings:
@@ -67,6 +72,8 @@ class TrainSettings:
             flip_axes=train.flipped_axes,
             paired_augmentation=train.paired_augmentation,
             sync_bn=train.sync_bn,
+            channels_last=train.channels_last,
+            compile=train.compile,
         )
 
     def __post_init__(self) -> None:
@@ -88,9 +95,11 @@ class TrainSettings:
 
     def resume_key(self) -> dict[str, Any]:
         """The settings a resumed run must share with the interrupted one (not device,
-        progress, sync_bn: like the number of processes, how the run is spread)."""
+        progress, sync_bn, channels_last, compile: like the number of processes, how the
+        run is spread)."""
         key = asdict(self)
-        del key["device"], key["progress"], key["sync_bn"]
+        for how in ("device", "progress", "sync_bn", "channels_last", "compile"):
+            del key[how]
         return key
 
 
