@@ -99,6 +99,19 @@ def test_separable_classes_score_near_one_without_any_warning(tmp_path: Path) ->
     )
 
 
+def test_trials_that_do_not_converge_are_one_log_line_not_a_warning_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bidsfusion.evaluate import logreg
+
+    monkeypatch.setattr(logreg, "MAX_ITER", 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        row = evaluate(planted(tmp_path / "r.npz", shift=1.0), tuning="cv")
+    converged = [r for r in caplog.records if "did not converge" in r.getMessage()]
+    assert len(converged) == 1 and row.study in converged[0].getMessage()
+
+
 def test_noise_scores_chance(tmp_path: Path) -> None:
     counts = {"train": 200, "validation": 100, "holdout": 200}
     row = evaluate(planted(tmp_path / "r.npz", 0.0, counts))

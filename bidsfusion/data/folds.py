@@ -51,8 +51,9 @@ def fold_tensors(
     """The fold's splits normalised with landmarks of its training volumes, or with
     ``landmarks`` when given (a pretrained model's own: never refit on other data);
     ``labels``: every subject's label (1 positive, 0 negative, -1 other)."""
-    train = [p for p in inputs.pairs if p.subject in set(fold.train)]
-    validation = [p for p in inputs.pairs if p.subject in set(fold.validation)]
+    train_subjects, validation_subjects = set(fold.train), set(fold.validation)
+    train = [p for p in inputs.pairs if p.subject in train_subjects]
+    validation = [p for p in inputs.pairs if p.subject in validation_subjects]
     evaluation = [p for p in inputs.pairs if p.evaluation]
     if landmarks is None:
         landmarks = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import warnings
 import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import optuna
 import sklearn
 from optuna.storages import BaseStorage
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
@@ -292,14 +294,20 @@ def evaluate_representations(
     name = study_name(objective, modality, fold, digest(record))
 
     def score(trial: optuna.Trial) -> float:
+        """The trial's AUC; its classifiers' convergence warnings kept out of the log
+        (hundreds a study: the chosen classifier's is logged once, below)."""
         C, _, l1_ratio = suggest(trial)
-        if tuning == "cv":
-            return cv_auc(data, C, l1_ratio, seed)
-        return auc(fit(data, C, l1_ratio, seed), data, "validation")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            if tuning == "cv":
+                return cv_auc(data, C, l1_ratio, seed)
+            return auc(fit(data, C, l1_ratio, seed), data, "validation")
 
     study = run_study(name, open_storage(storage), score, n_trials, seed)
     C, penalty, l1_ratio = suggest(optuna.trial.FixedTrial(study.best_trial.params))
-    model = fit(data, C, l1_ratio, seed, tuning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = fit(data, C, l1_ratio, seed, tuning)
     if model.n_iter_.max() >= MAX_ITER:
         log.warning("%s: the best classifier did not converge in %d epochs", name, MAX_ITER)
     if not model.coef_.any():
