@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import nibabel as nib
 import numpy as np
@@ -179,3 +180,15 @@ def test_the_shift_is_the_same_in_millimetres_at_every_input_size():
         assert found, "every sample moved by at most 1 voxel (12 mm) at 16^3"
         shifts.add(found[0])
     assert len(shifts) > 5
+
+
+def test_rows_sort_as_torch_sorts_them_ties_and_infinities_included() -> None:
+    from bidsfusion.data.transforms import sorted_rows
+
+    g = torch.Generator().manual_seed(0)
+    values = torch.randint(0, 50, (3, 4096), generator=g).float()
+    values[0, ::7] = math.inf
+    expected = values.sort(dim=1).values
+    assert torch.equal(sorted_rows(values), expected)
+    assert torch.equal(sorted_rows(values.double()), values.double().sort(dim=1).values)
+    assert sorted_rows(values).dtype == values.dtype
