@@ -57,15 +57,13 @@ def normalise(x: Tensor, landmarks: HistogramLandmarks) -> Tensor:
 def normalised(
     cache: VolumeCache, rows: np.ndarray, landmarks: HistogramLandmarks, device: torch.device
 ) -> Tensor:
-    """Standardised, z-normalised volumes ``[len(rows), 1, S, S, S]`` on ``device``."""
-    parts = [
-        normalise(_load(cache, rows[i : i + CHUNK], device), landmarks)
-        for i in range(0, len(rows), CHUNK)
-    ]
-    if not parts:
-        size = cache.input_size
-        return torch.empty((0, 1, size, size, size), device=device)
-    return torch.cat(parts)
+    """Standardised, z-normalised volumes ``[len(rows), 1, S, S, S]`` on ``device``, filled
+    chunk by chunk into one tensor (never a second copy of them all)."""
+    size = cache.input_size
+    out = torch.empty((len(rows), 1, size, size, size), device=device)
+    for i in range(0, len(rows), CHUNK):
+        out[i : i + CHUNK] = normalise(_load(cache, rows[i : i + CHUNK], device), landmarks)
+    return out
 
 
 def paired_volumes(
