@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,14 @@ def check_dataset(bids_dir: Path) -> dict[str, Any]:
     if not bids_dir.is_dir():
         raise InputMissingError(f"BIDS_DIR {bids_dir} is not a directory")
     description = bids_dir / "dataset_description.json"
-    if not description.exists():
+    try:
+        present = description.exists()
+    except OSError as exc:
+        raise InputMissingError(
+            f"BIDS_DIR {bids_dir} cannot be read ({exc.strerror}); give this user read "
+            "and search access to it"
+        ) from None
+    if not present:
         raise InputMissingError(
             f"{description} is missing: BIDS_DIR must be the root of a BIDS dataset"
         )
@@ -299,7 +307,8 @@ def participants_table(bids_dir: Path) -> dict[str, dict[str, str]]:
     """Rows of participants.tsv by subject label (without ``sub-``).
 
     Raises InputMissingError (66) when the file is absent and InputDataError (65)
-    when it is empty, has no ``participant_id`` column or no rows.
+    when it is empty, has no ``participant_id`` column, no rows, or one participant in
+    two rows (which of them would hold would be a guess).
     """
     path = bids_dir / "participants.tsv"
     if not path.exists():
@@ -310,9 +319,16 @@ def participants_table(bids_dir: Path) -> dict[str, dict[str, str]]:
     columns, rows = read_tsv(path)
     if "participant_id" not in columns:
         raise InputDataError(f"{path} has no participant_id column; columns: {', '.join(columns)}")
-    table = {
-        row["participant_id"].removeprefix("sub-"): row for row in rows if row["participant_id"]
-    }
+    labels = [row["participant_id"].removeprefix("sub-") for row in rows]
+    repeated = sorted(label for label, n in Counter(labels).items() if label and n > 1)
+    if repeated:
+        lines = [str(i + 2) for i, label in enumerate(labels) if label == repeated[0]]
+        raise InputDataError(
+            f"{path} lists sub-{repeated[0]} on lines {', '.join(lines)}"
+            f"{f' (and {len(repeated) - 1} more participants twice)' if len(repeated) > 1 else ''}"
+            "; keep one row per participant"
+        )
+    table = {label: row for label, row in zip(labels, rows, strict=True) if label}
     if not table:
         raise InputDataError(f"{path} lists no participants")
     return table

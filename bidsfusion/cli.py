@@ -97,7 +97,7 @@ def plugins_command(verbose: int) -> None:
 
 
 @cli.command("synth")
-@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(path_type=Path, readable=False))
 @click.option(
     "--subjects",
     type=click.IntRange(min=1),
@@ -206,7 +206,7 @@ def synth_command(
     f"levels into OUT_DIR/derivatives ({demo.SUMMARY}), and print the path of the HTML "
     "report. Rerunning reuses what is done.",
 )
-@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.argument("out_dir", type=click.Path(path_type=Path, readable=False))
 @click.option(
     "--subjects",
     type=click.IntRange(min=24),
@@ -231,8 +231,8 @@ def demo_command(out_dir: Path, subjects: int, seed: int, nprocs: int, verbose: 
 
 
 @cli.command("export-model")
-@click.argument("output_dir", type=click.Path(path_type=Path))
-@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("output_dir", type=click.Path(path_type=Path, readable=False))
+@click.argument("dest", type=click.Path(path_type=Path, readable=False))
 @click.option("--objective", required=True, metavar="SPEC", help="The trained objective spec.")
 @click.option(
     "--fold",

@@ -31,7 +31,7 @@ SEED = click.IntRange(0, 2**32 - 1)
 
 CONFIG_OPTION = click.option(
     "--config",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, readable=False),
     is_eager=True,
     expose_value=False,
     callback=load_config_file,
@@ -44,8 +44,8 @@ CONFIG_OPTION = click.option(
 def level_arguments(fn: Any) -> Any:
     """Decorate a click command with the BIDS App's positional arguments."""
     fn = click.argument("analysis_level", metavar="{participant,group}")(fn)
-    fn = click.argument("output_dir", type=click.Path(path_type=Path))(fn)
-    return click.argument("bids_dir", type=click.Path(path_type=Path))(fn)
+    fn = click.argument("output_dir", type=click.Path(path_type=Path, readable=False))(fn)
+    return click.argument("bids_dir", type=click.Path(path_type=Path, readable=False))(fn)
 
 
 def level_config(ctx: click.Context) -> RunConfig:
@@ -131,7 +131,7 @@ def _click_type(field: dataclasses.Field[Any], hint: Any) -> click.ParamType | t
     if base is float:
         return click.FloatRange(min=meta.get("minimum"), min_open=meta.get("open_minimum", False))
     if hint is Path:
-        return click.Path(path_type=Path)
+        return click.Path(path_type=Path, readable=False)
     return click.STRING
 
 

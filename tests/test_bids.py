@@ -67,6 +67,11 @@ def test_dataset_description_that_is_a_folder_is_not_called_missing(tmp_path):
         ("", InputDataError, "is empty"),
         ("diagnosis\nAD\n", InputDataError, "no participant_id column"),
         ("participant_id\tdiagnosis\n", InputDataError, "lists no participants"),
+        (
+            "participant_id\tdiagnosis\nsub-01\tHC\nsub-02\tAD\n01\tAD\n",
+            InputDataError,
+            "lists sub-01 on lines 2, 4; keep one row per participant",
+        ),
     ],
 )
 def test_participants_table_says_what_is_wrong(tmp_path, content, error, words):

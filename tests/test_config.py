@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,6 +74,37 @@ def test_missing_config_file_is_66(run_cli, tiny_bids, tmp_path):
     assert result.code == 66
     assert result.err == f"bidsfusion: error: config file {tmp_path / 'none.toml'} does not exist\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_config_file_or_bids_dir_is_66_in_one_line(
+    run_cli, tiny_bids, tmp_path, monkeypatch
+):
+    """What a user without read access meets (the tests run as root, whom modes do not
+    stop): click's own check would make it a 64 with a usage text."""
+    config = tmp_path / "run.toml"
+    config.write_text("epochs = 2\n")
+    monkeypatch.setattr("os.access", lambda *args, **kwargs: False)
+    real_read = Path.read_text
+
+    def refused(self: Path, *args, **kwargs):
+        if self == config:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refused)
+    result = run_cli(tiny_bids, tmp_path / "out", "group", "--config", config)
+    assert result.code == 66 and result.err.count("\n") == 1 and str(config) in result.err
+    real_exists = Path.exists
+
+    def unsearchable(self: Path, *args, **kwargs):
+        if self.parent == tiny_bids:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_exists(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "exists", unsearchable)
+    result = run_cli(tiny_bids, tmp_path / "out", "participant")
+    assert result.code == 66 and result.err.count("\n") == 1
+    assert f"BIDS_DIR {tiny_bids} cannot be read (Permission denied)" in result.err
 
 
 def test_same_positive_and_negative_in_the_file_is_64(run_cli, tiny_bids, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 from pathlib import Path
 
@@ -159,6 +160,44 @@ def test_a_header_that_claims_more_data_than_the_file_holds_is_refused(
     (problem,) = problems
     assert str(t1w) in str(problem) and words in str(problem) and problem.exit_code == 65
     assert "\n" not in str(problem)
+
+
+def _complex(image: nib.Nifti1Image) -> nib.Nifti1Image:
+    return nib.Nifti1Image(image.get_fdata().astype(np.complex64), image.affine)
+
+
+def _rgb(image: nib.Nifti1Image) -> nib.Nifti1Image:
+    rgb = np.zeros(image.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    return nib.Nifti1Image(rgb, image.affine)
+
+
+def _zero_voxel_side(image: nib.Nifti1Image) -> bytes:
+    """The file's bytes with pixdim[1] zeroed (nibabel mends it on saving and loading)."""
+    raw = bytearray(image.to_bytes())
+    raw[80:84] = np.float32(0).tobytes()
+    return gzip.compress(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (_complex, "data type complex64 are not real numbers"),
+        (_rgb, "are not real numbers (a complex or RGB image)"),
+        (_zero_voxel_side, "voxel size (pixdim) is 0 x"),
+    ],
+)
+def test_voxels_that_are_not_real_numbers_or_a_zero_voxel_side_are_refused(
+    dataset, damage, words
+) -> None:
+    t1w = dataset / "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz"
+    damaged = damage(nib.load(t1w))
+    if isinstance(damaged, bytes):
+        t1w.write_bytes(damaged)
+    else:
+        nib.save(damaged, t1w)
+    _, problems = _plan(dataset, "01")
+    (problem,) = problems
+    assert str(t1w) in str(problem) and words in str(problem) and problem.exit_code == 65
 
 
 def test_a_repetition_time_in_milliseconds_is_named_as_such(dataset) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 
 from bidsfusion.errors import InputDataError
@@ -47,6 +48,8 @@ def check_image(path: Path, image: Any, ndim: int) -> None:
         kind = "T1w must be 3D" if ndim == 3 else "BOLD must be a 4D series"
         raise InputDataError(f"{path}: {kind}, got shape {image.shape}")
     _check_size(path, image)
+    _check_values(path, image.header)
+    _check_pixdim(path, image.header)
     zooms = [float(z) for z in np.linalg.norm(np.asarray(image.affine)[:3, :3], axis=0)]
     low, high = VOXEL_SIZE_RANGE_MM
     if not all(low <= z <= high for z in zooms):
@@ -64,6 +67,31 @@ def check_image(path: Path, image: Any, ndim: int) -> None:
             f"{path}: too little coverage to register: field of view "
             f"{' x '.join(f'{e:.0f}' for e in extent)} mm, need at least {MIN_COVERAGE_MM:.0f} mm "
             "along every axis"
+        )
+
+
+def _check_values(path: Path, header: Any) -> None:
+    """Refuse voxels that are not real numbers (complex, RGB)."""
+    dtype = np.dtype(header.get_data_dtype())
+    if dtype.kind not in "iuf" or dtype.fields is not None:
+        raise InputDataError(
+            f"{path}: voxels of data type {dtype} are not real numbers (a complex or RGB "
+            "image); give the magnitude scan"
+        )
+
+
+def _check_pixdim(path: Path, header: Any) -> None:
+    """Refuse a zero or non-finite voxel side in the file's own pixdim, which nibabel reads
+    as 1 mm (it mends the loaded header, so the file's is read again)."""
+    if not isinstance(header, nib.Nifti1Header):
+        return
+    with nib.openers.ImageOpener(path) as opened:
+        raw = type(header).from_fileobj(opened, check=False)
+    pixdim = np.asarray(raw["pixdim"][1:4], dtype=np.float64)
+    if not (np.isfinite(pixdim).all() and (pixdim != 0).all()):
+        raise InputDataError(
+            f"{path}: the header's voxel size (pixdim) is {' x '.join(f'{v:g}' for v in pixdim)} "
+            "mm; fix the header or exclude the scan"
         )
 
 
