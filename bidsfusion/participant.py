@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bidsfusion import __version__, errors
 from bidsfusion.atomic import write_text
@@ -33,6 +34,9 @@ from bidsfusion.locations import (
 )
 from bidsfusion.plugins import registered
 from bidsfusion.timing import duration
+
+if TYPE_CHECKING:
+    from bidsfusion.preprocess.plan import SubjectPlan
 
 log = logging.getLogger("bidsfusion.participant")
 
@@ -178,11 +182,36 @@ def _run_plans(plans, config: RunConfig, backend, modalities, summary: Summary) 
     failures = run_workflow(wf, config, progress)
     for plan in plans:
         name = subject_workflow_name(plan.subject)
-        mine = [error for node, error in failures.items() if name in node.split(".")]
+        mine = subject_failures(
+            plan, [error for node, error in failures.items() if name in node.split(".")]
+        )
         summary.failed.extend(mine)
         if len(mine) < len(plan.anat) + len(plan.func):
             summary.processed.append(f"sub-{plan.subject}")
     log.info("%d subject(s) run in %.0f s", len(plans), time.monotonic() - start)
+
+
+def subject_failures(plan: SubjectPlan, failed: list[BidsFusionError]) -> list[BidsFusionError]:
+    """The errors of a subject's failed steps, each message once (steps that read the same
+    T1w fail alike), and for every BOLD run registered to a failed T1w an error naming
+    the run instead of its own steps' errors."""
+    distinct = list({str(error): error for error in failed}.values())
+    failed_t1w = {
+        job.key: error
+        for job in plan.anat
+        for error in distinct
+        if str(error).startswith(f"{job.t1w}:")
+    }
+    orphans = [job for job in plan.func if job.anat_key in failed_t1w]
+    lost = [
+        type(failed_t1w[job.anat_key])(
+            f"{job.bold}: not processed: the T1w it is registered to failed "
+            f"({failed_t1w[job.anat_key]})"
+        )
+        for job in orphans
+    ]
+    kept = [e for e in distinct if not any(str(e).startswith(f"{j.bold}:") for j in orphans)]
+    return kept + lost
 
 
 class SubjectProgress:

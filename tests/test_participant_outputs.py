@@ -102,7 +102,10 @@ def test_bad_scans_fail_alone_and_the_run_exits_1(first_run):
     assert result.code == 1, result.err
     assert "sub-02_task-rest_bold.json: invalid JSON sidecar" in result.err
     assert "sub-03_T1w.nii.gz: every voxel is 0" in result.err
-    # the run coregistered to that T1w says so too, not SimpleITK's "Refusing to change spacing"
+    # the run coregistered to that T1w is named, with the T1w's reason, not SimpleITK's
+    # "Refusing to change spacing"; the T1w's own failure is reported once
+    bold = "sub-03_task-rest_bold.nii.gz: not processed: the T1w it is registered to failed"
+    assert f"{bold} (" in result.err and "failed 3" in result.err  # sub-02's sidecar too
     assert result.err.count("sub-03_T1w.nii.gz: every voxel is 0") == 2
     assert "spacing" not in result.err
     assert (out / "sub-02" / "anat" / f"sub-02_{GRID}_desc-brain_T1w.nii.gz").is_file()

@@ -200,6 +200,14 @@ def test_voxels_that_are_not_real_numbers_or_a_zero_voxel_side_are_refused(
     assert str(t1w) in str(problem) and words in str(problem) and problem.exit_code == 65
 
 
+def test_a_repetition_time_of_true_is_no_number(dataset) -> None:
+    sidecar = dataset / "sub-02/ses-1/func/sub-02_ses-1_task-rest_bold.json"
+    sidecar.write_text('{"RepetitionTime": true, "TaskName": "rest"}')
+    _, problems = _plan(dataset, "02")
+    (problem,) = problems
+    assert "RepetitionTime True is not a number" in str(problem) and problem.exit_code == 65
+
+
 def test_a_repetition_time_in_milliseconds_is_named_as_such(dataset) -> None:
     sidecar = dataset / "sub-02/ses-1/func/sub-02_ses-1_task-rest_bold.json"
     sidecar.write_text('{"RepetitionTime": 2000, "TaskName": "rest"}')

@@ -125,6 +125,8 @@ def repetition_time(path: Path, metadata: Mapping[str, Any]) -> float:
             f"{path}: RepetitionTime is missing from the JSON sidecar; add it (seconds)"
         )
     try:
+        if isinstance(value, bool):  # JSON true is no number, though float(True) is 1
+            raise TypeError(value)
         tr = float(value)
     except (TypeError, ValueError):
         raise InputDataError(f"{path}: RepetitionTime {value!r} is not a number") from None
