@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from bidsfusion.errors import OutputError
 
@@ -67,6 +68,19 @@ def write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def try_lock(path: Path) -> IO[str] | None:
+    """An exclusive advisory lock on ``path`` (created if needed) held until the returned
+    file is closed, or None when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 @contextlib.contextmanager

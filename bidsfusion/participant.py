@@ -11,6 +11,7 @@ The effective configuration of every run is saved under ``OUTPUT_DIR/logs/``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bidsfusion import __version__, errors
-from bidsfusion.atomic import write_text
+from bidsfusion.atomic import try_lock, write_text
 from bidsfusion.bids import normalize_labels, open_dataset, select_sessions
 from bidsfusion.config import RunConfig
 from bidsfusion.errors import BidsFusionError, NothingSelectedError, OutputError, UsageError
@@ -83,21 +84,36 @@ def run(config: RunConfig) -> Summary:
     _limit_threads(config.execution.omp_nthreads or 1)
     summary = Summary()
     plans = []
-    for subject in subjects:
-        plan, problems = plan_subject(layout, config, subject, sessions, modalities, backend)
-        summary.failed.extend(problems)
-        if plan.anat or plan.func:
-            plans.append(plan)
-        elif not problems:
-            summary.skipped.append(f"sub-{subject}")
-            log.info("sub-%s: all derivatives complete, skipped", subject)
-    if plans:
-        _run_plans(plans, config, backend, modalities, summary)
+    with contextlib.ExitStack() as held:
+        for subject in subjects:
+            lock = try_lock(config.work / "locks" / f"sub-{subject}.lock")
+            if lock is None:
+                summary.failed.append(_busy(subject, config))
+                continue
+            held.enter_context(lock)
+            plan, problems = plan_subject(layout, config, subject, sessions, modalities, backend)
+            summary.failed.extend(problems)
+            if plan.anat or plan.func:
+                plans.append(plan)
+            elif not problems:
+                summary.skipped.append(f"sub-{subject}")
+                log.info("sub-%s: all derivatives complete, skipped", subject)
+        if plans:
+            _run_plans(plans, config, backend, modalities, summary)
     _report_flagged(write_tables(config.output_dir, subjects), config.output_dir / "qc.tsv")
     for line in summary.lines():
         log.info(line)
     _raise_if_failed(summary)
     return summary
+
+
+def _busy(subject: str, config: RunConfig) -> OutputError:
+    """The error of a subject that another run with the same work directory is processing."""
+    return OutputError(
+        f"sub-{subject}: another bidsfusion run is processing it with the work directory "
+        f"{config.work} (it holds {config.work / 'locks' / f'sub-{subject}.lock'}); wait "
+        "for that run, or give this one other --participant-label values"
+    )
 
 
 def _backend(name: str):

@@ -200,6 +200,28 @@ def test_rerun_skips_complete_and_redoes_missing(studyforrest_run, run_cli):
     assert "processed 0" in again.err
 
 
+def test_a_subject_another_run_is_processing_is_refused_with_73(studyforrest_run, run_cli):
+    from bidsfusion.atomic import try_lock
+
+    bids, out, work, _ = studyforrest_run
+    before = (out / FALFF_OUT).stat().st_mtime_ns
+    held = try_lock(work / "locks" / "sub-02.lock")
+    assert held is not None
+    try:
+        result = run_cli(
+            bids, out, "participant", "--task", "oneback", "-w", work, "--participant-label", "02"
+        )
+    finally:
+        held.close()
+    assert result.code == 73
+    assert "sub-02: another bidsfusion run is processing it" in result.err.splitlines()[-1]
+    assert (out / FALFF_OUT).stat().st_mtime_ns == before
+    again = run_cli(
+        bids, out, "participant", "--task", "oneback", "-w", work, "--participant-label", "02"
+    )
+    assert again.code == 0 and "skipped (complete) 1: sub-02" in again.err
+
+
 def test_unknown_task_is_18_listing_tasks(run_cli, tmp_path):
     result = run_cli(STUDYFORREST, tmp_path / "out", "participant")
     assert result.code == 18
