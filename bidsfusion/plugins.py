@@ -18,7 +18,7 @@ from typing import Any
 import pluggy
 
 from bidsfusion import hookspecs
-from bidsfusion.errors import PluginError
+from bidsfusion.errors import BidsFusionError, PluginBugError, PluginError
 
 ENTRY_POINT_GROUP = "bidsfusion"
 DISABLE_AUTOLOAD = "BIDSFUSION_DISABLE_PLUGIN_AUTOLOAD"
@@ -68,9 +68,10 @@ def get_plugin_manager() -> pluggy.PluginManager:
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
     try:
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
+        reason = f"it called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else exc
         raise PluginError(
-            f"a '{ENTRY_POINT_GROUP}' entry-point plugin failed to load: {exc}; "
+            f"a '{ENTRY_POINT_GROUP}' entry-point plugin failed to load: {reason}; "
             f"uninstall it or set {DISABLE_AUTOLOAD}=1"
         ) from exc
 
@@ -118,7 +119,15 @@ def _call_impl(impl: Any, kind: str, found: dict[str, tuple[Any, str]]) -> None:
             )
         found[name] = (thing, impl.plugin_name)
 
-    impl.function(register=register)
+    try:
+        impl.function(register=register)
+    except BidsFusionError:
+        raise
+    except Exception as exc:
+        raise PluginBugError(
+            f"plugin {impl.plugin_name!r} failed in its {KINDS[kind]} hook with an internal "
+            f"error of its own code: {exc!r}; report it to the plugin's authors, or uninstall it"
+        ) from exc
 
 
 @dataclass(frozen=True)

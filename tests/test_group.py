@@ -170,6 +170,13 @@ def test_no_derivatives_is_66(run_cli, tmp_path) -> None:
     result = run_cli(bids, tmp_path / "out", "group", "--objective", "L")
     assert result.code == 66
     assert "run 'bidsfusion BIDS_DIR OUTPUT_DIR participant' first" in result.err
+    # a participant run that wrote its dataset_description.json and stopped
+    from bidsfusion.locations import write_dataset_description
+
+    write_dataset_description(tmp_path / "out", None, None)
+    result = run_cli(bids, tmp_path / "out", "group", "--objective", "L")
+    assert result.code == 66 and result.err.count("\n") == 1
+    assert "holds no derivatives of T1w, falff" in result.err
 
 
 def test_unknown_term_is_64_listing_registered(run_cli, tmp_path) -> None:

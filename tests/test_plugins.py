@@ -80,3 +80,33 @@ def test_plugins_lists_each_objective_term_with_its_options(run_cli) -> None:
     assert "L: clip=20.0, penalty_weight=0.04, located=True" in lines
     assert "Supervised: (no options)" in lines and "DCCAE: = AE-CCA" in lines
     assert any(line.startswith("MMVAE: k=4") for line in lines)
+
+
+class RaisingHook:
+    @hookimpl
+    def register_objectives(self, register):
+        raise ValueError("a bug of the plugin")
+
+
+def test_a_hook_that_raises_is_a_plugin_bug_naming_the_plugin(run_cli):
+    pm = get_plugin_manager()
+    pm.register(RaisingHook(), name="raising-plugin")
+    try:
+        result = run_cli("plugins")
+    finally:
+        pm.unregister(name="raising-plugin")
+    assert result.code == 70 and result.err.count("\n") == 1
+    assert "plugin 'raising-plugin' failed in its register_objectives hook" in result.err
+    assert "internal error: ValueError" not in result.err
+
+
+def test_a_plugin_calling_sys_exit_on_import_is_named_not_obeyed(monkeypatch):
+    from bidsfusion import plugins
+
+    def exiting(group):
+        raise SystemExit(3)
+
+    pm = get_plugin_manager()
+    monkeypatch.setattr(pm, "load_setuptools_entrypoints", exiting)
+    with pytest.raises(PluginError, match=r"failed to load: it called sys.exit\(3\)"):
+        plugins._load_entry_points(pm)

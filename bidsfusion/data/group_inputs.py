@@ -91,6 +91,12 @@ def selected_scans(config: RunConfig, modalities: Sequence[Modality]) -> list[Sc
     days = {s: session_days(config.bids_dir, s) for s in raw_subjects}
     found = find_scans(config.output_dir, modalities, days)
     every = [*found.scans, *found.flagged]
+    if not every:
+        raise InputMissingError(
+            f"{config.output_dir} holds no derivatives of {', '.join(m.name for m in modalities)} "
+            "(a participant run that published nothing?); run 'bidsfusion BIDS_DIR OUTPUT_DIR "
+            "participant' first"
+        )
     requested = normalize_labels(config.execution.participant_label, "sub")
     subjects = set(select_subjects(sorted({s.subject for s in every}), requested))
     sessions = normalize_labels(config.execution.session_label, "ses")
