@@ -18,13 +18,24 @@ from typing import IO
 from bidsfusion.errors import OutputError
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+"""The process's umask, read once at import (reading it means setting it)."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it onto ``path`` on success.
 
     The temporary name is unique to the call (concurrent writers of one path do
     not collide) and keeps the suffixes (``.nii.gz``) so writers that sniff the
-    extension work; the writer creates the file, so its mode follows the umask.
+    extension work; the file gets the mode a new file gets under the process's umask
+    (0644 under 022), whatever its writer chose (safetensors writes 0600).
     On error the temporary file is removed; an OS error (a full disk, no
     permission) becomes :class:`~bidsfusion.errors.OutputError` (exit 73) naming
     ``path``, and ``path`` keeps its previous content.
@@ -34,6 +45,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp_path
+        if tmp_path.is_file():
+            os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     except OSError as exc:
         raise OutputError(

@@ -66,3 +66,15 @@ def test_stale_temporaries_of_one_file_are_removed(tmp_path: Path) -> None:
         other.write_bytes(b"keep")
     assert remove_stale_temporaries(target) == [stale]
     assert not stale.exists() and all(other.exists() for other in others)
+
+
+def test_a_file_written_with_a_private_mode_gets_the_umask_mode(tmp_path: Path) -> None:
+    import os
+
+    from bidsfusion.atomic import _UMASK, atomic_path
+
+    target = tmp_path / "model.safetensors"
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"x")
+        os.chmod(tmp, 0o600)  # what safetensors' writer does
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_UMASK
